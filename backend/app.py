@@ -1,0 +1,80 @@
+"""Sample upstream for tollgate: the invoice validator behind a Power Automate connector.
+
+`POST /api/v1/validate` checks an invoice. Every response also reports what the service
+received (method, path, query, headers), so the demo and the integration tests can see
+exactly what tollgate forwarded: stripped keys, identity headers, rewritten paths.
+"""
+
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+app = FastAPI(title="invoice-validator", version="1.0.0")
+
+
+def received(request: Request, body: bytes) -> dict:
+    return {
+        "method": request.method,
+        "path": request.url.path,
+        "raw_path": request.scope.get("raw_path", b"").decode("latin-1"),
+        "query": request.scope.get("query_string", b"").decode("latin-1"),
+        # Every value of every header, in order, so repeated headers are visible.
+        "headers": [
+            [name.decode("latin-1"), value.decode("latin-1")]
+            for name, value in request.scope["headers"]
+        ],
+        "body_bytes": len(body),
+    }
+
+
+def check_invoice(invoice: dict) -> list[str]:
+    problems = []
+    if not str(invoice.get("invoice_id", "")).strip():
+        problems.append("invoice_id is required")
+    try:
+        amount = Decimal(str(invoice.get("amount")))
+        if amount <= 0:
+            problems.append("amount must be positive")
+    except (InvalidOperation, ValueError):
+        problems.append("amount must be a number")
+    currency = str(invoice.get("currency", ""))
+    if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+        problems.append("currency must be an ISO 4217 code such as EUR")
+    try:
+        date.fromisoformat(str(invoice.get("due_date")))
+    except ValueError:
+        problems.append("due_date must be an ISO date (YYYY-MM-DD)")
+    return problems
+
+
+@app.post("/api/v1/validate")
+async def validate(request: Request):
+    body = await request.body()
+    try:
+        invoice = await request.json() if body else {}
+    except ValueError:
+        invoice = None
+    problems = (
+        check_invoice(invoice)
+        if isinstance(invoice, dict)
+        else ["body must be a JSON object"]
+    )
+    return {"valid": not problems, "problems": problems, "received": received(request, body)}
+
+
+@app.get("/healthz")
+async def healthz():
+    return {"status": "ok"}
+
+
+@app.api_route(
+    "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+)
+async def echo(request: Request, path: str):
+    body = await request.body()
+    return JSONResponse(
+        {"echo": True, "received": received(request, body)},
+        headers={"server": "invoice-validator", "x-backend": "fastapi"},
+    )

@@ -1,0 +1,174 @@
+//! The APIM error catalogue: every response tollgate itself sends, in one place (SPEC.md,
+//! "Responses tollgate sends"). Bodies are `{"statusCode": <int>, "message": "<text>"}`;
+//! no message ever carries a key or a token.
+
+/// Why a request was refused, in the words the metrics use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    MissingCredential,
+    InvalidCredential,
+    Forbidden,
+    RateLimited,
+    QuotaExceeded,
+    NoOperation,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::MissingCredential => "missing_credential",
+            Outcome::InvalidCredential => "invalid_credential",
+            Outcome::Forbidden => "forbidden",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::QuotaExceeded => "quota_exceeded",
+            Outcome::NoOperation => "no_operation",
+        }
+    }
+}
+
+/// A response tollgate sends instead of forwarding the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub status: u32,
+    pub outcome: Outcome,
+    pub message: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Denial {
+    fn new(status: u32, outcome: Outcome, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            outcome,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// 401: no subscription key in the header or the query. `realm` is the request's host;
+    /// `header` the key header's name as configured.
+    pub fn missing_subscription_key(realm: &str, header: &str) -> Self {
+        Self::new(
+            401,
+            Outcome::MissingCredential,
+            "Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.",
+        )
+        .with_header(
+            "www-authenticate",
+            format!(
+                "AzureApiManagementKey realm=\"{}\",name=\"{}\",type=\"header\"",
+                quoted_string_safe(realm),
+                quoted_string_safe(header)
+            ),
+        )
+    }
+
+    /// 401: a key was sent but belongs to no consumer.
+    pub fn invalid_subscription_key() -> Self {
+        Self::new(
+            401,
+            Outcome::InvalidCredential,
+            "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription.",
+        )
+    }
+
+    /// 403: the consumer is known but something it needs is missing; `what` says what,
+    /// without a trailing full stop.
+    pub fn forbidden(what: &str) -> Self {
+        Self::new(403, Outcome::Forbidden, format!("{what}. Access denied."))
+    }
+
+    /// 404: no operation matches and `unmatched` is `reject`.
+    pub fn no_operation() -> Self {
+        Self::new(
+            404,
+            Outcome::NoOperation,
+            "Unable to match incoming request to an operation.",
+        )
+    }
+
+    /// 400: the request line itself cannot be read (a path that is not UTF-8).
+    pub fn bad_request() -> Self {
+        Self::new(400, Outcome::NoOperation, "Bad request.")
+    }
+
+    /// The JSON body, APIM's shape and field order.
+    pub fn body(&self) -> String {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ApimError<'a> {
+            status_code: u32,
+            message: &'a str,
+        }
+        serde_json::to_string(&ApimError {
+            status_code: self.status,
+            message: &self.message,
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// Text fit inside a quoted-string of a header: printable ASCII without `"` or `\`, so a hostile
+/// `Host` cannot break out of the `realm="..."` quotes.
+fn quoted_string_safe(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .filter(|c| *c != '"' && *c != '\\')
+        .take(256)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_key_matches_apim_wording_and_challenge() {
+        let d = Denial::missing_subscription_key("api.contoso.com", "Ocp-Apim-Subscription-Key");
+        assert_eq!(d.status, 401);
+        assert_eq!(
+            d.body(),
+            r#"{"statusCode":401,"message":"Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API."}"#
+        );
+        assert_eq!(
+            d.headers,
+            vec![(
+                "www-authenticate",
+                r#"AzureApiManagementKey realm="api.contoso.com",name="Ocp-Apim-Subscription-Key",type="header""#
+                    .to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn hostile_host_cannot_break_the_challenge_quotes() {
+        let d = Denial::missing_subscription_key("evil\"\r\nx: y\\", "K");
+        assert_eq!(
+            d.headers[0].1,
+            r#"AzureApiManagementKey realm="evilx: y",name="K",type="header""#
+        );
+    }
+
+    #[test]
+    fn bodies_parse_as_apim_json() {
+        for d in [
+            Denial::invalid_subscription_key(),
+            Denial::forbidden("Product 'starter' is not allowed on operation 'v'"),
+            Denial::no_operation(),
+        ] {
+            let v: serde_json::Value = serde_json::from_str(&d.body()).unwrap();
+            assert_eq!(v["statusCode"], d.status);
+            assert_eq!(v["message"], d.message.as_str());
+        }
+        assert_eq!(
+            Denial::forbidden("Product 'starter' is not allowed on operation 'v'").message,
+            "Product 'starter' is not allowed on operation 'v'. Access denied."
+        );
+        assert_eq!(Denial::no_operation().status, 404);
+    }
+}

@@ -1,0 +1,75 @@
+//! Per-request glue: headers in, verdict out, edits applied.
+
+use crate::pipeline::{decide, Verdict};
+use crate::plan::Plan;
+use crate::rewrite::HeaderEdit;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::rc::Rc;
+
+pub struct TollgateHttp {
+    plan: Rc<Plan>,
+    response_edits: Vec<HeaderEdit>,
+}
+
+impl TollgateHttp {
+    pub fn new(plan: Rc<Plan>) -> Self {
+        Self {
+            plan,
+            response_edits: Vec::new(),
+        }
+    }
+}
+
+impl Context for TollgateHttp {}
+
+impl HttpContext for TollgateHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // The bytes variant: the SDK's text variant panics on a header value that is not UTF-8.
+        let headers = self.get_http_request_headers_bytes();
+        match decide(&self.plan, &headers) {
+            Verdict::Deny(denial) => {
+                let body = denial.body();
+                let mut reply_headers: Vec<(&str, &str)> =
+                    vec![("content-type", "application/json")];
+                reply_headers.extend(denial.headers.iter().map(|(n, v)| (*n, v.as_str())));
+                self.send_http_response(denial.status, reply_headers, Some(body.as_bytes()));
+                Action::Pause
+            }
+            Verdict::Forward(forward) => {
+                for edit in &forward.request_edits {
+                    apply(edit, |n, v| self.set_http_request_header(n, v), |n, v| {
+                        self.add_http_request_header(n, v)
+                    });
+                }
+                if let Some(path) = &forward.path {
+                    self.set_http_request_header(":path", Some(path));
+                }
+                self.response_edits = forward.response_edits;
+                Action::Continue
+            }
+            Verdict::PassThrough => Action::Continue,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for edit in std::mem::take(&mut self.response_edits) {
+            apply(&edit, |n, v| self.set_http_response_header(n, v), |n, v| {
+                self.add_http_response_header(n, v)
+            });
+        }
+        Action::Continue
+    }
+}
+
+fn apply(
+    edit: &HeaderEdit,
+    set: impl Fn(&str, Option<&str>),
+    add: impl Fn(&str, &str),
+) {
+    match edit {
+        HeaderEdit::Set(name, value) => set(name, Some(value)),
+        HeaderEdit::Append(name, value) => add(name, value),
+        HeaderEdit::Remove(name) => set(name, None),
+    }
+}

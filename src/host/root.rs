@@ -1,0 +1,50 @@
+//! Root context: receives the plugin configuration, compiles it once, and creates a filter per
+//! request sharing the compiled plan.
+
+use super::http::TollgateHttp;
+use crate::plan::Plan;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+use std::rc::Rc;
+
+#[derive(Default)]
+pub struct TollgateRoot {
+    plan: Option<Rc<Plan>>,
+}
+
+impl Context for TollgateRoot {}
+
+impl RootContext for TollgateRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let Some(bytes) = self.get_plugin_configuration() else {
+            log::error!("tollgate: no plugin configuration given");
+            return false;
+        };
+        match Plan::from_json(&bytes) {
+            Ok(plan) => {
+                log::info!(
+                    "tollgate: configuration loaded ({} operations, {} consumers, {} products)",
+                    plan.operations.len(),
+                    plan.consumers.len(),
+                    plan.products.len()
+                );
+                self.plan = Some(Rc::new(plan));
+                true
+            }
+            Err(err) => {
+                // Refusing the configuration makes Envoy reject it: never a half-working filter.
+                log::error!("tollgate: invalid configuration: {err}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let plan = self.plan.clone()?;
+        Some(Box::new(TollgateHttp::new(plan)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

@@ -1,0 +1,505 @@
+//! The configuration, checked once and compiled into the immutable plan the request path reads.
+//! Every rule that can refuse a configuration lives here, and every refusal names the path of
+//! the offending value (`operations[2].rewrite: must start with '/'`).
+
+use crate::config::{
+    AuthMode, Config, ConsumerConfig, HeaderRulesConfig, LimitConfig, OperationConfig,
+    ProductConfig, Unmatched,
+};
+use crate::operation::{first_match, MethodSet, OperationId, PathMatch, Route};
+use crate::rewrite::HeaderRules;
+use crate::subscription::{KeyHash, KeyTable};
+use crate::template::Template;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// Index of a product in the plan.
+pub type ProductId = usize;
+
+#[derive(Debug)]
+pub struct Plan {
+    /// Key header name, lower-cased for lookup.
+    pub key_header: String,
+    /// Key header name as configured, for the `WWW-Authenticate` challenge.
+    pub key_header_display: String,
+    pub key_query: String,
+    pub products: Vec<Product>,
+    pub consumers: Vec<Consumer>,
+    pub keys: KeyTable,
+    pub operations: Vec<Operation>,
+    pub unmatched: Unmatched,
+}
+
+#[derive(Debug)]
+pub struct Product {
+    pub name: String,
+    pub rate_limit: Option<Limit>,
+    pub quota: Option<Limit>,
+}
+
+/// At most `calls` per `renewal_period_s` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub calls: u64,
+    pub renewal_period_s: u64,
+}
+
+#[derive(Debug)]
+pub struct Consumer {
+    pub id: String,
+    pub product: ProductId,
+    pub jwt_client_ids: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Operation {
+    pub name: String,
+    pub route: Route,
+    pub auth: AuthMode,
+    /// Products allowed to call; `None` = any.
+    pub products: Option<Vec<ProductId>>,
+    pub rewrite: Option<String>,
+    pub request_headers: HeaderRules,
+    pub response_headers: HeaderRules,
+}
+
+impl Operation {
+    pub fn allows(&self, product: ProductId) -> bool {
+        self.products
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(&product))
+    }
+}
+
+/// A refused configuration: where, and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+fn error(path: impl Into<String>, message: impl Into<String>) -> PlanError {
+    PlanError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+impl Plan {
+    /// Parses and checks a JSON configuration; the one entry point for the filter and the CLI.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, PlanError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let config: Config =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+                let path = err.path().to_string();
+                let path = if path == "." {
+                    "configuration".to_string()
+                } else {
+                    path
+                };
+                error(path, err.into_inner().to_string())
+            })?;
+        deserializer
+            .end()
+            .map_err(|err| error("configuration", err.to_string()))?;
+        Self::compile(config)
+    }
+
+    pub fn compile(config: Config) -> Result<Self, PlanError> {
+        let key_header_display = config.subscription_key.header;
+        check_header_name("subscription_key.header", &key_header_display)?;
+        let key_query = config.subscription_key.query;
+        check_query_name("subscription_key.query", &key_query)?;
+
+        if config.jwt.is_some() {
+            return Err(error(
+                "jwt",
+                "JWT validation is not available in this version of tollgate",
+            ));
+        }
+
+        let products = compile_products(config.products)?;
+        let product_ids: HashMap<&str, ProductId> = products
+            .iter()
+            .enumerate()
+            .map(|(id, p)| (p.name.as_str(), id))
+            .collect();
+        let (consumers, keys) = compile_consumers(config.consumers, &product_ids)?;
+        let operations = compile_operations(config.operations, &product_ids)?;
+
+        Ok(Self {
+            key_header: key_header_display.to_ascii_lowercase(),
+            key_header_display,
+            key_query,
+            products,
+            consumers,
+            keys,
+            operations,
+            unmatched: config.unmatched,
+        })
+    }
+
+    /// The first operation whose method and path match, with the matched path length.
+    pub fn match_operation(&self, method: &str, path: &str) -> Option<(OperationId, usize)> {
+        first_match(self.operations.iter().map(|op| &op.route), method, path)
+    }
+}
+
+fn compile_products(
+    products: Option<BTreeMap<String, ProductConfig>>,
+) -> Result<Vec<Product>, PlanError> {
+    let Some(products) = products else {
+        return Ok(Vec::new());
+    };
+    if products.is_empty() {
+        return Err(error("products", "must not be empty when given"));
+    }
+    products
+        .into_iter()
+        .map(|(name, product)| {
+            let at = format!("products.{name}");
+            check_identifier(&at, &name)?;
+            Ok(Product {
+                rate_limit: compile_limit(&format!("{at}.rate_limit"), product.rate_limit)?,
+                quota: compile_limit(&format!("{at}.quota"), product.quota)?,
+                name,
+            })
+        })
+        .collect()
+}
+
+fn compile_limit(at: &str, limit: Option<LimitConfig>) -> Result<Option<Limit>, PlanError> {
+    let Some(limit) = limit else {
+        return Ok(None);
+    };
+    if limit.calls == 0 {
+        return Err(error(format!("{at}.calls"), "must be at least 1"));
+    }
+    if limit.renewal_period_s == 0 {
+        return Err(error(format!("{at}.renewal_period_s"), "must be at least 1"));
+    }
+    Ok(Some(Limit {
+        calls: limit.calls,
+        renewal_period_s: limit.renewal_period_s,
+    }))
+}
+
+fn compile_consumers(
+    consumers: Option<Vec<ConsumerConfig>>,
+    product_ids: &HashMap<&str, ProductId>,
+) -> Result<(Vec<Consumer>, KeyTable), PlanError> {
+    let Some(consumers) = consumers else {
+        return Ok((Vec::new(), KeyTable::default()));
+    };
+    if consumers.is_empty() {
+        return Err(error("consumers", "must not be empty when given"));
+    }
+    let mut keys = KeyTable::default();
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    let mut client_ids: HashMap<String, String> = HashMap::new();
+    let mut compiled = Vec::with_capacity(consumers.len());
+    for (index, consumer) in consumers.into_iter().enumerate() {
+        let at = format!("consumers[{index}]");
+        check_identifier(&format!("{at}.id"), &consumer.id)?;
+        if let Some(first) = ids.insert(consumer.id.clone(), index) {
+            return Err(error(
+                format!("{at}.id"),
+                format!(
+                    "duplicate consumer id '{}' (also consumers[{first}])",
+                    consumer.id
+                ),
+            ));
+        }
+        let product = *product_ids.get(consumer.product.as_str()).ok_or_else(|| {
+            error(
+                format!("{at}.product"),
+                unknown_product(&consumer.product, product_ids),
+            )
+        })?;
+        if consumer.keys.is_none() && consumer.jwt_client_ids.is_none() {
+            return Err(error(
+                at,
+                "needs at least one of 'keys' or 'jwt_client_ids'",
+            ));
+        }
+        if let Some(hashes) = &consumer.keys {
+            if hashes.is_empty() {
+                return Err(error(format!("{at}.keys"), "must not be empty when given"));
+            }
+            for (k, text) in hashes.iter().enumerate() {
+                let key_at = format!("{at}.keys[{k}]");
+                let hash = KeyHash::parse(text).map_err(|msg| error(&key_at, msg))?;
+                if let Some(holder) = keys.insert(hash, index) {
+                    let holder_id = compiled
+                        .get(holder)
+                        .map_or(consumer.id.as_str(), |c: &Consumer| c.id.as_str());
+                    return Err(error(
+                        key_at,
+                        format!("duplicate key, already held by consumer '{holder_id}'"),
+                    ));
+                }
+            }
+        }
+        if consumer.jwt_client_ids.as_ref().is_some_and(Vec::is_empty) {
+            return Err(error(
+                format!("{at}.jwt_client_ids"),
+                "must not be empty when given",
+            ));
+        }
+        let jwt_client_ids = consumer.jwt_client_ids.unwrap_or_default();
+        for (c, client_id) in jwt_client_ids.iter().enumerate() {
+            let client_at = format!("{at}.jwt_client_ids[{c}]");
+            if client_id.is_empty() {
+                return Err(error(client_at, "must not be empty"));
+            }
+            if let Some(holder) = client_ids.insert(client_id.clone(), consumer.id.clone()) {
+                return Err(error(
+                    client_at,
+                    format!("duplicate client id '{client_id}', already mapped to consumer '{holder}'"),
+                ));
+            }
+        }
+        compiled.push(Consumer {
+            id: consumer.id,
+            product,
+            jwt_client_ids,
+        });
+    }
+    Ok((compiled, keys))
+}
+
+fn compile_operations(
+    operations: Vec<OperationConfig>,
+    product_ids: &HashMap<&str, ProductId>,
+) -> Result<Vec<Operation>, PlanError> {
+    if operations.is_empty() {
+        return Err(error("operations", "must not be empty"));
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut compiled = Vec::with_capacity(operations.len());
+    for (index, op) in operations.into_iter().enumerate() {
+        let at = format!("operations[{index}]");
+        check_identifier(&format!("{at}.name"), &op.name)?;
+        if let Some(first) = names.insert(op.name.clone(), index) {
+            return Err(error(
+                format!("{at}.name"),
+                format!("duplicate operation name '{}' (also operations[{first}])", op.name),
+            ));
+        }
+        compiled.push(compile_operation(&at, op, product_ids)?);
+    }
+    Ok(compiled)
+}
+
+fn compile_operation(
+    at: &str,
+    op: OperationConfig,
+    product_ids: &HashMap<&str, ProductId>,
+) -> Result<Operation, PlanError> {
+    let methods = match op.methods {
+        None => MethodSet::any(),
+        Some(methods) => {
+            if methods.is_empty() {
+                return Err(error(format!("{at}.methods"), "must not be empty when given (leave it out for any method)"));
+            }
+            for (m, method) in methods.iter().enumerate() {
+                if !is_token(method) {
+                    return Err(error(
+                        format!("{at}.methods[{m}]"),
+                        format!("{method:?} is not an HTTP method"),
+                    ));
+                }
+            }
+            MethodSet::of(methods)
+        }
+    };
+    let path = match (op.path, op.path_prefix) {
+        (Some(_), Some(_)) => {
+            return Err(error(at, "give one of 'path' or 'path_prefix', not both"))
+        }
+        (None, None) => return Err(error(at, "needs one of 'path' or 'path_prefix'")),
+        (Some(path), None) => {
+            check_path(&format!("{at}.path"), &path)?;
+            PathMatch::Exact(path)
+        }
+        (None, Some(prefix)) => {
+            check_path(&format!("{at}.path_prefix"), &prefix)?;
+            PathMatch::Prefix(prefix)
+        }
+    };
+    match op.auth {
+        AuthMode::SubscriptionKey | AuthMode::None => {}
+        other => {
+            return Err(error(
+                format!("{at}.auth"),
+                format!(
+                    "'{}' needs JWT validation, which is not available in this version of tollgate",
+                    other.as_str()
+                ),
+            ))
+        }
+    }
+    let products = match op.products {
+        None => None,
+        Some(_) if op.auth == AuthMode::None => {
+            return Err(error(
+                format!("{at}.products"),
+                "an operation with auth 'none' has no consumer, so it cannot restrict products",
+            ))
+        }
+        Some(names) => {
+            if names.is_empty() {
+                return Err(error(
+                    format!("{at}.products"),
+                    "must not be empty when given (leave it out to allow every product)",
+                ));
+            }
+            let mut ids = Vec::with_capacity(names.len());
+            for (p, name) in names.iter().enumerate() {
+                let id = *product_ids.get(name.as_str()).ok_or_else(|| {
+                    error(format!("{at}.products[{p}]"), unknown_product(name, product_ids))
+                })?;
+                ids.push(id);
+            }
+            Some(ids)
+        }
+    };
+    if let Some(rewrite) = &op.rewrite {
+        check_path(&format!("{at}.rewrite"), rewrite)?;
+    }
+    Ok(Operation {
+        name: op.name,
+        route: Route { methods, path },
+        auth: op.auth,
+        products,
+        rewrite: op.rewrite,
+        request_headers: compile_header_rules(&format!("{at}.request_headers"), op.request_headers)?,
+        response_headers: compile_header_rules(
+            &format!("{at}.response_headers"),
+            op.response_headers,
+        )?,
+    })
+}
+
+fn compile_header_rules(
+    at: &str,
+    rules: Option<HeaderRulesConfig>,
+) -> Result<HeaderRules, PlanError> {
+    let rules = rules.unwrap_or_default();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut claim = |name: &str, place: String| -> Result<String, PlanError> {
+        check_header_name(&place, name)?;
+        let lower = name.to_ascii_lowercase();
+        if let Some(first) = seen.insert(lower.clone(), place.clone()) {
+            return Err(error(
+                place,
+                format!("header '{name}' is already named at {first}"),
+            ));
+        }
+        Ok(lower)
+    };
+    let mut compiled = HeaderRules::default();
+    for (name, value) in rules.set.unwrap_or_default() {
+        let place = format!("{at}.set.{name}");
+        let lower = claim(&name, place.clone())?;
+        let template = Template::parse(&value).map_err(|msg| error(place, msg))?;
+        compiled.set.push((lower, template));
+    }
+    for (name, value) in rules.append.unwrap_or_default() {
+        let place = format!("{at}.append.{name}");
+        let lower = claim(&name, place.clone())?;
+        let template = Template::parse(&value).map_err(|msg| error(place, msg))?;
+        compiled.append.push((lower, template));
+    }
+    if let Some(remove) = rules.remove {
+        if remove.is_empty() {
+            return Err(error(format!("{at}.remove"), "must not be empty when given"));
+        }
+        for (r, name) in remove.iter().enumerate() {
+            compiled.remove.push(claim(name, format!("{at}.remove[{r}]"))?);
+        }
+    }
+    Ok(compiled)
+}
+
+fn unknown_product(name: &str, product_ids: &HashMap<&str, ProductId>) -> String {
+    let mut known: Vec<&str> = product_ids.keys().copied().collect();
+    known.sort_unstable();
+    if known.is_empty() {
+        format!("unknown product '{name}' (no products are configured)")
+    } else {
+        format!("unknown product '{name}' (known: {})", known.join(", "))
+    }
+}
+
+/// RFC 9110 token characters: what header names and methods are made of.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn check_header_name(at: &str, name: &str) -> Result<(), PlanError> {
+    if is_token(name) {
+        Ok(())
+    } else {
+        Err(error(
+            at,
+            format!("{name:?} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only; pseudo-headers cannot be set)"),
+        ))
+    }
+}
+
+fn check_query_name(at: &str, name: &str) -> Result<(), PlanError> {
+    if name.is_empty() || name.contains(['&', '=', '#', '?', '%', '+']) || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Err(error(
+            at,
+            format!("{name:?} is not a usable query parameter name"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Names that end up in headers, logs and metric labels: printable, no spaces, at most 128
+/// bytes.
+fn check_identifier(at: &str, name: &str) -> Result<(), PlanError> {
+    if name.is_empty() {
+        return Err(error(at, "must not be empty"));
+    }
+    if name.len() > 128 {
+        return Err(error(at, "must be at most 128 bytes"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(error(
+            at,
+            format!("{name:?} may only hold printable ASCII without spaces"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_path(at: &str, path: &str) -> Result<(), PlanError> {
+    if !path.starts_with('/') {
+        return Err(error(at, "must start with '/'"));
+    }
+    if path.contains(['?', '#']) {
+        return Err(error(at, "must not contain '?' or '#'"));
+    }
+    if path.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(error(at, "must not contain spaces or control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! Header-value templates: literal text with `{consumer}`, `{product}`, `{operation}` and
+//! `{claim:<name>}` placeholders. Parsed once at load; rendering only concatenates.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Literal(String),
+    Consumer,
+    Product,
+    Operation,
+    Claim(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pieces: Vec<Piece>,
+}
+
+/// What a template can refer to for one request. `None` means "not known for this request"
+/// (no consumer on an `auth: none` operation, a claim the token does not carry).
+pub struct TemplateValues<'a> {
+    pub consumer: Option<&'a str>,
+    pub product: Option<&'a str>,
+    pub operation: &'a str,
+    pub claims: &'a dyn ClaimSource,
+}
+
+/// Claim values of the request's verified token, as text fit for a header.
+pub trait ClaimSource {
+    fn claim(&self, name: &str) -> Option<String>;
+}
+
+/// For requests that carry no verified token.
+pub struct NoClaims;
+
+impl ClaimSource for NoClaims {
+    fn claim(&self, _name: &str) -> Option<String> {
+        None
+    }
+}
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(bad) = text.chars().find(|c| c.is_control() && *c != '\t') {
+            return Err(format!(
+                "control character U+{:04X} is not allowed in a header value",
+                bad as u32
+            ));
+        }
+        let mut pieces = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            match rest.find(['{', '}']) {
+                None => {
+                    pieces.push(Piece::Literal(rest.to_string()));
+                    break;
+                }
+                Some(at) => {
+                    let (literal, tail) = rest.split_at(at);
+                    if !literal.is_empty() {
+                        pieces.push(Piece::Literal(literal.to_string()));
+                    }
+                    if tail.starts_with('}') {
+                        return Err(format!("unmatched '}}' in template {text:?}"));
+                    }
+                    let close = tail
+                        .find('}')
+                        .ok_or_else(|| format!("unclosed '{{' in template {text:?}"))?;
+                    let name = tail.get(1..close).unwrap_or_default();
+                    pieces.push(Self::placeholder(name)?);
+                    rest = tail.get(close + 1..).unwrap_or_default();
+                }
+            }
+        }
+        Ok(Self { pieces })
+    }
+
+    fn placeholder(name: &str) -> Result<Piece, String> {
+        match name {
+            "consumer" => Ok(Piece::Consumer),
+            "product" => Ok(Piece::Product),
+            "operation" => Ok(Piece::Operation),
+            _ => match name.strip_prefix("claim:") {
+                Some(claim) if !claim.is_empty() && !claim.contains('{') => {
+                    Ok(Piece::Claim(claim.to_string()))
+                }
+                _ => Err(format!(
+                    "unknown placeholder {{{name}}}: use {{consumer}}, {{product}}, {{operation}} or {{claim:<name>}}"
+                )),
+            },
+        }
+    }
+
+    /// The value for this request, or `None` when a placeholder has no value here.
+    pub fn render(&self, values: &TemplateValues) -> Option<String> {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(text) => out.push_str(text),
+                Piece::Consumer => out.push_str(values.consumer?),
+                Piece::Product => out.push_str(values.product?),
+                Piece::Operation => out.push_str(values.operation),
+                Piece::Claim(name) => out.push_str(&values.claims.claim(name)?),
+            }
+        }
+        Some(out)
+    }
+
+    pub fn uses_claims(&self) -> bool {
+        self.pieces.iter().any(|p| matches!(p, Piece::Claim(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct OneClaim;
+    impl ClaimSource for OneClaim {
+        fn claim(&self, name: &str) -> Option<String> {
+            (name == "oid").then(|| "0000-1111".to_string())
+        }
+    }
+
+    fn values<'a>(consumer: Option<&'a str>, claims: &'a dyn ClaimSource) -> TemplateValues<'a> {
+        TemplateValues {
+            consumer,
+            product: consumer.map(|_| "starter"),
+            operation: "validate",
+            claims,
+        }
+    }
+
+    #[test]
+    fn renders_every_placeholder() {
+        let t = Template::parse("{consumer}/{product}/{operation}/{claim:oid}!").unwrap();
+        assert_eq!(
+            t.render(&values(Some("invoice-flow"), &OneClaim)).as_deref(),
+            Some("invoice-flow/starter/validate/0000-1111!")
+        );
+        assert!(t.uses_claims());
+    }
+
+    #[test]
+    fn literal_only_and_empty() {
+        let t = Template::parse("fixed value").unwrap();
+        assert_eq!(
+            t.render(&values(None, &NoClaims)).as_deref(),
+            Some("fixed value")
+        );
+        assert_eq!(
+            Template::parse("")
+                .unwrap()
+                .render(&values(None, &NoClaims))
+                .as_deref(),
+            Some("")
+        );
+    }
+
+    #[test]
+    fn missing_value_renders_nothing() {
+        let t = Template::parse("id={consumer}").unwrap();
+        assert_eq!(t.render(&values(None, &NoClaims)), None);
+        let t = Template::parse("{claim:roles}").unwrap();
+        assert_eq!(t.render(&values(Some("a"), &OneClaim)), None);
+    }
+
+    #[test]
+    fn refuses_bad_templates() {
+        for (text, wanted) in [
+            ("{user}", "unknown placeholder {user}"),
+            ("{claim:}", "unknown placeholder {claim:}"),
+            ("{}", "unknown placeholder {}"),
+            ("{consumer", "unclosed '{'"),
+            ("consumer}", "unmatched '}'"),
+            ("a\r\nb", "control character U+000D"),
+            ("a\0", "control character U+0000"),
+        ] {
+            let err = Template::parse(text).unwrap_err();
+            assert!(err.contains(wanted), "{text:?}: {err}");
+        }
+    }
+}
