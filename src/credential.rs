@@ -157,7 +157,10 @@ mod tests {
     #[test]
     fn missing_everywhere() {
         let h = headers(&[]);
-        assert_eq!(presented_key(&h, HEADER, None, PARAM), PresentedKey::Missing);
+        assert_eq!(
+            presented_key(&h, HEADER, None, PARAM),
+            PresentedKey::Missing
+        );
         assert_eq!(
             presented_key(&h, HEADER, Some("subscription-key=&x=1"), PARAM),
             PresentedKey::Missing
@@ -183,11 +186,21 @@ mod tests {
     fn repeated_query_parameter_must_agree() {
         let h = headers(&[]);
         assert_eq!(
-            presented_key(&h, HEADER, Some("subscription-key=a&subscription-key=a"), PARAM),
+            presented_key(
+                &h,
+                HEADER,
+                Some("subscription-key=a&subscription-key=a"),
+                PARAM
+            ),
             found(b"a")
         );
         assert_eq!(
-            presented_key(&h, HEADER, Some("subscription-key=a&subscription-key=b"), PARAM),
+            presented_key(
+                &h,
+                HEADER,
+                Some("subscription-key=a&subscription-key=b"),
+                PARAM
+            ),
             PresentedKey::Conflicting
         );
     }
@@ -213,7 +226,10 @@ mod tests {
             Some("a=1&b=%20x".to_string())
         );
         assert_eq!(query_without("subscription-key=k", PARAM), None);
-        assert_eq!(query_without("flag&&x=", PARAM), Some("flag&x=".to_string()));
+        assert_eq!(
+            query_without("flag&&x=", PARAM),
+            Some("flag&x=".to_string())
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ impl MethodSet {
     /// everyone writes in upper case.
     pub fn of(methods: Vec<String>) -> Self {
         Self(Some(
-            methods.into_iter().map(|m| m.to_ascii_uppercase()).collect(),
+            methods
+                .into_iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect(),
         ))
     }
 

@@ -35,9 +35,10 @@ pub struct Forward {
 
 /// Decides what to do with a request, given all of its headers (pseudo-headers included).
 pub fn decide(plan: &Plan, headers: &Headers) -> Verdict {
-    let (Some(method), Some(path_and_query)) =
-        (text_header(headers, ":method"), text_header(headers, ":path"))
-    else {
+    let (Some(method), Some(path_and_query)) = (
+        text_header(headers, ":method"),
+        text_header(headers, ":path"),
+    ) else {
         return Verdict::Deny(Denial::bad_request());
     };
     let (path, query) = split_path(path_and_query);
@@ -149,7 +150,8 @@ fn rewrite(
         .push_edits(&values, &mut response_edits);
 
     let stripped_query = query.map(|q| query_without(q, &plan.key_query));
-    let query_changed = matches!((query, &stripped_query), (Some(q), Some(s)) if s.as_deref() != Some(q));
+    let query_changed =
+        matches!((query, &stripped_query), (Some(q), Some(s)) if s.as_deref() != Some(q));
     let path = (operation.rewrite.is_some() || query_changed).then(|| {
         upstream_path(
             path,

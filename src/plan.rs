@@ -100,7 +100,8 @@ impl Plan {
         let config: Config =
             serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
                 let path = err.path().to_string();
-                let path = if path == "." {
+                // "." is the document itself, "?" a position serde could not name.
+                let path = if path == "." || path == "?" {
                     "configuration".to_string()
                 } else {
                     path
@@ -184,7 +185,10 @@ fn compile_limit(at: &str, limit: Option<LimitConfig>) -> Result<Option<Limit>, 
         return Err(error(format!("{at}.calls"), "must be at least 1"));
     }
     if limit.renewal_period_s == 0 {
-        return Err(error(format!("{at}.renewal_period_s"), "must be at least 1"));
+        return Err(error(
+            format!("{at}.renewal_period_s"),
+            "must be at least 1",
+        ));
     }
     Ok(Some(Limit {
         calls: limit.calls,
@@ -263,7 +267,9 @@ fn compile_consumers(
             if let Some(holder) = client_ids.insert(client_id.clone(), consumer.id.clone()) {
                 return Err(error(
                     client_at,
-                    format!("duplicate client id '{client_id}', already mapped to consumer '{holder}'"),
+                    format!(
+                        "duplicate client id '{client_id}', already mapped to consumer '{holder}'"
+                    ),
                 ));
             }
         }
@@ -291,7 +297,10 @@ fn compile_operations(
         if let Some(first) = names.insert(op.name.clone(), index) {
             return Err(error(
                 format!("{at}.name"),
-                format!("duplicate operation name '{}' (also operations[{first}])", op.name),
+                format!(
+                    "duplicate operation name '{}' (also operations[{first}])",
+                    op.name
+                ),
             ));
         }
         compiled.push(compile_operation(&at, op, product_ids)?);
@@ -308,7 +317,10 @@ fn compile_operation(
         None => MethodSet::any(),
         Some(methods) => {
             if methods.is_empty() {
-                return Err(error(format!("{at}.methods"), "must not be empty when given (leave it out for any method)"));
+                return Err(error(
+                    format!("{at}.methods"),
+                    "must not be empty when given (leave it out for any method)",
+                ));
             }
             for (m, method) in methods.iter().enumerate() {
                 if !is_token(method) {
@@ -365,7 +377,10 @@ fn compile_operation(
             let mut ids = Vec::with_capacity(names.len());
             for (p, name) in names.iter().enumerate() {
                 let id = *product_ids.get(name.as_str()).ok_or_else(|| {
-                    error(format!("{at}.products[{p}]"), unknown_product(name, product_ids))
+                    error(
+                        format!("{at}.products[{p}]"),
+                        unknown_product(name, product_ids),
+                    )
                 })?;
                 ids.push(id);
             }
@@ -381,7 +396,10 @@ fn compile_operation(
         auth: op.auth,
         products,
         rewrite: op.rewrite,
-        request_headers: compile_header_rules(&format!("{at}.request_headers"), op.request_headers)?,
+        request_headers: compile_header_rules(
+            &format!("{at}.request_headers"),
+            op.request_headers,
+        )?,
         response_headers: compile_header_rules(
             &format!("{at}.response_headers"),
             op.response_headers,
@@ -421,10 +439,15 @@ fn compile_header_rules(
     }
     if let Some(remove) = rules.remove {
         if remove.is_empty() {
-            return Err(error(format!("{at}.remove"), "must not be empty when given"));
+            return Err(error(
+                format!("{at}.remove"),
+                "must not be empty when given",
+            ));
         }
         for (r, name) in remove.iter().enumerate() {
-            compiled.remove.push(claim(name, format!("{at}.remove[{r}]"))?);
+            compiled
+                .remove
+                .push(claim(name, format!("{at}.remove[{r}]"))?);
         }
     }
     Ok(compiled)
@@ -460,7 +483,10 @@ fn check_header_name(at: &str, name: &str) -> Result<(), PlanError> {
 }
 
 fn check_query_name(at: &str, name: &str) -> Result<(), PlanError> {
-    if name.is_empty() || name.contains(['&', '=', '#', '?', '%', '+']) || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if name.is_empty()
+        || name.contains(['&', '=', '#', '?', '%', '+'])
+        || name.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
         Err(error(
             at,
             format!("{name:?} is not a usable query parameter name"),

@@ -88,9 +88,15 @@ mod tests {
 
     fn rules() -> HeaderRules {
         HeaderRules {
-            set: vec![("x-consumer-id".into(), Template::parse("{consumer}").unwrap())],
+            set: vec![(
+                "x-consumer-id".into(),
+                Template::parse("{consumer}").unwrap(),
+            )],
             append: vec![
-                ("x-via".into(), Template::parse("tollgate/{operation}").unwrap()),
+                (
+                    "x-via".into(),
+                    Template::parse("tollgate/{operation}").unwrap(),
+                ),
                 ("x-who".into(), Template::parse("{consumer}").unwrap()),
             ],
             remove: vec!["x-debug".into()],

@@ -134,7 +134,8 @@ mod tests {
     fn renders_every_placeholder() {
         let t = Template::parse("{consumer}/{product}/{operation}/{claim:oid}!").unwrap();
         assert_eq!(
-            t.render(&values(Some("invoice-flow"), &OneClaim)).as_deref(),
+            t.render(&values(Some("invoice-flow"), &OneClaim))
+                .as_deref(),
             Some("invoice-flow/starter/validate/0000-1111!")
         );
         assert!(t.uses_claims());

@@ -38,9 +38,11 @@ impl HttpContext for TollgateHttp {
             }
             Verdict::Forward(forward) => {
                 for edit in &forward.request_edits {
-                    apply(edit, |n, v| self.set_http_request_header(n, v), |n, v| {
-                        self.add_http_request_header(n, v)
-                    });
+                    apply(
+                        edit,
+                        |n, v| self.set_http_request_header(n, v),
+                        |n, v| self.add_http_request_header(n, v),
+                    );
                 }
                 if let Some(path) = &forward.path {
                     self.set_http_request_header(":path", Some(path));
@@ -54,19 +56,17 @@ impl HttpContext for TollgateHttp {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         for edit in std::mem::take(&mut self.response_edits) {
-            apply(&edit, |n, v| self.set_http_response_header(n, v), |n, v| {
-                self.add_http_response_header(n, v)
-            });
+            apply(
+                &edit,
+                |n, v| self.set_http_response_header(n, v),
+                |n, v| self.add_http_response_header(n, v),
+            );
         }
         Action::Continue
     }
 }
 
-fn apply(
-    edit: &HeaderEdit,
-    set: impl Fn(&str, Option<&str>),
-    add: impl Fn(&str, &str),
-) {
+fn apply(edit: &HeaderEdit, set: impl Fn(&str, Option<&str>), add: impl Fn(&str, &str)) {
     match edit {
         HeaderEdit::Set(name, value) => set(name, Some(value)),
         HeaderEdit::Append(name, value) => add(name, value),

@@ -1,0 +1,477 @@
+use super::*;
+use crate::subscription::KeyHash;
+use serde_json::{json, Value};
+
+fn hash(key: &str) -> String {
+    KeyHash::of(key.as_bytes()).to_config_string()
+}
+
+/// A valid configuration exercising every section; tests break one thing at a time.
+fn valid() -> Value {
+    json!({
+        "subscription_key": { "header": "Ocp-Apim-Subscription-Key", "query": "subscription-key" },
+        "products": {
+            "starter": { "rate_limit": { "calls": 5, "renewal_period_s": 60 },
+                         "quota": { "calls": 1000, "renewal_period_s": 86400 } },
+            "unlimited": {}
+        },
+        "consumers": [
+            { "id": "invoice-flow", "product": "starter", "keys": [hash("p"), hash("s")] },
+            { "id": "contoso-portal", "product": "unlimited", "keys": [hash("c")],
+              "jwt_client_ids": ["app-1"] }
+        ],
+        "operations": [
+            { "name": "validate", "methods": ["POST"], "path": "/validate",
+              "auth": "subscription_key", "products": ["starter", "unlimited"],
+              "rewrite": "/api/v1/validate",
+              "request_headers": { "set": { "x-consumer-id": "{consumer}" }, "remove": ["x-debug"] },
+              "response_headers": { "remove": ["server"] } },
+            { "name": "open", "path_prefix": "/public", "auth": "none" }
+        ],
+        "unmatched": "reject"
+    })
+}
+
+fn compile(config: &Value) -> Result<Plan, PlanError> {
+    Plan::from_json(config.to_string().as_bytes())
+}
+
+/// Applies `edit` to a valid configuration and returns the refusal as "path: message".
+fn refusal(edit: impl FnOnce(&mut Value)) -> String {
+    let mut config = valid();
+    edit(&mut config);
+    match compile(&config) {
+        Ok(_) => panic!("configuration was accepted: {config}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+fn assert_refused(edit: impl FnOnce(&mut Value), path: &str, words: &str) {
+    let message = refusal(edit);
+    assert!(
+        message.starts_with(&format!("{path}: ")),
+        "expected path {path}, got: {message}"
+    );
+    assert!(message.contains(words), "expected {words:?} in: {message}");
+}
+
+#[test]
+fn the_full_example_compiles() {
+    let plan = compile(&valid()).unwrap();
+    assert_eq!(plan.key_header, "ocp-apim-subscription-key");
+    assert_eq!(plan.key_header_display, "Ocp-Apim-Subscription-Key");
+    assert_eq!(plan.key_query, "subscription-key");
+    assert_eq!(plan.products.len(), 2);
+    assert_eq!(plan.consumers.len(), 2);
+    assert_eq!(plan.operations.len(), 2);
+    assert_eq!(plan.keys.consumer_for(b"p"), Some(0));
+    assert_eq!(plan.keys.consumer_for(b"s"), Some(0));
+    assert_eq!(plan.keys.consumer_for(b"c"), Some(1));
+    let starter = &plan.products[plan.consumers[0].product];
+    assert_eq!(starter.name, "starter");
+    assert_eq!(
+        starter.rate_limit,
+        Some(Limit {
+            calls: 5,
+            renewal_period_s: 60
+        })
+    );
+    assert_eq!(plan.consumers[1].jwt_client_ids, vec!["app-1".to_string()]);
+}
+
+#[test]
+fn defaults_apply() {
+    let plan = compile(&json!({
+        "consumers": [{ "id": "a", "product": "p", "keys": [hash("k")] }],
+        "products": { "p": {} },
+        "operations": [{ "name": "all", "path_prefix": "/" }]
+    }))
+    .unwrap();
+    assert_eq!(plan.key_header, "ocp-apim-subscription-key");
+    assert_eq!(plan.key_query, "subscription-key");
+    assert_eq!(plan.unmatched, Unmatched::Reject);
+    assert_eq!(plan.operations[0].auth, AuthMode::SubscriptionKey);
+    assert!(plan.operations[0].route.methods.contains("DELETE"));
+}
+
+#[test]
+fn struct_numbers_from_istio_are_accepted() {
+    let mut config = valid();
+    config["products"]["starter"]["rate_limit"] = json!({ "calls": 5.0, "renewal_period_s": 60.0 });
+    let plan = compile(&config).unwrap();
+    assert_eq!(
+        plan.products[0].rate_limit,
+        Some(Limit {
+            calls: 5,
+            renewal_period_s: 60
+        })
+    );
+}
+
+#[test]
+fn not_json_is_refused() {
+    let err = Plan::from_json(b"{not json").unwrap_err();
+    assert_eq!(err.path, "configuration");
+    let err = Plan::from_json(b"").unwrap_err();
+    assert_eq!(err.path, "configuration");
+    let err = Plan::from_json(b"{\"operations\": []} trailing").unwrap_err();
+    assert_eq!(err.path, "configuration");
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_path() {
+    assert_refused(
+        |c| c["rate_limits"] = json!({}),
+        "rate_limits",
+        "unknown field `rate_limits`",
+    );
+    assert_refused(
+        |c| c["operations"][1]["rewite"] = json!("/x"),
+        "operations[1].rewite",
+        "unknown field `rewite`",
+    );
+    assert_refused(
+        |c| c["products"]["starter"]["rate_limit"]["burst"] = json!(1),
+        "products.starter.rate_limit.burst",
+        "unknown field `burst`",
+    );
+    assert_refused(
+        |c| c["consumers"][0]["key"] = json!("x"),
+        "consumers[0].key",
+        "unknown field `key`",
+    );
+    assert_refused(
+        |c| c["operations"][0]["request_headers"]["add"] = json!({}),
+        "operations[0].request_headers.add",
+        "unknown field `add`",
+    );
+}
+
+#[test]
+fn wrong_types_are_refused_with_their_path() {
+    assert_refused(
+        |c| c["operations"] = json!({}),
+        "operations",
+        "invalid type",
+    );
+    assert_refused(
+        |c| c["operations"][0]["methods"] = json!("POST"),
+        "operations[0].methods",
+        "invalid type",
+    );
+    assert_refused(
+        |c| c["products"]["starter"]["quota"]["calls"] = json!("many"),
+        "products.starter.quota.calls",
+        "invalid type",
+    );
+    assert_refused(
+        |c| c["products"]["starter"]["quota"]["calls"] = json!(2.5),
+        "products.starter.quota.calls",
+        "whole number",
+    );
+    assert_refused(
+        |c| c["products"]["starter"]["quota"]["calls"] = json!(-1),
+        "products.starter.quota.calls",
+        "whole number",
+    );
+    assert_refused(
+        |c| c["operations"][0]["auth"] = json!("apikey"),
+        "operations[0].auth",
+        "unknown variant `apikey`",
+    );
+    assert_refused(
+        |c| c["unmatched"] = json!("allow"),
+        "unmatched",
+        "unknown variant `allow`",
+    );
+    assert_refused(
+        |c| c["consumers"][0]["keys"] = json!([1]),
+        "consumers[0].keys[0]",
+        "invalid type",
+    );
+}
+
+#[test]
+fn missing_operations_is_refused() {
+    assert_refused(
+        |c| {
+            c.as_object_mut().unwrap().remove("operations");
+        },
+        "configuration",
+        "missing field `operations`",
+    );
+}
+
+#[test]
+fn empty_lists_are_refused() {
+    assert_refused(
+        |c| c["operations"] = json!([]),
+        "operations",
+        "must not be empty",
+    );
+    assert_refused(
+        |c| c["consumers"] = json!([]),
+        "consumers",
+        "must not be empty",
+    );
+    assert_refused(
+        |c| c["products"] = json!({}),
+        "products",
+        "must not be empty",
+    );
+    assert_refused(
+        |c| c["consumers"][0]["keys"] = json!([]),
+        "consumers[0].keys",
+        "must not be empty",
+    );
+    assert_refused(
+        |c| c["consumers"][1]["jwt_client_ids"] = json!([]),
+        "consumers[1].jwt_client_ids",
+        "must not be empty",
+    );
+    assert_refused(
+        |c| c["operations"][0]["methods"] = json!([]),
+        "operations[0].methods",
+        "must not be empty",
+    );
+    assert_refused(
+        |c| c["operations"][0]["products"] = json!([]),
+        "operations[0].products",
+        "must not be empty",
+    );
+    assert_refused(
+        |c| c["operations"][0]["request_headers"]["remove"] = json!([]),
+        "operations[0].request_headers.remove",
+        "must not be empty",
+    );
+}
+
+#[test]
+fn subscription_key_location_is_checked() {
+    assert_refused(
+        |c| c["subscription_key"]["header"] = json!("Bad Header"),
+        "subscription_key.header",
+        "not a valid header name",
+    );
+    assert_refused(
+        |c| c["subscription_key"]["header"] = json!(""),
+        "subscription_key.header",
+        "not a valid header name",
+    );
+    assert_refused(
+        |c| c["subscription_key"]["query"] = json!("a&b"),
+        "subscription_key.query",
+        "not a usable query parameter name",
+    );
+}
+
+#[test]
+fn limits_must_be_positive() {
+    assert_refused(
+        |c| c["products"]["starter"]["rate_limit"]["calls"] = json!(0),
+        "products.starter.rate_limit.calls",
+        "at least 1",
+    );
+    assert_refused(
+        |c| c["products"]["starter"]["quota"]["renewal_period_s"] = json!(0),
+        "products.starter.quota.renewal_period_s",
+        "at least 1",
+    );
+}
+
+#[test]
+fn consumers_are_checked() {
+    assert_refused(
+        |c| c["consumers"][0]["product"] = json!("gold"),
+        "consumers[0].product",
+        "unknown product 'gold' (known: starter, unlimited)",
+    );
+    assert_refused(
+        |c| c["consumers"][1]["id"] = json!("invoice-flow"),
+        "consumers[1].id",
+        "duplicate consumer id 'invoice-flow'",
+    );
+    assert_refused(
+        |c| c["consumers"][1]["id"] = json!(""),
+        "consumers[1].id",
+        "must not be empty",
+    );
+    assert_refused(
+        |c| c["consumers"][1]["id"] = json!("has space"),
+        "consumers[1].id",
+        "printable ASCII",
+    );
+    assert_refused(
+        |c| {
+            c["consumers"][1].as_object_mut().unwrap().remove("keys");
+            c["consumers"][1]
+                .as_object_mut()
+                .unwrap()
+                .remove("jwt_client_ids");
+        },
+        "consumers[1]",
+        "needs at least one of 'keys' or 'jwt_client_ids'",
+    );
+    assert_refused(
+        |c| c["consumers"][1]["jwt_client_ids"] = json!(["app-1", "app-1"]),
+        "consumers[1].jwt_client_ids[1]",
+        "duplicate client id 'app-1'",
+    );
+}
+
+#[test]
+fn keys_must_be_hashes_and_unique() {
+    assert_refused(
+        |c| c["consumers"][0]["keys"][1] = json!("plaintext-key"),
+        "consumers[0].keys[1]",
+        "must be 'sha256:' followed by 64 lowercase hex digits",
+    );
+    assert_refused(
+        |c| {
+            c["consumers"][0]["keys"][1] =
+                json!(hash("p").to_uppercase().replace("SHA256", "sha256"))
+        },
+        "consumers[0].keys[1]",
+        "lowercase hex",
+    );
+    assert_refused(
+        |c| c["consumers"][1]["keys"][0] = json!(hash("p")),
+        "consumers[1].keys[0]",
+        "duplicate key, already held by consumer 'invoice-flow'",
+    );
+    assert_refused(
+        |c| c["consumers"][0]["keys"][1] = json!(hash("p")),
+        "consumers[0].keys[1]",
+        "duplicate key, already held by consumer 'invoice-flow'",
+    );
+}
+
+#[test]
+fn operations_are_checked() {
+    assert_refused(
+        |c| c["operations"][1]["name"] = json!("validate"),
+        "operations[1].name",
+        "duplicate operation name 'validate'",
+    );
+    assert_refused(
+        |c| c["operations"][0]["name"] = json!(""),
+        "operations[0].name",
+        "must not be empty",
+    );
+    assert_refused(
+        |c| c["operations"][0]["methods"] = json!(["PO ST"]),
+        "operations[0].methods[0]",
+        "not an HTTP method",
+    );
+    assert_refused(
+        |c| c["operations"][0]["path_prefix"] = json!("/v"),
+        "operations[0]",
+        "give one of 'path' or 'path_prefix', not both",
+    );
+    assert_refused(
+        |c| {
+            c["operations"][1]
+                .as_object_mut()
+                .unwrap()
+                .remove("path_prefix");
+        },
+        "operations[1]",
+        "needs one of 'path' or 'path_prefix'",
+    );
+    assert_refused(
+        |c| c["operations"][0]["path"] = json!("validate"),
+        "operations[0].path",
+        "must start with '/'",
+    );
+    assert_refused(
+        |c| c["operations"][1]["path_prefix"] = json!("/a?b"),
+        "operations[1].path_prefix",
+        "must not contain '?'",
+    );
+    assert_refused(
+        |c| c["operations"][0]["rewrite"] = json!("api"),
+        "operations[0].rewrite",
+        "must start with '/'",
+    );
+    assert_refused(
+        |c| c["operations"][0]["rewrite"] = json!("/a b"),
+        "operations[0].rewrite",
+        "must not contain spaces",
+    );
+    assert_refused(
+        |c| c["operations"][0]["products"] = json!(["starter", "gold"]),
+        "operations[0].products[1]",
+        "unknown product 'gold'",
+    );
+    assert_refused(
+        |c| c["operations"][1]["products"] = json!(["starter"]),
+        "operations[1].products",
+        "auth 'none'",
+    );
+}
+
+#[test]
+fn jwt_is_refused_until_supported() {
+    assert_refused(|c| c["jwt"] = json!({}), "jwt", "not available");
+    for mode in ["jwt", "either", "both"] {
+        assert_refused(
+            |c| c["operations"][0]["auth"] = json!(mode),
+            "operations[0].auth",
+            "not available",
+        );
+    }
+}
+
+#[test]
+fn header_rules_are_checked() {
+    assert_refused(
+        |c| c["operations"][0]["request_headers"]["set"]["x-id"] = json!("{user}"),
+        "operations[0].request_headers.set.x-id",
+        "unknown placeholder {user}",
+    );
+    assert_refused(
+        |c| c["operations"][0]["response_headers"]["append"] = json!({ "x-a": "{consumer" }),
+        "operations[0].response_headers.append.x-a",
+        "unclosed",
+    );
+    assert_refused(
+        |c| c["operations"][0]["request_headers"]["set"]["x-id"] = json!("a\nb"),
+        "operations[0].request_headers.set.x-id",
+        "control character",
+    );
+    assert_refused(
+        |c| c["operations"][0]["request_headers"]["set"][":path"] = json!("/x"),
+        "operations[0].request_headers.set.:path",
+        "not a valid header name",
+    );
+    assert_refused(
+        |c| c["operations"][0]["request_headers"]["remove"] = json!(["X-Consumer-Id"]),
+        "operations[0].request_headers.remove[0]",
+        "already named at operations[0].request_headers.set.x-consumer-id",
+    );
+}
+
+#[test]
+fn header_rules_compile_lower_cased_with_templates() {
+    let mut config = valid();
+    config["operations"][0]["request_headers"] = json!({
+        "set": { "X-Consumer-Id": "{consumer}" },
+        "append": { "X-Trace": "tollgate {operation}" },
+        "remove": ["X-Debug"]
+    });
+    let plan = compile(&config).unwrap();
+    let rules = &plan.operations[0].request_headers;
+    assert_eq!(rules.set[0].0, "x-consumer-id");
+    assert_eq!(rules.append[0].0, "x-trace");
+    assert_eq!(rules.remove, vec!["x-debug".to_string()]);
+    assert!(plan.operations[1].request_headers.is_empty());
+}
+
+#[test]
+fn operations_match_in_order() {
+    let plan = compile(&valid()).unwrap();
+    assert_eq!(plan.match_operation("POST", "/validate"), Some((0, 9)));
+    assert_eq!(plan.match_operation("GET", "/validate"), None);
+    assert_eq!(plan.match_operation("GET", "/public/a"), Some((1, 7)));
+    assert_eq!(plan.match_operation("GET", "/publicity"), None);
+}
