@@ -64,9 +64,17 @@ async def validate(request: Request):
     return {"valid": not problems, "problems": problems, "received": received(request, body)}
 
 
+@app.middleware("http")
+async def backend_marker(request: Request, call_next):
+    # A header for the gateway to remove: the demo strips it with `response_headers.remove`.
+    response = await call_next(request)
+    response.headers["x-backend"] = "fastapi"
+    return response
+
+
 @app.get("/healthz")
-async def healthz():
-    return {"status": "ok"}
+async def healthz(request: Request):
+    return {"status": "ok", "received": received(request, b"")}
 
 
 @app.api_route(
@@ -74,7 +82,4 @@ async def healthz():
 )
 async def echo(request: Request, path: str):
     body = await request.body()
-    return JSONResponse(
-        {"echo": True, "received": received(request, body)},
-        headers={"server": "invoice-validator", "x-backend": "fastapi"},
-    )
+    return JSONResponse({"echo": True, "received": received(request, body)})

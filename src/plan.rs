@@ -100,13 +100,15 @@ impl Plan {
         let config: Config =
             serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
                 let path = err.path().to_string();
-                // "." is the document itself, "?" a position serde could not name.
-                let path = if path == "." || path == "?" {
-                    "configuration".to_string()
-                } else {
-                    path
-                };
-                error(path, err.into_inner().to_string())
+                let inner = err.into_inner();
+                // "." is the document itself, "?" a position serde could not name: there the
+                // line and column help; elsewhere the path says more and stays stable.
+                if path == "." || path == "?" {
+                    return error("configuration", inner.to_string());
+                }
+                let message = inner.to_string();
+                let position = format!(" at line {} column {}", inner.line(), inner.column());
+                error(path, message.strip_suffix(&position).unwrap_or(&message))
             })?;
         deserializer
             .end()

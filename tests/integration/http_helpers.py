@@ -1,0 +1,57 @@
+"""Small helpers for reading what the backend saw and for sending bytes no HTTP library would."""
+
+from __future__ import annotations
+
+import socket
+
+import requests
+
+
+def seen(response: requests.Response) -> dict:
+    """What the echo backend received, as it reported it."""
+    assert response.status_code == 200, response.text
+    return response.json()["received"]
+
+
+def header_values(received: dict, name: str) -> list[str]:
+    return [value for header, value in received["headers"] if header == name.lower()]
+
+
+def upstream_requests(envoy) -> int:
+    """Requests Envoy sent to the backend cluster so far."""
+    stats = requests.get(f"{envoy.admin}/stats?filter=^cluster\\.backend\\.upstream_rq_total$",
+                         timeout=5).text
+    for line in stats.splitlines():
+        name, _, value = line.partition(": ")
+        if name == "cluster.backend.upstream_rq_total":
+            return int(value)
+    return 0
+
+
+def raw_request(port: int, head: bytes, timeout_s: float = 5.0) -> tuple[int, bytes]:
+    """Sends `head` (request line and headers, already terminated) as-is; returns the status
+    and the raw response. Used for bytes that HTTP client libraries refuse to send."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(head)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        header_end = data.find(b"\r\n\r\n")
+        head_text = data[:header_end].decode("latin-1") if header_end >= 0 else ""
+        length = 0
+        for line in head_text.split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        while len(data) < header_end + 4 + length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    status_line = data.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = status_line.split(" ")
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    return status, data

