@@ -148,27 +148,40 @@ class Envoy:
         self.admin_port = envoy_config["admin"]["address"]["socket_address"]["port_value"]
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin = f"http://127.0.0.1:{self.admin_port}"
+        command = [
+            envoy_binary(), "-c", str(self.config_path), "--base-id", str(unique_base_id()),
+            "--concurrency", str(concurrency), "-l", "warn", "--component-log-level", "wasm:info",
+        ]
+        # An Envoy whose parent exits gets SIGTERM; a detached one is started through
+        # `setsid -f` (a fork whose parent is gone before Envoy starts) and stopped through
+        # its admin API.
+        self.detached = detach
         self.process = subprocess.Popen(
-            [
-                envoy_binary(), "-c", str(self.config_path), "--base-id", str(unique_base_id()),
-                "--concurrency", str(concurrency), "-l", "warn",
-                "--component-log-level", "wasm:info",
-            ],
+            ["setsid", "-f", *command] if detach else command,
             stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT,
-            start_new_session=detach,
         )
         wait_until(
             lambda: requests.get(f"{self.admin}/ready", timeout=1).text.strip() == "LIVE",
             f"envoy ({self.log_path})",
-            process=self.process,
+            process=None if detach else self.process,
         )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def stop(self):
-        stop(self.process)
+        if self.detached:
+            quit_envoy(self.admin)
+        else:
+            stop(self.process)
+
+
+def quit_envoy(admin: str):
+    try:
+        requests.post(f"{admin}/quitquitquit", timeout=5)
+    except requests.RequestException:
+        pass
 
 
 def stop(process: subprocess.Popen):

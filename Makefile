@@ -1,0 +1,65 @@
+# tollgate: `make run` starts the demo, `make test` runs every check. See README.md.
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+WASM    := target/wasm32-wasip1/release/tollgate.wasm
+CLI     := target/debug/tollgate
+SOURCES := $(shell find src -name '*.rs') Cargo.toml
+
+.PHONY: all setup build run stop test fmt-check clippy unit integration bench clean
+
+all: build
+
+## setup: the wasm target and a virtualenv with Envoy, FastAPI, uvicorn and the test tools.
+setup: $(VENV)/.installed
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+
+$(VENV)/.installed: tests/requirements.txt backend/requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r tests/requirements.txt -r backend/requirements.txt
+	touch $@
+
+## build: the filter (.wasm, release) and the native CLI.
+build: setup $(WASM) $(CLI)
+
+$(WASM): $(SOURCES) Cargo.lock
+	cargo build --release --target wasm32-wasip1 --lib
+
+$(CLI): $(SOURCES) Cargo.lock
+	cargo build --bin tollgate
+
+Cargo.lock:
+	cargo generate-lockfile
+
+## run: the demo (Envoy + FastAPI on 127.0.0.1 with fresh keys), in the background.
+run: build
+	$(PYTHON) tools/demo.py start
+
+stop:
+	@$(PYTHON) tools/demo.py stop
+
+## test: everything CI checks.
+test: fmt-check clippy unit integration
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy: setup
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
+
+unit:
+	cargo test
+
+integration: build
+	$(PYTHON) -m pytest -q tests/integration
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .run

@@ -1,0 +1,91 @@
+"""`make run` / `make stop`: the demo stack on 127.0.0.1 with freshly made keys.
+
+Keys are made with `tollgate new-key` on every start and printed once; only their hashes are
+written into `.run/envoy.yaml`, the reference `envoy/envoy.yaml` with the demo keys swapped in.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import stack
+
+RUN = stack.REPO / ".run"
+PIDS = RUN / "pids"
+
+
+def new_key() -> tuple[str, str]:
+    result = stack.tollgate_cli("new-key")
+    if result.returncode != 0:
+        sys.exit(f"tollgate new-key failed: {result.stderr}")
+    fields = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    return fields["key"].strip(), fields["hash"].strip()
+
+
+def stop() -> None:
+    if not PIDS.exists():
+        return
+    backend_pid, envoy_admin = PIDS.read_text().split()
+    stack.quit_envoy(envoy_admin)
+    try:
+        os.killpg(int(backend_pid), signal.SIGTERM)
+    except (ProcessLookupError, PermissionError, ValueError):
+        pass
+    PIDS.unlink()
+    print("demo stopped")
+
+
+def start() -> None:
+    stop()
+    RUN.mkdir(exist_ok=True)
+    reference = stack.load_reference()
+    plugin = stack.plugin_configuration(reference)
+    keys = {}
+    for consumer in plugin["consumers"]:
+        made = [new_key() for _ in consumer["keys"]]
+        consumer["keys"] = [digest for _, digest in made]
+        keys[consumer["id"]] = [key for key, _ in made]
+
+    ports = reference["static_resources"]["listeners"][0]["address"]["socket_address"]
+    admin = reference["admin"]["address"]["socket_address"]
+    backend_cluster = reference["static_resources"]["clusters"][0]
+    backend_address = backend_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    backend_port = backend_address["endpoint"]["address"]["socket_address"]["port_value"]
+
+    backend = stack.Backend(RUN, port=backend_port, detach=True)
+    envoy_config = stack.render_envoy_config(
+        plugin, listen_port=ports["port_value"], admin_port=admin["port_value"],
+        backend_port=backend_port, base=reference)
+    try:
+        envoy = stack.Envoy(RUN, envoy_config, name="envoy", concurrency=2, detach=True)
+    except RuntimeError:
+        backend.stop()
+        raise
+    PIDS.write_text(f"{backend.process.pid} {envoy.admin}\n")
+
+    url = envoy.url
+    flow_primary, flow_secondary = keys["invoice-flow"]
+    portal = keys["contoso-portal"][0]
+    print(f"""
+tollgate demo is running (logs in .run/; stop with `make stop`)
+  gateway  {url}   ->  FastAPI backend http://127.0.0.1:{backend_port}
+  admin    {envoy.admin}/stats/prometheus
+
+demo keys (made just now; only their hashes are in .run/envoy.yaml):
+  invoice-flow   (product starter)    primary   {flow_primary}
+                                      secondary {flow_secondary}
+  contoso-portal (product unlimited)  primary   {portal}
+
+try:
+  curl -i -X POST {url}/validate \\
+       -H 'Ocp-Apim-Subscription-Key: {flow_primary}' \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"invoice_id": "INV-1", "amount": "12.50", "currency": "EUR", "due_date": "2026-12-31"}}'
+  curl -i -X POST {url}/validate                       # 401, missing key
+  curl -i {url}/admin/x -H 'Ocp-Apim-Subscription-Key: {flow_primary}'   # 403, starter may not
+""")
+
+
+if __name__ == "__main__":
+    {"start": start, "stop": stop}[sys.argv[1] if len(sys.argv) > 1 else "start"]()
