@@ -63,3 +63,8 @@ integration: build
 clean:
 	cargo clean
 	rm -rf $(VENV) .run
+
+## bench: tollgate against Envoy passthrough and native filters, one run (not a test).
+bench: build
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PYTHON) tools/bench.py
