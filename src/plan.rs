@@ -101,12 +101,16 @@ impl Plan {
             serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
                 let path = err.path().to_string();
                 let inner = err.into_inner();
-                // "." is the document itself, "?" a position serde could not name: there the
-                // line and column help; elsewhere the path says more and stays stable.
+                // "." is the document itself, "?" a position serde could not name: there, and
+                // for broken JSON syntax, line and column help; elsewhere the path says more
+                // and stays the same however the JSON is laid out.
                 if path == "." || path == "?" {
                     return error("configuration", inner.to_string());
                 }
                 let message = inner.to_string();
+                if inner.is_syntax() || inner.is_eof() {
+                    return error(path, message);
+                }
                 let position = format!(" at line {} column {}", inner.line(), inner.column());
                 error(path, message.strip_suffix(&position).unwrap_or(&message))
             })?;

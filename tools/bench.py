@@ -193,6 +193,9 @@ def main():
         kinds = ["passthrough", "native", "tollgate"]
         measured = [Measured(workdir, kind, key, args.consumers, upstream_port) for kind in kinds]
         try:
+            for m in measured:  # warm-up round, not counted
+                m.round(key, 2, args.connections)
+                m.samples.clear()
             for _ in range(args.rounds):
                 for m in measured:
                     m.round(key, args.seconds, args.connections)
@@ -201,8 +204,8 @@ def main():
                 m.envoy.stop()
             upstream.stop()
 
-    base_cpu = median([s[1] for s in measured[0].samples])
-    base_rps = median([s[0] for s in measured[0].samples])
+    base = measured[0].samples
+    base_rps = median([s[0] for s in base])
     labels = {
         "passthrough": "Envoy passthrough (router only)",
         "native": "Envoy native api_key_auth (+ prefix_rewrite)",
@@ -210,14 +213,17 @@ def main():
     }
     print(f"\n{args.rounds} rounds x {args.seconds} s, wrk -t1 -c{args.connections}, "
           f"{args.consumers} consumers; measured Envoy --concurrency 1 on core 0, "
-          f"wrk + upstream on core 1; medians\n")
+          f"wrk + upstream on core 1; medians (extra: of per-round differences)\n")
     print("| configuration | req/s | ratio | Envoy CPU µs/req | extra µs/req | p50 | p99 |")
     print("|---|---|---|---|---|---|---|")
     for m in measured:
         rps = median([s[0] for s in m.samples])
         cpu = median([s[1] for s in m.samples])
         latency = m.samples[len(m.samples) // 2][2]
-        extra = "—" if m.kind == "passthrough" else f"{cpu - base_cpu:+.1f}"
+        # The extra cost is taken round by round against the passthrough of the same round,
+        # so a slow round (a busy neighbour on a shared host) does not skew the difference.
+        deltas = [s[1] - b[1] for s, b in zip(m.samples, base)]
+        extra = "—" if m.kind == "passthrough" else f"{median(deltas):+.1f}"
         print(f"| {labels[m.kind]} | {rps:,.0f} | {rps / base_rps:.2f} | {cpu:.1f} | {extra} "
               f"| {latency.get('50', '?')} | {latency.get('99', '?')} |")
 

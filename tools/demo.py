@@ -9,10 +9,16 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 import stack
 
-RUN = stack.REPO / ".run"
+# Overridable so the integration tests can run the demo beside a developer's own.
+RUN = Path(os.environ.get("TOLLGATE_DEMO_DIR", stack.REPO / ".run"))
 PIDS = RUN / "pids"
+
+
+def port(variable: str, reference: int) -> int:
+    return int(os.environ.get(variable, reference))
 
 
 def new_key() -> tuple[str, str]:
@@ -53,9 +59,11 @@ def start() -> None:
     backend_address = backend_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
     backend_port = backend_address["endpoint"]["address"]["socket_address"]["port_value"]
 
+    backend_port = port("TOLLGATE_DEMO_BACKEND_PORT", backend_port)
     backend = stack.Backend(RUN, port=backend_port, detach=True)
     envoy_config = stack.render_envoy_config(
-        plugin, listen_port=ports["port_value"], admin_port=admin["port_value"],
+        plugin, listen_port=port("TOLLGATE_DEMO_PORT", ports["port_value"]),
+        admin_port=port("TOLLGATE_DEMO_ADMIN_PORT", admin["port_value"]),
         backend_port=backend_port, base=reference)
     try:
         envoy = stack.Envoy(RUN, envoy_config, name="envoy", concurrency=2, detach=True)
@@ -68,7 +76,7 @@ def start() -> None:
     flow_primary, flow_secondary = keys["invoice-flow"]
     portal = keys["contoso-portal"][0]
     print(f"""
-tollgate demo is running (logs in .run/; stop with `make stop`)
+tollgate demo is running (logs in {RUN}; stop with `make stop`)
   gateway  {url}   ->  FastAPI backend http://127.0.0.1:{backend_port}
   admin    {envoy.admin}/stats/prometheus
 

@@ -475,3 +475,11 @@ fn operations_match_in_order() {
     assert_eq!(plan.match_operation("GET", "/public/a"), Some((1, 7)));
     assert_eq!(plan.match_operation("GET", "/publicity"), None);
 }
+
+#[test]
+fn path_errors_carry_no_line_and_column() {
+    let message = refusal(|c| c["operations"][0]["methods"] = json!("POST"));
+    assert!(!message.contains(" at line "), "{message}");
+    let syntax = Plan::from_json(b"{\n  \"operations\": [,]\n}").unwrap_err();
+    assert!(syntax.message.contains("line 2"), "{syntax}");
+}
