@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 pub struct Config {
     #[serde(default)]
     pub subscription_key: SubscriptionKeyConfig,
-    pub jwt: Option<serde_json::Value>,
+    pub jwt: Option<JwtConfig>,
     pub products: Option<BTreeMap<String, ProductConfig>>,
     pub consumers: Option<Vec<ConsumerConfig>>,
     pub operations: Vec<OperationConfig>,
@@ -44,6 +44,62 @@ fn default_key_header() -> String {
 
 fn default_key_query() -> String {
     "subscription-key".to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    pub issuers: Option<Vec<String>>,
+    pub audiences: Option<Vec<String>>,
+    pub algorithms: Option<Vec<String>>,
+    pub jwks: Option<JwksConfig>,
+    pub openid_config: Option<serde_json::Value>,
+    pub jwks_uri: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub unknown_kid_refetch_s: Option<u64>,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub clock_skew_s: Option<u64>,
+    pub consumer_claim: Option<String>,
+    pub required_claims: Option<Vec<RequiredClaimConfig>>,
+    pub claims_to_headers: Option<BTreeMap<String, String>>,
+    pub forward_token: Option<bool>,
+    pub default_product: Option<String>,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub token_cache_size: Option<u64>,
+}
+
+/// A JSON Web Key Set as an identity provider publishes it.
+#[derive(Debug, Deserialize)]
+pub struct JwksConfig {
+    pub keys: Vec<JwkConfig>,
+}
+
+/// One JSON Web Key (RFC 7517). Members tollgate does not use (`x5c`, `x5t`, Entra's `issuer`,
+/// ...) are ignored rather than refused, as RFC 7517 asks, so a key set can be pasted as
+/// published.
+#[derive(Debug, Deserialize)]
+pub struct JwkConfig {
+    pub kty: String,
+    pub kid: Option<String>,
+    pub alg: Option<String>,
+    #[serde(rename = "use")]
+    pub key_use: Option<String>,
+    pub n: Option<String>,
+    pub e: Option<String>,
+    pub crv: Option<String>,
+    pub x: Option<String>,
+    pub y: Option<String>,
+    pub k: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredClaimConfig {
+    pub name: String,
+    pub any_of: Option<Vec<String>>,
+    pub all_of: Option<Vec<String>>,
+    /// Splits a string claim into values (`" "` for Entra's `scp`).
+    pub separator: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +181,12 @@ pub enum Unmatched {
     #[default]
     Reject,
     Pass,
+}
+
+fn optional_whole_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    whole_number(deserializer).map(Some)
 }
 
 /// A non-negative whole number. Istio hands `pluginConfig` to Envoy as a protobuf `Struct`,

@@ -1,5 +1,6 @@
-//! Where a subscription key comes from: a request header or a query parameter (header wins),
-//! and how the query string looks once the key is taken out of it.
+//! Where credentials come from: the subscription key from a request header or a query parameter
+//! (header wins), the JWT from `Authorization: Bearer`; and how the query string looks once the
+//! key is taken out of it.
 
 use percent_encoding::percent_decode;
 use std::borrow::Cow;
@@ -65,6 +66,42 @@ fn single_value<'a>(mut values: impl Iterator<Item = Cow<'a, [u8]>>) -> Presente
     } else {
         PresentedKey::Conflicting
     }
+}
+
+/// What a request presented as its bearer token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PresentedToken<'a> {
+    Missing,
+    /// Two different bearer tokens, or one that is not text: refused as invalid.
+    Unusable,
+    Found(&'a str),
+}
+
+/// The token of `Authorization: Bearer <token>`. The scheme is case-insensitive (RFC 7235), so
+/// `bearer` works too; other schemes (`Basic ...`) and a bare token without a scheme are no
+/// bearer token.
+pub fn bearer_token(headers: &Headers) -> PresentedToken<'_> {
+    let mut found: Option<&str> = None;
+    for value in header_values(headers, "authorization") {
+        let Ok(text) = std::str::from_utf8(value) else {
+            return PresentedToken::Unusable;
+        };
+        let Some((scheme, token)) = text.trim().split_once(' ') else {
+            continue;
+        };
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            continue;
+        }
+        let token = token.trim_start_matches(' ');
+        if token.is_empty() {
+            continue;
+        }
+        match found {
+            Some(earlier) if earlier != token => return PresentedToken::Unusable,
+            _ => found = Some(token),
+        }
+    }
+    found.map_or(PresentedToken::Missing, PresentedToken::Found)
 }
 
 /// Splits `:path` into path and query string (without the `?`). A fragment never reaches a
@@ -230,6 +267,41 @@ mod tests {
             query_without("flag&&x=", PARAM),
             Some("flag&x=".to_string())
         );
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        let h = headers(&[("authorization", b"Bearer a.b.c")]);
+        assert_eq!(bearer_token(&h), PresentedToken::Found("a.b.c"));
+        let h = headers(&[("authorization", b"bearer a.b.c")]);
+        assert_eq!(bearer_token(&h), PresentedToken::Found("a.b.c"));
+        for bare in [
+            b"a.b.c".as_slice(),
+            b"Basic dXNlcjpwdw==",
+            b"Bearer",
+            b"Bearer   ",
+            b"",
+        ] {
+            let h = headers(&[("authorization", bare)]);
+            assert_eq!(bearer_token(&h), PresentedToken::Missing, "{bare:?}");
+        }
+        assert_eq!(bearer_token(&headers(&[])), PresentedToken::Missing);
+    }
+
+    #[test]
+    fn repeated_bearer_tokens_must_agree() {
+        let same = headers(&[
+            ("authorization", b"Bearer t"),
+            ("authorization", b"Bearer t"),
+        ]);
+        assert_eq!(bearer_token(&same), PresentedToken::Found("t"));
+        let differ = headers(&[
+            ("authorization", b"Bearer t"),
+            ("authorization", b"Bearer u"),
+        ]);
+        assert_eq!(bearer_token(&differ), PresentedToken::Unusable);
+        let not_text = headers(&[("authorization", b"Bearer a.b.\xff")]);
+        assert_eq!(bearer_token(&not_text), PresentedToken::Unusable);
     }
 
     #[test]

@@ -77,6 +77,32 @@ impl Denial {
         )
     }
 
+    /// 401: the operation needs a JWT and no bearer token came.
+    pub fn missing_jwt() -> Self {
+        Self::new(401, Outcome::MissingCredential, "JWT not present.")
+            .with_header("www-authenticate", "Bearer".to_string())
+    }
+
+    /// 401: the bearer token failed verification; `reason` is short and never quotes the token.
+    pub fn invalid_jwt(reason: &str) -> Self {
+        Self::new(
+            401,
+            Outcome::InvalidCredential,
+            format!("JWT validation failed: {reason}. Access denied."),
+        )
+        .with_header(
+            "www-authenticate",
+            "Bearer error=\"invalid_token\"".to_string(),
+        )
+    }
+
+    /// 401 for `auth: either` when neither credential came: the key message, with both
+    /// challenges so a client can pick the one it has.
+    pub fn missing_key_or_jwt(realm: &str, header: &str) -> Self {
+        Self::missing_subscription_key(realm, header)
+            .with_header("www-authenticate", "Bearer".to_string())
+    }
+
     /// 403: the consumer is known but something it needs is missing; `what` says what,
     /// without a trailing full stop.
     pub fn forbidden(what: &str) -> Self {
@@ -152,6 +178,30 @@ mod tests {
             d.headers[0].1,
             r#"AzureApiManagementKey realm="evilx: y",name="K",type="header""#
         );
+    }
+
+    #[test]
+    fn jwt_denials() {
+        let missing = Denial::missing_jwt();
+        assert_eq!(missing.status, 401);
+        assert_eq!(missing.message, "JWT not present.");
+        assert_eq!(
+            missing.headers,
+            vec![("www-authenticate", "Bearer".to_string())]
+        );
+        let invalid = Denial::invalid_jwt("token has expired");
+        assert_eq!(
+            invalid.message,
+            "JWT validation failed: token has expired. Access denied."
+        );
+        assert_eq!(
+            invalid.headers,
+            vec![(
+                "www-authenticate",
+                r#"Bearer error="invalid_token""#.to_string()
+            )]
+        );
+        assert_eq!(Denial::missing_key_or_jwt("h", "K").headers.len(), 2);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod credential;
 pub mod deny;
+pub mod jwt;
 pub mod operation;
 pub mod pipeline;
 pub mod plan;

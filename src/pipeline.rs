@@ -3,29 +3,35 @@
 //! carries it out. Nothing here parses configuration or talks to the host.
 
 use crate::config::{AuthMode, Unmatched};
-use crate::credential::{presented_key, query_without, split_path, Headers, PresentedKey};
+use crate::credential::{
+    bearer_token, presented_key, query_without, split_path, Headers, PresentedKey, PresentedToken,
+};
 use crate::deny::Denial;
+use crate::jwt::claims::header_text;
+use crate::jwt::token_cache::{token_hash, TokenCache};
+use crate::jwt::verify::VerifiedToken;
+use crate::jwt::JwtPlan;
 use crate::operation::OperationId;
-use crate::plan::{Operation, Plan};
+use crate::plan::{Operation, Plan, ProductId};
 use crate::rewrite::{upstream_path, HeaderEdit};
-use crate::subscription::ConsumerId;
-use crate::template::{NoClaims, TemplateValues};
+use crate::template::{ClaimSource, NoClaims, TemplateValues};
+use std::rc::Rc;
 
 /// What to do with one request.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+#[derive(Debug, PartialEq)]
+pub enum Verdict<'p> {
     /// Answer with this error; the upstream never sees the request.
     Deny(Denial),
     /// Forward with these changes.
-    Forward(Forward),
+    Forward(Forward<'p>),
     /// No operation matched and `unmatched` is `pass`: forward untouched.
     PassThrough,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub struct Forward {
+#[derive(Debug, PartialEq)]
+pub struct Forward<'p> {
     pub operation: OperationId,
-    pub consumer: Option<ConsumerId>,
+    pub consumer: Option<Consumer<'p>>,
     pub request_edits: Vec<HeaderEdit>,
     /// New `:path`, when the key left the query or the operation rewrites the path.
     pub path: Option<String>,
@@ -33,8 +39,44 @@ pub struct Forward {
     pub response_edits: Vec<HeaderEdit>,
 }
 
+/// Who is calling: a configured consumer, or a JWT client admitted through
+/// `jwt.default_product` as its own consumer `jwt:<client>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumer<'p> {
+    Configured(&'p crate::plan::Consumer),
+    Dynamic { id: String, product: ProductId },
+}
+
+impl Consumer<'_> {
+    pub fn id(&self) -> &str {
+        match self {
+            Consumer::Configured(consumer) => &consumer.id,
+            Consumer::Dynamic { id, .. } => id,
+        }
+    }
+
+    pub fn product(&self) -> ProductId {
+        match self {
+            Consumer::Configured(consumer) => consumer.product,
+            Consumer::Dynamic { product, .. } => *product,
+        }
+    }
+}
+
+/// What authentication established.
+struct Caller<'p> {
+    consumer: Option<Consumer<'p>>,
+    token: Option<Rc<VerifiedToken>>,
+}
+
+/// Per-VM state the pipeline may use: the verified-token cache, and the time.
+pub struct RequestEnv<'a> {
+    pub now_unix_s: u64,
+    pub tokens: &'a mut TokenCache,
+}
+
 /// Decides what to do with a request, given all of its headers (pseudo-headers included).
-pub fn decide(plan: &Plan, headers: &Headers) -> Verdict {
+pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> Verdict<'p> {
     let (Some(method), Some(path_and_query)) = (
         text_header(headers, ":method"),
         text_header(headers, ":path"),
@@ -53,94 +95,241 @@ pub fn decide(plan: &Plan, headers: &Headers) -> Verdict {
         return Verdict::Deny(Denial::no_operation());
     };
 
-    let consumer = match authenticate(plan, operation, headers, query) {
-        Ok(consumer) => consumer,
+    let caller = match authenticate(plan, operation, headers, query, env) {
+        Ok(caller) => caller,
         Err(denial) => return Verdict::Deny(denial),
     };
-    if let Err(denial) = authorize(plan, operation, consumer) {
+    if let Err(denial) = authorize(plan, operation, &caller) {
         return Verdict::Deny(denial);
     }
     Verdict::Forward(rewrite(
         plan,
         operation_id,
         operation,
-        consumer,
+        caller,
         path,
         matched_len,
         query,
     ))
 }
 
-/// The consumer the request's credentials name, if the operation asks for any.
-fn authenticate(
-    plan: &Plan,
+fn authenticate<'p>(
+    plan: &'p Plan,
     operation: &Operation,
     headers: &Headers,
     query: Option<&str>,
-) -> Result<Option<ConsumerId>, Denial> {
+    env: &mut RequestEnv,
+) -> Result<Caller<'p>, Denial> {
+    let by_key = |key| -> Result<Caller<'p>, Denial> {
+        Ok(Caller {
+            consumer: Some(key_consumer(plan, key)?),
+            token: None,
+        })
+    };
     match operation.auth {
-        AuthMode::None => Ok(None),
-        // The plan refuses JWT modes until JWT validation exists; treat them as key auth
-        // rather than ever letting a request through unauthenticated.
-        AuthMode::SubscriptionKey | AuthMode::Jwt | AuthMode::Either | AuthMode::Both => {
+        AuthMode::None => Ok(Caller {
+            consumer: None,
+            token: None,
+        }),
+        AuthMode::SubscriptionKey => {
             match presented_key(headers, &plan.key_header, query, &plan.key_query) {
-                PresentedKey::Missing => Err(Denial::missing_subscription_key(
+                PresentedKey::Missing => Err(missing_key(plan, headers)),
+                key => by_key(key),
+            }
+        }
+        AuthMode::Jwt => {
+            let (jwt, token) = verified_token(plan, headers, env)?;
+            Ok(Caller {
+                consumer: Some(token_consumer(plan, jwt, &token)?),
+                token: Some(token),
+            })
+        }
+        AuthMode::Either => {
+            match presented_key(headers, &plan.key_header, query, &plan.key_query) {
+                PresentedKey::Missing => {}
+                key => return by_key(key),
+            }
+            if bearer_token(headers) == PresentedToken::Missing {
+                return Err(Denial::missing_key_or_jwt(
                     text_header(headers, ":authority").unwrap_or_default(),
                     &plan.key_header_display,
-                )),
-                PresentedKey::Conflicting => Err(Denial::invalid_subscription_key()),
-                PresentedKey::Found(key) => plan
-                    .keys
-                    .consumer_for(&key)
-                    .map(Some)
-                    .ok_or_else(Denial::invalid_subscription_key),
+                ));
             }
+            let (jwt, token) = verified_token(plan, headers, env)?;
+            Ok(Caller {
+                consumer: Some(token_consumer(plan, jwt, &token)?),
+                token: Some(token),
+            })
+        }
+        // The key names the consumer; the token must be valid as well.
+        AuthMode::Both => {
+            let consumer = match presented_key(headers, &plan.key_header, query, &plan.key_query) {
+                PresentedKey::Missing => return Err(missing_key(plan, headers)),
+                key => key_consumer(plan, key)?,
+            };
+            let (_, token) = verified_token(plan, headers, env)?;
+            Ok(Caller {
+                consumer: Some(consumer),
+                token: Some(token),
+            })
         }
     }
 }
 
-fn authorize(
-    plan: &Plan,
-    operation: &Operation,
-    consumer: Option<ConsumerId>,
-) -> Result<(), Denial> {
-    let Some(consumer) = consumer.and_then(|id| plan.consumers.get(id)) else {
-        return Ok(());
-    };
-    if operation.allows(consumer.product) {
-        return Ok(());
-    }
-    let product = plan
-        .products
-        .get(consumer.product)
-        .map_or("", |p| p.name.as_str());
-    Err(Denial::forbidden(&format!(
-        "Product '{product}' is not allowed on operation '{}'",
-        operation.name
-    )))
+fn missing_key(plan: &Plan, headers: &Headers) -> Denial {
+    Denial::missing_subscription_key(
+        text_header(headers, ":authority").unwrap_or_default(),
+        &plan.key_header_display,
+    )
 }
 
-fn rewrite(
-    plan: &Plan,
+fn key_consumer<'p>(plan: &'p Plan, key: PresentedKey) -> Result<Consumer<'p>, Denial> {
+    match key {
+        PresentedKey::Found(key) => plan
+            .keys
+            .consumer_for(&key)
+            .and_then(|id| plan.consumers.get(id))
+            .map(Consumer::Configured)
+            .ok_or_else(Denial::invalid_subscription_key),
+        PresentedKey::Missing | PresentedKey::Conflicting => {
+            Err(Denial::invalid_subscription_key())
+        }
+    }
+}
+
+/// The request's bearer token, verified: from the cache, or verified now and cached.
+fn verified_token<'p>(
+    plan: &'p Plan,
+    headers: &Headers,
+    env: &mut RequestEnv,
+) -> Result<(&'p JwtPlan, Rc<VerifiedToken>), Denial> {
+    // Operations that need a token load only with a `jwt` section.
+    let jwt = plan.jwt.as_ref().ok_or_else(Denial::missing_jwt)?;
+    let token = match bearer_token(headers) {
+        PresentedToken::Missing => return Err(Denial::missing_jwt()),
+        PresentedToken::Unusable => return Err(Denial::invalid_jwt("token is malformed")),
+        PresentedToken::Found(token) => token,
+    };
+    let hash = token_hash(token);
+    if let Some(verified) = env.tokens.get(&hash, env.now_unix_s) {
+        return Ok((jwt, verified));
+    }
+    let verified = Rc::new(
+        jwt.verifier
+            .verify(token, env.now_unix_s)
+            .map_err(Denial::invalid_jwt)?,
+    );
+    env.tokens
+        .insert(hash, Rc::clone(&verified), env.now_unix_s);
+    Ok((jwt, verified))
+}
+
+/// The consumer a verified token names through `jwt.consumer_claim`.
+fn token_consumer<'p>(
+    plan: &'p Plan,
+    jwt: &JwtPlan,
+    token: &VerifiedToken,
+) -> Result<Consumer<'p>, Denial> {
+    let client = token
+        .claims
+        .get(&jwt.consumer_claim)
+        .and_then(serde_json::Value::as_str);
+    if let Some(consumer) = client
+        .and_then(|client| plan.jwt_clients.get(client))
+        .and_then(|id| plan.consumers.get(*id))
+    {
+        return Ok(Consumer::Configured(consumer));
+    }
+    match (client, jwt.default_product) {
+        (Some(client), Some(product)) if usable_client_id(client) => Ok(Consumer::Dynamic {
+            id: format!("jwt:{client}"),
+            product,
+        }),
+        _ => Err(Denial::forbidden(&format!(
+            "The token's '{}' claim names no registered consumer",
+            jwt.consumer_claim
+        ))),
+    }
+}
+
+/// A client id that may become a consumer name (headers, logs, metric labels).
+fn usable_client_id(client: &str) -> bool {
+    !client.is_empty() && client.len() <= 128 && client.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn authorize(plan: &Plan, operation: &Operation, caller: &Caller) -> Result<(), Denial> {
+    if let Some(consumer) = &caller.consumer {
+        if !operation.allows(consumer.product()) {
+            let product = plan
+                .products
+                .get(consumer.product())
+                .map_or("", |p| p.name.as_str());
+            return Err(Denial::forbidden(&format!(
+                "Product '{product}' is not allowed on operation '{}'",
+                operation.name
+            )));
+        }
+    }
+    if let (Some(token), Some(jwt)) = (&caller.token, &plan.jwt) {
+        if let Some(unmet) = jwt
+            .required_claims
+            .iter()
+            .find(|rule| !rule.satisfied_by(&token.claims))
+        {
+            return Err(Denial::forbidden(&format!(
+                "Required claim '{}' is missing or has no accepted value",
+                unmet.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl ClaimSource for VerifiedToken {
+    fn claim(&self, name: &str) -> Option<String> {
+        self.claims.get(name).and_then(header_text)
+    }
+}
+
+fn rewrite<'p>(
+    plan: &'p Plan,
     operation_id: OperationId,
     operation: &Operation,
-    consumer: Option<ConsumerId>,
+    caller: Caller<'p>,
     path: &str,
     matched_len: usize,
     query: Option<&str>,
-) -> Forward {
-    let consumer_plan = consumer.and_then(|id| plan.consumers.get(id));
+) -> Forward<'p> {
+    let claims: &dyn ClaimSource = match &caller.token {
+        Some(token) => token.as_ref(),
+        None => &NoClaims,
+    };
     let values = TemplateValues {
-        consumer: consumer_plan.map(|c| c.id.as_str()),
-        product: consumer_plan
-            .and_then(|c| plan.products.get(c.product))
+        consumer: caller.consumer.as_ref().map(Consumer::id),
+        product: caller
+            .consumer
+            .as_ref()
+            .and_then(|c| plan.products.get(c.product()))
             .map(|p| p.name.as_str()),
         operation: &operation.name,
-        claims: &NoClaims,
+        claims,
     };
 
     // The upstream never sees a subscription key, whichever operation it was sent to.
     let mut request_edits = vec![HeaderEdit::Remove(plan.key_header.clone())];
+    if let Some(jwt) = &plan.jwt {
+        if !jwt.forward_token {
+            request_edits.push(HeaderEdit::Remove("authorization".to_string()));
+        }
+        // Claim headers are ours on every operation: set from the token, or removed so a
+        // client cannot send its own.
+        for (claim, header) in &jwt.claims_to_headers {
+            request_edits.push(match claims.claim(claim) {
+                Some(value) => HeaderEdit::Set(header.clone(), value),
+                None => HeaderEdit::Remove(header.clone()),
+            });
+        }
+    }
     operation
         .request_headers
         .push_edits(&values, &mut request_edits);
@@ -163,7 +352,7 @@ fn rewrite(
 
     Forward {
         operation: operation_id,
-        consumer,
+        consumer: caller.consumer,
         request_edits,
         path,
         response_edits,

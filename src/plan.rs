@@ -6,11 +6,12 @@ use crate::config::{
     AuthMode, Config, ConsumerConfig, HeaderRulesConfig, LimitConfig, OperationConfig,
     ProductConfig, Unmatched,
 };
+use crate::jwt::JwtPlan;
 use crate::operation::{first_match, MethodSet, OperationId, PathMatch, Route};
 use crate::rewrite::HeaderRules;
-use crate::subscription::{KeyHash, KeyTable};
+use crate::subscription::{ConsumerId, KeyHash, KeyTable};
 use crate::template::Template;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 /// Index of a product in the plan.
@@ -26,6 +27,9 @@ pub struct Plan {
     pub products: Vec<Product>,
     pub consumers: Vec<Consumer>,
     pub keys: KeyTable,
+    /// From a JWT client id (`consumers[].jwt_client_ids`) to its consumer.
+    pub jwt_clients: HashMap<String, ConsumerId>,
+    pub jwt: Option<JwtPlan>,
     pub operations: Vec<Operation>,
     pub unmatched: Unmatched,
 }
@@ -44,7 +48,7 @@ pub struct Limit {
     pub renewal_period_s: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Consumer {
     pub id: String,
     pub product: ProductId,
@@ -86,11 +90,17 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
-fn error(path: impl Into<String>, message: impl Into<String>) -> PlanError {
-    PlanError {
-        path: path.into(),
-        message: message.into(),
+impl PlanError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
+}
+
+fn error(path: impl Into<String>, message: impl Into<String>) -> PlanError {
+    PlanError::new(path, message)
 }
 
 impl Plan {
@@ -126,13 +136,6 @@ impl Plan {
         let key_query = config.subscription_key.query;
         check_query_name("subscription_key.query", &key_query)?;
 
-        if config.jwt.is_some() {
-            return Err(error(
-                "jwt",
-                "JWT validation is not available in this version of tollgate",
-            ));
-        }
-
         let products = compile_products(config.products)?;
         let product_ids: HashMap<&str, ProductId> = products
             .iter()
@@ -140,7 +143,33 @@ impl Plan {
             .map(|(id, p)| (p.name.as_str(), id))
             .collect();
         let (consumers, keys) = compile_consumers(config.consumers, &product_ids)?;
-        let operations = compile_operations(config.operations, &product_ids)?;
+        let operations = compile_operations(config.operations, &product_ids, config.jwt.is_some())?;
+        let jwt = match config.jwt {
+            None => None,
+            Some(jwt) => {
+                let template_claims: BTreeSet<String> = operations
+                    .iter()
+                    .flat_map(|op| [&op.request_headers, &op.response_headers])
+                    .flat_map(HeaderRules::claim_names)
+                    .map(str::to_string)
+                    .collect();
+                Some(JwtPlan::compile(
+                    jwt,
+                    &product_ids,
+                    &template_claims,
+                    check_header_name,
+                )?)
+            }
+        };
+        let jwt_clients = consumers
+            .iter()
+            .enumerate()
+            .flat_map(|(id, c)| {
+                c.jwt_client_ids
+                    .iter()
+                    .map(move |client| (client.clone(), id))
+            })
+            .collect();
 
         Ok(Self {
             key_header: key_header_display.to_ascii_lowercase(),
@@ -149,6 +178,8 @@ impl Plan {
             products,
             consumers,
             keys,
+            jwt_clients,
+            jwt,
             operations,
             unmatched: config.unmatched,
         })
@@ -291,6 +322,7 @@ fn compile_consumers(
 fn compile_operations(
     operations: Vec<OperationConfig>,
     product_ids: &HashMap<&str, ProductId>,
+    jwt_configured: bool,
 ) -> Result<Vec<Operation>, PlanError> {
     if operations.is_empty() {
         return Err(error("operations", "must not be empty"));
@@ -309,7 +341,7 @@ fn compile_operations(
                 ),
             ));
         }
-        compiled.push(compile_operation(&at, op, product_ids)?);
+        compiled.push(compile_operation(&at, op, product_ids, jwt_configured)?);
     }
     Ok(compiled)
 }
@@ -318,6 +350,7 @@ fn compile_operation(
     at: &str,
     op: OperationConfig,
     product_ids: &HashMap<&str, ProductId>,
+    jwt_configured: bool,
 ) -> Result<Operation, PlanError> {
     let methods = match op.methods {
         None => MethodSet::any(),
@@ -353,17 +386,12 @@ fn compile_operation(
             PathMatch::Prefix(prefix)
         }
     };
-    match op.auth {
-        AuthMode::SubscriptionKey | AuthMode::None => {}
-        other => {
-            return Err(error(
-                format!("{at}.auth"),
-                format!(
-                    "'{}' needs JWT validation, which is not available in this version of tollgate",
-                    other.as_str()
-                ),
-            ))
-        }
+    let needs_jwt = matches!(op.auth, AuthMode::Jwt | AuthMode::Either | AuthMode::Both);
+    if needs_jwt && !jwt_configured {
+        return Err(error(
+            format!("{at}.auth"),
+            format!("'{}' needs the 'jwt' section", op.auth.as_str()),
+        ));
     }
     let products = match op.products {
         None => None,
@@ -477,7 +505,7 @@ fn is_token(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn check_header_name(at: &str, name: &str) -> Result<(), PlanError> {
+pub(crate) fn check_header_name(at: &str, name: &str) -> Result<(), PlanError> {
     if is_token(name) {
         Ok(())
     } else {

@@ -20,6 +20,14 @@ pub struct HeaderRules {
 }
 
 impl HeaderRules {
+    /// Claims named by `{claim:...}` in these rules.
+    pub fn claim_names(&self) -> impl Iterator<Item = &str> {
+        self.set
+            .iter()
+            .chain(&self.append)
+            .flat_map(|(_, template)| template.claim_names())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.append.is_empty() && self.remove.is_empty()
     }

@@ -105,8 +105,11 @@ impl Template {
         Some(out)
     }
 
-    pub fn uses_claims(&self) -> bool {
-        self.pieces.iter().any(|p| matches!(p, Piece::Claim(_)))
+    pub fn claim_names(&self) -> impl Iterator<Item = &str> {
+        self.pieces.iter().filter_map(|piece| match piece {
+            Piece::Claim(name) => Some(name.as_str()),
+            _ => None,
+        })
     }
 }
 
@@ -138,7 +141,7 @@ mod tests {
                 .as_deref(),
             Some("invoice-flow/starter/validate/0000-1111!")
         );
-        assert!(t.uses_claims());
+        assert_eq!(t.claim_names().collect::<Vec<_>>(), vec!["oid"]);
     }
 
     #[test]

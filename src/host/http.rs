@@ -1,23 +1,35 @@
 //! Per-request glue: headers in, verdict out, edits applied.
 
-use crate::pipeline::{decide, Verdict};
+use crate::jwt::token_cache::TokenCache;
+use crate::pipeline::{decide, RequestEnv, Verdict};
 use crate::plan::Plan;
 use crate::rewrite::HeaderEdit;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 
 pub struct TollgateHttp {
     plan: Rc<Plan>,
+    tokens: Rc<RefCell<TokenCache>>,
     response_edits: Vec<HeaderEdit>,
 }
 
 impl TollgateHttp {
-    pub fn new(plan: Rc<Plan>) -> Self {
+    pub fn new(plan: Rc<Plan>, tokens: Rc<RefCell<TokenCache>>) -> Self {
         Self {
             plan,
+            tokens,
             response_edits: Vec::new(),
         }
+    }
+
+    /// The host's clock (proxy-wasm `get_current_time`), in whole Unix seconds.
+    fn now_unix_s(&self) -> u64 {
+        self.get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs())
     }
 }
 
@@ -27,7 +39,16 @@ impl HttpContext for TollgateHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         // The bytes variant: the SDK's text variant panics on a header value that is not UTF-8.
         let headers = self.get_http_request_headers_bytes();
-        match decide(&self.plan, &headers) {
+        let now_unix_s = self.now_unix_s();
+        // A VM runs one callback at a time, so the cache is free here; were it not, verify
+        // without caching rather than skip anything.
+        let mut uncached = TokenCache::new(0);
+        let mut shared = self.tokens.try_borrow_mut().ok();
+        let tokens = shared.as_deref_mut().unwrap_or(&mut uncached);
+        let mut env = RequestEnv { now_unix_s, tokens };
+        let verdict = decide(&self.plan, &headers, &mut env);
+        drop(shared);
+        match verdict {
             Verdict::Deny(denial) => {
                 let body = denial.body();
                 let mut reply_headers: Vec<(&str, &str)> =

@@ -2,14 +2,18 @@
 //! request sharing the compiled plan.
 
 use super::http::TollgateHttp;
+use crate::jwt::token_cache::TokenCache;
 use crate::plan::Plan;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
+use std::cell::RefCell;
 use std::rc::Rc;
 
 #[derive(Default)]
 pub struct TollgateRoot {
     plan: Option<Rc<Plan>>,
+    /// Verified tokens of this VM (one VM per worker thread); replaced with the plan.
+    tokens: Rc<RefCell<TokenCache>>,
 }
 
 impl Context for TollgateRoot {}
@@ -28,6 +32,8 @@ impl RootContext for TollgateRoot {
                     plan.consumers.len(),
                     plan.products.len()
                 );
+                let capacity = plan.jwt.as_ref().map_or(0, |jwt| jwt.token_cache_size);
+                self.tokens = Rc::new(RefCell::new(TokenCache::new(capacity)));
                 self.plan = Some(Rc::new(plan));
                 true
             }
@@ -41,7 +47,7 @@ impl RootContext for TollgateRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let plan = self.plan.clone()?;
-        Some(Box::new(TollgateHttp::new(plan)))
+        Some(Box::new(TollgateHttp::new(plan, Rc::clone(&self.tokens))))
     }
 
     fn get_type(&self) -> Option<ContextType> {

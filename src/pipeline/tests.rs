@@ -1,5 +1,6 @@
 use super::*;
 use crate::deny::Outcome;
+use crate::jwt::token_cache::TokenCache;
 use crate::subscription::KeyHash;
 use serde_json::json;
 
@@ -39,6 +40,20 @@ fn request(method: &str, path: &str, extra: &[(&str, &[u8])]) -> Vec<(String, Ve
     headers
 }
 
+const NOW: u64 = 1_800_000_000;
+
+fn run<'p>(plan: &'p Plan, headers: &Headers) -> Verdict<'p> {
+    let mut tokens = TokenCache::new(16);
+    decide(
+        plan,
+        headers,
+        &mut RequestEnv {
+            now_unix_s: NOW,
+            tokens: &mut tokens,
+        },
+    )
+}
+
 fn denied(verdict: Verdict) -> Denial {
     match verdict {
         Verdict::Deny(denial) => denial,
@@ -46,9 +61,25 @@ fn denied(verdict: Verdict) -> Denial {
     }
 }
 
-fn forwarded(verdict: Verdict) -> Forward {
+/// A forward with the consumer by name, so it outlives the plan it came from.
+#[derive(Debug)]
+struct Forwarded {
+    operation: OperationId,
+    consumer: Option<String>,
+    request_edits: Vec<HeaderEdit>,
+    path: Option<String>,
+    response_edits: Vec<HeaderEdit>,
+}
+
+fn forwarded(verdict: Verdict) -> Forwarded {
     match verdict {
-        Verdict::Forward(forward) => forward,
+        Verdict::Forward(f) => Forwarded {
+            operation: f.operation,
+            consumer: f.consumer.as_ref().map(|c| c.id().to_string()),
+            request_edits: f.request_edits,
+            path: f.path,
+            response_edits: f.response_edits,
+        },
         other => panic!("expected a forward, got {other:?}"),
     }
 }
@@ -57,7 +88,7 @@ const KEY: &str = "ocp-apim-subscription-key";
 
 #[test]
 fn missing_key_is_401_with_apim_challenge() {
-    let d = denied(decide(&plan("reject"), &request("POST", "/validate", &[])));
+    let d = denied(run(&plan("reject"), &request("POST", "/validate", &[])));
     assert_eq!(d.status, 401);
     assert_eq!(d.outcome, Outcome::MissingCredential);
     assert!(d
@@ -75,7 +106,7 @@ fn missing_key_is_401_with_apim_challenge() {
 
 #[test]
 fn unknown_key_is_401_invalid() {
-    let d = denied(decide(
+    let d = denied(run(
         &plan("reject"),
         &request("POST", "/validate", &[(KEY, b"nope")]),
     ));
@@ -87,7 +118,7 @@ fn unknown_key_is_401_invalid() {
 
 #[test]
 fn conflicting_keys_are_invalid() {
-    let d = denied(decide(
+    let d = denied(run(
         &plan("reject"),
         &request("POST", "/validate", &[(KEY, b"primary"), (KEY, b"portal")]),
     ));
@@ -97,18 +128,18 @@ fn conflicting_keys_are_invalid() {
 #[test]
 fn both_keys_of_a_consumer_work() {
     for key in ["primary", "secondary"] {
-        let f = forwarded(decide(
+        let f = forwarded(run(
             &plan("reject"),
             &request("POST", "/validate", &[(KEY, key.as_bytes())]),
         ));
-        assert_eq!(f.consumer, Some(0));
+        assert_eq!(f.consumer.as_deref(), Some("invoice-flow"));
         assert_eq!(f.operation, 0);
     }
 }
 
 #[test]
 fn admitted_request_gets_identity_stripped_key_and_rewrite() {
-    let f = forwarded(decide(
+    let f = forwarded(run(
         &plan("reject"),
         &request("POST", "/validate?a=1", &[(KEY, b"primary")]),
     ));
@@ -133,17 +164,17 @@ fn admitted_request_gets_identity_stripped_key_and_rewrite() {
 
 #[test]
 fn key_in_query_is_used_and_stripped() {
-    let f = forwarded(decide(
+    let f = forwarded(run(
         &plan("reject"),
         &request("POST", "/validate?x=1&subscription-key=secondary&y=2", &[]),
     ));
-    assert_eq!(f.consumer, Some(0));
+    assert_eq!(f.consumer.as_deref(), Some("invoice-flow"));
     assert_eq!(f.path.as_deref(), Some("/api/v1/validate?x=1&y=2"));
 }
 
 #[test]
 fn header_beats_query_and_both_are_stripped() {
-    let f = forwarded(decide(
+    let f = forwarded(run(
         &plan("reject"),
         &request(
             "POST",
@@ -151,7 +182,7 @@ fn header_beats_query_and_both_are_stripped() {
             &[(KEY, b"portal")],
         ),
     ));
-    assert_eq!(f.consumer, Some(1));
+    assert_eq!(f.consumer.as_deref(), Some("contoso-portal"));
     assert_eq!(f.path.as_deref(), Some("/api/v1/validate"));
     assert_eq!(
         f.request_edits.first(),
@@ -161,7 +192,7 @@ fn header_beats_query_and_both_are_stripped() {
 
 #[test]
 fn product_not_allowed_is_403() {
-    let d = denied(decide(
+    let d = denied(run(
         &plan("reject"),
         &request("GET", "/admin/users", &[(KEY, b"primary")]),
     ));
@@ -171,7 +202,7 @@ fn product_not_allowed_is_403() {
         d.message,
         "Product 'starter' is not allowed on operation 'admin'. Access denied."
     );
-    let f = forwarded(decide(
+    let f = forwarded(run(
         &plan("reject"),
         &request("GET", "/admin/users?x", &[(KEY, b"portal")]),
     ));
@@ -180,7 +211,7 @@ fn product_not_allowed_is_403() {
 
 #[test]
 fn auth_none_needs_no_key_and_removes_spoofable_identity() {
-    let f = forwarded(decide(
+    let f = forwarded(run(
         &plan("reject"),
         &request("GET", "/healthz", &[("x-consumer-id", b"admin")]),
     ));
@@ -197,17 +228,17 @@ fn auth_none_needs_no_key_and_removes_spoofable_identity() {
 
 #[test]
 fn unmatched_reject_is_404_and_pass_forwards_untouched() {
-    let d = denied(decide(&plan("reject"), &request("GET", "/nowhere", &[])));
+    let d = denied(run(&plan("reject"), &request("GET", "/nowhere", &[])));
     assert_eq!(d.status, 404);
     assert_eq!(d.outcome, Outcome::NoOperation);
     // The method is part of the match: GET /validate is no operation.
-    let d = denied(decide(
+    let d = denied(run(
         &plan("reject"),
         &request("GET", "/validate", &[(KEY, b"primary")]),
     ));
     assert_eq!(d.status, 404);
     assert_eq!(
-        decide(
+        run(
             &plan("pass"),
             &request("GET", "/nowhere?subscription-key=x", &[])
         ),
@@ -225,14 +256,270 @@ fn malformed_requests_get_4xx() {
         vec![(KEY, b"\xff\xfe\x00key".as_slice())],
         vec![(KEY, "ключ".as_bytes())],
     ] {
-        let d = denied(decide(&p, &request("POST", "/validate", &extra)));
+        let d = denied(run(&p, &request("POST", "/validate", &extra)));
         assert!(d.status == 401, "{extra:?}: {}", d.status);
     }
     let no_path = vec![(":method".to_string(), b"GET".to_vec())];
-    assert_eq!(denied(decide(&p, &no_path)).status, 400);
+    assert_eq!(denied(run(&p, &no_path)).status, 400);
     let bad_path = vec![
         (":method".to_string(), b"GET".to_vec()),
         (":path".to_string(), b"/\xff".to_vec()),
     ];
-    assert_eq!(denied(decide(&p, &bad_path)).status, 400);
+    assert_eq!(denied(run(&p, &bad_path)).status, 400);
+}
+
+mod jwt {
+    use super::*;
+    use crate::jwt::tests::{claims, jwt_section, rs256};
+    use crate::jwt::verify::VerifiedToken;
+    use jwt_simple::prelude::UnixTimeStamp;
+    use std::rc::Rc;
+
+    fn jwt_plan(edit: impl FnOnce(&mut serde_json::Value)) -> Plan {
+        let mut config = json!({
+            "products": { "starter": {}, "partner": {} },
+            "consumers": [
+                { "id": "invoice-flow", "product": "starter", "keys": [hash("primary")] },
+                { "id": "contoso-portal", "product": "partner", "jwt_client_ids": ["client-1"] }
+            ],
+            "jwt": jwt_section(),
+            "operations": [
+                { "name": "jwt-op", "path": "/jwt", "auth": "jwt",
+                  "request_headers": { "set": { "x-consumer-id": "{consumer}", "x-user": "{claim:oid}" } } },
+                { "name": "either-op", "path": "/either", "auth": "either" },
+                { "name": "both-op", "path": "/both", "auth": "both" },
+                { "name": "key-op", "path": "/key" }
+            ]
+        });
+        edit(&mut config);
+        Plan::from_json(config.to_string().as_bytes()).unwrap()
+    }
+
+    fn bearer(token: &str) -> Vec<u8> {
+        format!("Bearer {token}").into_bytes()
+    }
+
+    #[test]
+    fn a_valid_token_names_its_consumer_and_fills_claim_headers() {
+        let plan = jwt_plan(|_| {});
+        let auth = bearer(&rs256(claims()));
+        let f = forwarded(run(
+            &plan,
+            &request("GET", "/jwt", &[("authorization", &auth)]),
+        ));
+        assert_eq!(f.consumer.as_deref(), Some("contoso-portal"));
+        assert!(f
+            .request_edits
+            .contains(&HeaderEdit::Set("x-user-oid".into(), "user-7".into())));
+        assert!(f
+            .request_edits
+            .contains(&HeaderEdit::Set("x-user".into(), "user-7".into())));
+        assert!(f.request_edits.contains(&HeaderEdit::Set(
+            "x-consumer-id".into(),
+            "contoso-portal".into()
+        )));
+        assert!(!f
+            .request_edits
+            .contains(&HeaderEdit::Remove("authorization".into())));
+    }
+
+    #[test]
+    fn missing_and_invalid_tokens_are_401() {
+        let plan = jwt_plan(|_| {});
+        let d = denied(run(&plan, &request("GET", "/jwt", &[])));
+        assert_eq!((d.status, d.message.as_str()), (401, "JWT not present."));
+        let d = denied(run(
+            &plan,
+            &request("GET", "/jwt", &[("authorization", b"Bearer a.b")]),
+        ));
+        assert_eq!(
+            d.message,
+            "JWT validation failed: token is malformed. Access denied."
+        );
+        assert_eq!(d.outcome, Outcome::InvalidCredential);
+    }
+
+    #[test]
+    fn unknown_client_is_403_unless_default_product() {
+        let plan = jwt_plan(|_| {});
+        let mut stranger = claims();
+        stranger.custom["azp"] = json!("client-9");
+        let auth = bearer(&rs256(stranger.clone()));
+        let d = denied(run(
+            &plan,
+            &request("GET", "/jwt", &[("authorization", &auth)]),
+        ));
+        assert_eq!(d.status, 403);
+        assert_eq!(
+            d.message,
+            "The token's 'azp' claim names no registered consumer. Access denied."
+        );
+
+        let plan = jwt_plan(|c| c["jwt"]["default_product"] = json!("starter"));
+        let f = forwarded(run(
+            &plan,
+            &request("GET", "/jwt", &[("authorization", &auth)]),
+        ));
+        assert_eq!(f.consumer.as_deref(), Some("jwt:client-9"));
+    }
+
+    #[test]
+    fn required_claims_are_403() {
+        let plan = jwt_plan(|_| {});
+        let mut reader = claims();
+        reader.custom["roles"] = json!(["Invoices.Read"]);
+        let auth = bearer(&rs256(reader));
+        let d = denied(run(
+            &plan,
+            &request("GET", "/jwt", &[("authorization", &auth)]),
+        ));
+        assert_eq!(d.status, 403);
+        assert_eq!(d.outcome, Outcome::Forbidden);
+        assert!(d.message.starts_with("Required claim 'roles'"));
+    }
+
+    #[test]
+    fn either_takes_a_key_or_a_token() {
+        let plan = jwt_plan(|_| {});
+        let f = forwarded(run(&plan, &request("GET", "/either", &[(KEY, b"primary")])));
+        assert_eq!(f.consumer.as_deref(), Some("invoice-flow"));
+        let auth = bearer(&rs256(claims()));
+        let f = forwarded(run(
+            &plan,
+            &request("GET", "/either", &[("authorization", &auth)]),
+        ));
+        assert_eq!(f.consumer.as_deref(), Some("contoso-portal"));
+        let d = denied(run(&plan, &request("GET", "/either", &[])));
+        assert_eq!(d.status, 401);
+        assert_eq!(d.headers.len(), 2, "both challenges");
+        let d = denied(run(
+            &plan,
+            &request(
+                "GET",
+                "/either",
+                &[(KEY, b"wrong"), ("authorization", &auth)],
+            ),
+        ));
+        assert_eq!(
+            d.outcome,
+            Outcome::InvalidCredential,
+            "a wrong key is not rescued by a token"
+        );
+    }
+
+    #[test]
+    fn both_needs_a_key_and_a_valid_token() {
+        let plan = jwt_plan(|_| {});
+        let auth = bearer(&rs256(claims()));
+        let f = forwarded(run(
+            &plan,
+            &request(
+                "GET",
+                "/both",
+                &[(KEY, b"primary"), ("authorization", &auth)],
+            ),
+        ));
+        assert_eq!(
+            f.consumer.as_deref(),
+            Some("invoice-flow"),
+            "the key names the consumer"
+        );
+        let d = denied(run(&plan, &request("GET", "/both", &[(KEY, b"primary")])));
+        assert_eq!(d.message, "JWT not present.");
+        let d = denied(run(
+            &plan,
+            &request("GET", "/both", &[("authorization", &auth)]),
+        ));
+        assert!(d.message.contains("missing subscription key"));
+        let mut expired = claims();
+        expired.expires_at = Some(UnixTimeStamp::from_secs(NOW - 5));
+        let stale = bearer(&rs256(expired));
+        let d = denied(run(
+            &plan,
+            &request(
+                "GET",
+                "/both",
+                &[(KEY, b"primary"), ("authorization", &stale)],
+            ),
+        ));
+        assert_eq!(
+            d.message,
+            "JWT validation failed: token has expired. Access denied."
+        );
+    }
+
+    #[test]
+    fn claim_headers_are_removed_without_a_token_and_forward_token_false_strips_it() {
+        let plan = jwt_plan(|c| c["jwt"]["forward_token"] = json!(false));
+        let f = forwarded(run(
+            &plan,
+            &request(
+                "GET",
+                "/key",
+                &[(KEY, b"primary"), ("x-user-oid", b"spoof")],
+            ),
+        ));
+        assert!(f
+            .request_edits
+            .contains(&HeaderEdit::Remove("x-user-oid".into())));
+        assert!(f
+            .request_edits
+            .contains(&HeaderEdit::Remove("authorization".into())));
+    }
+
+    #[test]
+    fn a_cache_hit_skips_verification_and_an_expired_entry_is_never_served() {
+        let plan = jwt_plan(|_| {});
+        // Not a validly signed token: only the cache can admit it.
+        let token = "not.a.token";
+        let mut tokens = TokenCache::new(4);
+        let mut kept = crate::jwt::claims::ClaimMap::new();
+        kept.insert("azp".into(), json!("client-1"));
+        kept.insert("roles".into(), json!(["Invoices.Validate"]));
+        tokens.insert(
+            crate::jwt::token_cache::token_hash(token),
+            Rc::new(VerifiedToken {
+                exp: NOW + 10,
+                claims: kept,
+            }),
+            NOW,
+        );
+        let auth = bearer(token);
+        let headers = request("GET", "/jwt", &[("authorization", &auth)]);
+        let mut env = RequestEnv {
+            now_unix_s: NOW + 9,
+            tokens: &mut tokens,
+        };
+        assert!(matches!(
+            decide(&plan, &headers, &mut env),
+            Verdict::Forward(_)
+        ));
+        let mut env = RequestEnv {
+            now_unix_s: NOW + 10,
+            tokens: &mut tokens,
+        };
+        let d = denied(decide(&plan, &headers, &mut env));
+        assert_eq!(
+            d.message,
+            "JWT validation failed: token is malformed. Access denied."
+        );
+    }
+
+    #[test]
+    fn a_verified_token_is_cached() {
+        let plan = jwt_plan(|_| {});
+        let token = rs256(claims());
+        let auth = bearer(&token);
+        let headers = request("GET", "/jwt", &[("authorization", &auth)]);
+        let mut tokens = TokenCache::new(4);
+        let mut env = RequestEnv {
+            now_unix_s: NOW,
+            tokens: &mut tokens,
+        };
+        assert!(matches!(
+            decide(&plan, &headers, &mut env),
+            Verdict::Forward(_)
+        ));
+        assert_eq!(tokens.len(), 1);
+    }
 }

@@ -411,15 +411,184 @@ fn operations_are_checked() {
 }
 
 #[test]
-fn jwt_is_refused_until_supported() {
-    assert_refused(|c| c["jwt"] = json!({}), "jwt", "not available");
+fn jwt_modes_need_the_jwt_section() {
     for mode in ["jwt", "either", "both"] {
         assert_refused(
             |c| c["operations"][0]["auth"] = json!(mode),
             "operations[0].auth",
-            "not available",
+            "needs the 'jwt' section",
         );
     }
+}
+
+fn with_jwt(edit: impl FnOnce(&mut Value)) -> impl FnOnce(&mut Value) {
+    move |c: &mut Value| {
+        c["jwt"] = crate::jwt::tests::jwt_section();
+        edit(&mut c["jwt"]);
+    }
+}
+
+#[test]
+fn the_jwt_section_compiles() {
+    let mut config = valid();
+    with_jwt(|_| {})(&mut config);
+    config["operations"][0]["auth"] = json!("both");
+    config["operations"][0]["request_headers"]["set"]["x-tenant"] = json!("{claim:tid}");
+    let plan = compile(&config).unwrap();
+    let jwt = plan.jwt.as_ref().unwrap();
+    assert_eq!(jwt.consumer_claim, "azp");
+    assert!(jwt.forward_token);
+    assert_eq!(jwt.token_cache_size, 1024);
+    assert_eq!(jwt.verifier.keys.len(), 6, "the 'use: enc' key is left out");
+    assert_eq!(
+        jwt.verifier.kept_claims,
+        vec!["azp", "oid", "roles", "tid"],
+        "consumer claim, required claims, claim headers and template claims"
+    );
+    assert_eq!(plan.jwt_clients.get("app-1"), Some(&1));
+}
+
+#[test]
+fn jwt_section_is_checked() {
+    assert_refused(
+        with_jwt(|j| j["algorithms"] = json!(["RS256", "none"])),
+        "jwt.algorithms[1]",
+        "'none' is never allowed",
+    );
+    assert_refused(
+        with_jwt(|j| j["algorithms"] = json!(["RS999"])),
+        "jwt.algorithms[0]",
+        "unknown algorithm 'RS999'",
+    );
+    assert_refused(
+        with_jwt(|j| j["algorithms"] = json!([])),
+        "jwt.algorithms",
+        "must not be empty",
+    );
+    assert_refused(
+        with_jwt(|j| j["issuers"] = json!([])),
+        "jwt.issuers",
+        "must not be empty",
+    );
+    assert_refused(
+        with_jwt(|j| j["audiences"] = json!([""])),
+        "jwt.audiences[0]",
+        "must not be empty",
+    );
+    assert_refused(
+        with_jwt(|j| j["jwks"] = json!({ "keys": [] })),
+        "jwt.jwks.keys",
+        "at least one signing key",
+    );
+    assert_refused(
+        with_jwt(|j| {
+            j.as_object_mut().unwrap().remove("jwks");
+        }),
+        "jwt",
+        "needs 'jwks'",
+    );
+    assert_refused(
+        with_jwt(|j| j["jwks"]["keys"][0]["n"] = json!("!!!")),
+        "jwt.jwks.keys[0]",
+        "n: not base64url",
+    );
+    assert_refused(
+        with_jwt(|j| j["jwks"]["keys"][0]["n"] = json!("AQAB")),
+        "jwt.jwks.keys[0]",
+        "not a usable RSA public key",
+    );
+    assert_refused(
+        with_jwt(|j| {
+            j["jwks"]["keys"][0].as_object_mut().unwrap().remove("e");
+        }),
+        "jwt.jwks.keys[0]",
+        "missing 'e'",
+    );
+    assert_refused(
+        with_jwt(|j| j["jwks"]["keys"][0]["kty"] = json!("DSA")),
+        "jwt.jwks.keys[0]",
+        "kty 'DSA' is not supported",
+    );
+    assert_refused(
+        with_jwt(|j| j["jwks"]["keys"][0]["alg"] = json!("ES256")),
+        "jwt.jwks.keys[0]",
+        "alg 'ES256' does not fit",
+    );
+    assert_refused(
+        with_jwt(|j| j["jwks"]["keys"][2]["crv"] = json!("P-521")),
+        "jwt.jwks.keys[2]",
+        "crv",
+    );
+    assert_refused(
+        with_jwt(|j| j["jwks"]["keys"][5]["k"] = json!("c2hvcnQ")),
+        "jwt.jwks.keys[5]",
+        "at least 32 bytes",
+    );
+    assert_refused(
+        with_jwt(|j| {
+            j["algorithms"] = json!(["ES384"]);
+            j["jwks"] = json!({ "keys": [j["jwks"]["keys"][0].clone()] });
+        }),
+        "jwt.jwks",
+        "no key fits any of the allowed algorithms",
+    );
+    assert_refused(
+        with_jwt(|j| j["required_claims"] = json!([])),
+        "jwt.required_claims",
+        "must not be empty",
+    );
+    assert_refused(
+        with_jwt(|j| j["required_claims"] = json!([{ "name": "roles" }])),
+        "jwt.required_claims[0]",
+        "needs 'any_of' or 'all_of'",
+    );
+    assert_refused(
+        with_jwt(|j| {
+            j["required_claims"] = json!([{ "name": "roles", "any_of": ["a"], "all_of": ["b"] }])
+        }),
+        "jwt.required_claims[0]",
+        "not both",
+    );
+    assert_refused(
+        with_jwt(|j| j["required_claims"] = json!([{ "name": "roles", "any_of": [] }])),
+        "jwt.required_claims[0].any_of",
+        "must not be empty",
+    );
+    assert_refused(
+        with_jwt(|j| j["claims_to_headers"] = json!({ "oid": "bad header" })),
+        "jwt.claims_to_headers.oid",
+        "not a valid header name",
+    );
+    assert_refused(
+        with_jwt(|j| j["default_product"] = json!("gold")),
+        "jwt.default_product",
+        "unknown product 'gold'",
+    );
+    assert_refused(
+        with_jwt(|j| j["consumer_claim"] = json!("")),
+        "jwt.consumer_claim",
+        "must not be empty",
+    );
+    assert_refused(
+        with_jwt(|j| j["clock_skew_s"] = json!(-5)),
+        "jwt.clock_skew_s",
+        "whole number",
+    );
+    assert_refused(
+        with_jwt(|j| j["issuer"] = json!("x")),
+        "jwt.issuer",
+        "unknown field `issuer`",
+    );
+    assert_refused(
+        with_jwt(|j| j["openid_config"] = json!({ "url": "https://x", "cluster": "c" })),
+        "jwt.openid_config",
+        "not available in this version",
+    );
+    assert_refused(
+        with_jwt(|j| j["token_cache_size"] = json!(1_000_000)),
+        "jwt.token_cache_size",
+        "at most",
+    );
 }
 
 #[test]

@@ -1,0 +1,313 @@
+//! Verification against real keys and tokens made here (jwt-simple signs, tollgate verifies).
+
+use crate::plan::Plan;
+use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+pub const NOW: u64 = 1_800_000_000;
+
+pub fn b64(bytes: &[u8]) -> String {
+    Base64UrlSafeNoPadding::encode_to_string(bytes).unwrap()
+}
+
+pub struct TestKeys {
+    pub rs256: RS256KeyPair,
+    pub ps256: PS256KeyPair,
+    pub es256: ES256KeyPair,
+    pub es384: ES384KeyPair,
+    pub eddsa: Ed25519KeyPair,
+    pub hs256: HS256Key,
+}
+
+/// Keys are made once per test run (RSA generation takes a moment).
+pub fn keys() -> &'static TestKeys {
+    static KEYS: OnceLock<TestKeys> = OnceLock::new();
+    KEYS.get_or_init(|| TestKeys {
+        rs256: RS256KeyPair::generate(2048).unwrap().with_key_id("rsa-1"),
+        ps256: PS256KeyPair::generate(2048).unwrap().with_key_id("rsa-pss"),
+        es256: ES256KeyPair::generate().with_key_id("ec-256"),
+        es384: ES384KeyPair::generate().with_key_id("ec-384"),
+        eddsa: Ed25519KeyPair::generate().with_key_id("ed-1"),
+        hs256: HS256Key::generate().with_key_id("hmac-1"),
+    })
+}
+
+fn rsa_jwk(kid: &str, components: RSAPublicKeyComponents) -> Value {
+    json!({ "kty": "RSA", "kid": kid, "use": "sig", "n": b64(&components.n), "e": b64(&components.e),
+            "x5t": "ignored", "x5c": ["ignored"], "issuer": "ignored" })
+}
+
+fn ec_jwk(kid: &str, crv: &str, point: &[u8]) -> Value {
+    let half = (point.len() - 1) / 2;
+    json!({ "kty": "EC", "kid": kid, "crv": crv,
+            "x": b64(&point[1..1 + half]), "y": b64(&point[1 + half..]) })
+}
+
+pub fn jwks() -> Value {
+    let k = keys();
+    json!({ "keys": [
+        rsa_jwk("rsa-1", k.rs256.public_key().to_components()),
+        rsa_jwk("rsa-pss", k.ps256.public_key().to_components()),
+        ec_jwk("ec-256", "P-256", &k.es256.public_key().public_key().to_bytes_uncompressed()),
+        ec_jwk("ec-384", "P-384", &k.es384.public_key().public_key().to_bytes_uncompressed()),
+        { "kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "x": b64(&k.eddsa.public_key().to_bytes()) },
+        { "kty": "oct", "kid": "hmac-1", "k": b64(&k.hs256.to_bytes()) },
+        { "kty": "RSA", "kid": "enc-key", "use": "enc", "n": "AQAB", "e": "AQAB" }
+    ]})
+}
+
+pub fn jwt_section() -> Value {
+    json!({
+        "issuers": ["https://login.microsoftonline.com/tenant/v2.0"],
+        "audiences": ["api://invoice-validator"],
+        "algorithms": ["RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256"],
+        "jwks": jwks(),
+        "required_claims": [{ "name": "roles", "any_of": ["Invoices.Validate"] }],
+        "claims_to_headers": { "oid": "x-user-oid" }
+    })
+}
+
+fn plan_with(jwt: Value) -> Plan {
+    let config = json!({
+        "products": { "p": {} },
+        "consumers": [{ "id": "flow", "product": "p", "jwt_client_ids": ["client-1"] }],
+        "jwt": jwt,
+        "operations": [{ "name": "op", "path": "/", "auth": "jwt" }]
+    });
+    Plan::from_json(config.to_string().as_bytes()).unwrap()
+}
+
+pub fn claims() -> JWTClaims<Value> {
+    let mut claims = Claims::with_custom_claims(
+        json!({ "azp": "client-1", "roles": ["Invoices.Validate"], "oid": "user-7", "big": "x" }),
+        Duration::from_secs(60),
+    )
+    .with_issuer("https://login.microsoftonline.com/tenant/v2.0")
+    .with_audience("api://invoice-validator");
+    claims.issued_at = Some(UnixTimeStamp::from_secs(NOW - 10));
+    claims.invalid_before = Some(UnixTimeStamp::from_secs(NOW - 10));
+    claims.expires_at = Some(UnixTimeStamp::from_secs(NOW + 3600));
+    claims
+}
+
+pub fn rs256(claims: JWTClaims<Value>) -> String {
+    keys().rs256.sign(claims).unwrap()
+}
+
+fn verify(plan: &Plan, token: &str) -> Result<crate::jwt::verify::VerifiedToken, &'static str> {
+    plan.jwt.as_ref().unwrap().verifier.verify(token, NOW)
+}
+
+/// A token with this header and payload and the signature of `signed_from`.
+fn forge(header: Value, payload: Value, signature: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(payload.to_string().as_bytes()),
+        signature
+    )
+}
+
+fn parts(token: &str) -> Vec<String> {
+    token.split('.').map(str::to_string).collect()
+}
+
+#[test]
+fn every_algorithm_verifies_and_keeps_only_needed_claims() {
+    let plan = plan_with(jwt_section());
+    let k = keys();
+    for token in [
+        k.rs256.sign(claims()).unwrap(),
+        k.ps256.sign(claims()).unwrap(),
+        k.es256.sign(claims()).unwrap(),
+        k.es384.sign(claims()).unwrap(),
+        k.eddsa.sign(claims()).unwrap(),
+        k.hs256.authenticate(claims()).unwrap(),
+    ] {
+        let verified = verify(&plan, &token).unwrap_or_else(|e| panic!("{e}: {token}"));
+        assert_eq!(verified.exp, NOW + 3600);
+        let mut kept: Vec<&str> = verified.claims.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec!["azp", "oid", "roles"]);
+    }
+}
+
+#[test]
+fn tampered_payload_or_signature_is_refused() {
+    let plan = plan_with(jwt_section());
+    let token = rs256(claims());
+    let p = parts(&token);
+    let mut payload: Value =
+        serde_json::from_slice(&crate::jwt::keys::base64url(&p[1]).unwrap()).unwrap();
+    payload["roles"] = json!(["Admin"]);
+    let tampered = format!("{}.{}.{}", p[0], b64(payload.to_string().as_bytes()), p[2]);
+    assert_eq!(verify(&plan, &tampered), Err("signature is invalid"));
+
+    let mut signature = crate::jwt::keys::base64url(&p[2]).unwrap();
+    signature[10] ^= 1;
+    let tampered = format!("{}.{}.{}", p[0], p[1], b64(&signature));
+    assert_eq!(verify(&plan, &tampered), Err("signature is invalid"));
+}
+
+#[test]
+fn rsa_signatures_of_wrong_length_or_out_of_range_are_refused() {
+    let plan = plan_with(jwt_section());
+    let p = parts(&rs256(claims()));
+    let signature = crate::jwt::keys::base64url(&p[2]).unwrap();
+    let n = keys().rs256.public_key().to_components().n;
+    for bad in [
+        signature[1..].to_vec(),
+        [signature.clone(), vec![0]].concat(),
+        [vec![0], signature.clone()].concat(),
+        vec![0xff; signature.len()],
+        n.clone(),
+        vec![0; signature.len()],
+        Vec::new(),
+    ] {
+        let token = format!("{}.{}.{}", p[0], p[1], b64(&bad));
+        let result = verify(&plan, &token);
+        assert!(
+            result == Err("signature is invalid") || result == Err("token is malformed"),
+            "{result:?}"
+        );
+    }
+}
+
+#[test]
+fn alg_none_and_disallowed_algorithms_are_refused() {
+    let plan = plan_with(jwt_section());
+    let payload = json!({ "azp": "client-1", "exp": NOW + 60 });
+    for alg in ["none", "None", "NONE"] {
+        let token = forge(json!({ "alg": alg, "typ": "JWT" }), payload.clone(), "");
+        assert_eq!(
+            verify(&plan, &token),
+            Err("algorithm is not allowed"),
+            "{alg}"
+        );
+    }
+    let mut only_rs = jwt_section();
+    only_rs["algorithms"] = json!(["RS256"]);
+    let plan = plan_with(only_rs);
+    let es = keys().es256.sign(claims()).unwrap();
+    assert_eq!(verify(&plan, &es), Err("algorithm is not allowed"));
+}
+
+#[test]
+fn hs256_signed_with_the_rsa_public_key_is_refused() {
+    let mut section = jwt_section();
+    // Even with HS256 allowed, an HMAC over the RSA key's bytes names an RSA key: refused.
+    section["algorithms"] = json!(["RS256", "HS256"]);
+    let plan = plan_with(section);
+    let n = keys().rs256.public_key().to_components().n;
+    let confused = HS256Key::from_bytes(&n).with_key_id("rsa-1");
+    let token = confused.authenticate(claims()).unwrap();
+    assert_eq!(
+        verify(&plan, &token),
+        Err("algorithm does not match the signing key")
+    );
+    // Without a kid it finds only the oct key, whose secret it does not know.
+    let token = HS256Key::from_bytes(&n).authenticate(claims()).unwrap();
+    assert_eq!(verify(&plan, &token), Err("signature is invalid"));
+}
+
+#[test]
+fn key_choice_by_kid_and_by_alg() {
+    let plan = plan_with(jwt_section());
+    let unknown = keys().rs256.clone().with_key_id("rotated-away");
+    assert_eq!(
+        verify(&plan, &unknown.sign(claims()).unwrap()),
+        Err("signing key not found")
+    );
+    // No kid: the keys that fit the algorithm are tried.
+    let no_kid = ES256KeyPair::from_bytes(&keys().es256.to_bytes()).unwrap();
+    let token = no_kid.sign(claims()).unwrap();
+    assert!(Token::decode_metadata(&token).unwrap().key_id().is_none());
+    assert!(verify(&plan, &token).is_ok());
+}
+
+#[test]
+fn malformed_tokens() {
+    let plan = plan_with(jwt_section());
+    let good = rs256(claims());
+    let p = parts(&good);
+    for bad in [
+        format!("{}.{}", p[0], p[1]),
+        format!("{}.{}.{}.{}", p[0], p[1], p[2], p[2]),
+        format!("{}.{}!.{}", p[0], p[1], p[2]),
+        format!("{}.{}.{}", b64(b"not json"), p[1], p[2]),
+        format!("{}.{}.{}", p[0], b64(b"[1,2]"), p[2]),
+        String::new(),
+        "..".to_string(),
+    ] {
+        assert_eq!(verify(&plan, &bad), Err("token is malformed"), "{bad}");
+    }
+    let huge = format!("{}.{}.{}", p[0], "A".repeat(64 * 1024), p[2]);
+    assert_eq!(verify(&plan, &huge), Err("token is too large"));
+}
+
+#[test]
+fn claims_are_checked_after_the_signature() {
+    let plan = plan_with(jwt_section());
+    let mut expired = claims();
+    expired.expires_at = Some(UnixTimeStamp::from_secs(NOW - 1));
+    assert_eq!(verify(&plan, &rs256(expired)), Err("token has expired"));
+    let mut no_exp = claims();
+    no_exp.expires_at = None;
+    assert_eq!(verify(&plan, &rs256(no_exp)), Err("token has no expiry"));
+    let mut early = claims();
+    early.invalid_before = Some(UnixTimeStamp::from_secs(NOW + 30));
+    assert_eq!(verify(&plan, &rs256(early)), Err("token is not yet valid"));
+    let issuer = claims().with_issuer("https://evil");
+    assert_eq!(verify(&plan, &rs256(issuer)), Err("issuer is not allowed"));
+    let audience = claims().with_audience("api://other");
+    assert_eq!(
+        verify(&plan, &rs256(audience)),
+        Err("audience is not allowed")
+    );
+    let audiences =
+        claims().with_audiences(HashSet::from(["api://other", "api://invoice-validator"]));
+    assert!(verify(&plan, &rs256(audiences)).is_ok());
+
+    let mut skewed = jwt_section();
+    skewed["clock_skew_s"] = json!(60);
+    let plan = plan_with(skewed);
+    let mut early = claims();
+    early.invalid_before = Some(UnixTimeStamp::from_secs(NOW + 30));
+    assert!(verify(&plan, &rs256(early)).is_ok());
+}
+
+#[test]
+fn critical_headers_are_refused() {
+    let plan = plan_with(jwt_section());
+    let k = &keys().hs256;
+    let header = json!({ "alg": "HS256", "kid": "hmac-1", "crit": ["exp"], "exp": 1 });
+    let payload = json!({ "azp": "client-1", "exp": NOW + 60 });
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(payload.to_string().as_bytes())
+    );
+    let tag = hmac_sha256(&k.to_bytes(), input.as_bytes());
+    let token = format!("{input}.{}", b64(&tag));
+    assert_eq!(
+        verify(&plan, &token),
+        Err("token has an unsupported critical header")
+    );
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+#[test]
+fn the_forging_hmac_matches_jwt_simple() {
+    let k = &keys().hs256;
+    let token = k.authenticate(claims()).unwrap();
+    let (input, tag) = token.rsplit_once('.').unwrap();
+    assert_eq!(b64(&hmac_sha256(&k.to_bytes(), input.as_bytes())), tag);
+}
