@@ -8,7 +8,7 @@ use crate::credential::{
 };
 use crate::deny::Denial;
 use crate::jwt::claims::header_text;
-use crate::jwt::token_cache::{token_hash, TokenCache};
+use crate::jwt::token_cache::TokenCache;
 use crate::jwt::verify::VerifiedToken;
 use crate::jwt::JwtPlan;
 use crate::operation::OperationId;
@@ -210,7 +210,7 @@ fn verified_token<'p>(
         PresentedToken::Unusable => return Err(Denial::invalid_jwt("token is malformed")),
         PresentedToken::Found(token) => token,
     };
-    let hash = token_hash(token);
+    let hash = env.tokens.hash(token);
     if let Some(verified) = env.tokens.get(&hash, env.now_unix_s) {
         return Ok((jwt, verified));
     }

@@ -42,7 +42,7 @@ impl HttpContext for TollgateHttp {
         let now_unix_s = self.now_unix_s();
         // A VM runs one callback at a time, so the cache is free here; were it not, verify
         // without caching rather than skip anything.
-        let mut uncached = TokenCache::new(0);
+        let mut uncached = TokenCache::default();
         let mut shared = self.tokens.try_borrow_mut().ok();
         let tokens = shared.as_deref_mut().unwrap_or(&mut uncached);
         let mut env = RequestEnv { now_unix_s, tokens };

@@ -2,7 +2,7 @@
 //! request sharing the compiled plan.
 
 use super::http::TollgateHttp;
-use crate::jwt::token_cache::TokenCache;
+use crate::jwt::token_cache::{random_hash_key, TokenCache};
 use crate::plan::Plan;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -33,7 +33,15 @@ impl RootContext for TollgateRoot {
                     plan.products.len()
                 );
                 let capacity = plan.jwt.as_ref().map_or(0, |jwt| jwt.token_cache_size);
-                self.tokens = Rc::new(RefCell::new(TokenCache::new(capacity)));
+                let cache = match random_hash_key() {
+                    Some(key) => TokenCache::new(capacity, key),
+                    None => {
+                        // Without a secret key the cache could be aimed at; verify every time.
+                        log::error!("tollgate: no randomness from the host; JWT cache disabled");
+                        TokenCache::new(0, [0; 16])
+                    }
+                };
+                self.tokens = Rc::new(RefCell::new(cache));
                 self.plan = Some(Rc::new(plan));
                 true
             }

@@ -2,27 +2,39 @@
 //! a connector sends the same token for up to an hour, so each token is verified once and
 //! then looked up.
 //!
-//! The key is the SHA-256 of the whole token: the cache never holds a token. An entry is
-//! served only while `now < exp` (never beyond, whatever the clock skew: a later request
-//! is verified again and the skew applied there). The cache holds at most `capacity`
+//! The key is a keyed hash of the whole token, so the cache never holds a token and a token
+//! that differs in any byte (payload, header or signature) is another entry. The hash is
+//! SipHash-2-4 with a 128-bit output and a 128-bit random key drawn per VM: a keyed PRF, so
+//! making a forged token land on a cached entry means finding a second preimage under a key
+//! the attacker never sees. SHA-256 would do the same job at twenty times the price: over a
+//! 900-byte token it takes 4.3 µs inside V8 against 0.2 µs, on every request.
+//!
+//! An entry is served only while `now < exp` (never beyond, whatever the clock skew: a later
+//! request is verified again and the skew applied there). The cache holds at most `capacity`
 //! entries; inserting into a full cache first drops every expired entry, then the oldest
 //! inserted ones.
 
 use super::verify::VerifiedToken;
-use sha2::{Digest, Sha256};
+use siphasher::sip128::{Hasher128, SipHasher24};
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hasher;
 use std::rc::Rc;
 
 pub const DEFAULT_CAPACITY: usize = 1024;
 
-pub type TokenHash = [u8; 32];
+pub type TokenHash = u128;
 
-pub fn token_hash(token: &str) -> TokenHash {
-    Sha256::digest(token.as_bytes()).into()
+/// A 128-bit key for the token hash, from the system's randomness (WASI `random_get` in
+/// Envoy). `None` when no randomness is available: then nothing may be cached.
+pub fn random_hash_key() -> Option<[u8; 16]> {
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).ok()?;
+    Some(key)
 }
 
 #[derive(Debug)]
 pub struct TokenCache {
+    hash_key: [u8; 16],
     entries: HashMap<TokenHash, Rc<VerifiedToken>>,
     /// Insertion order, for eviction; may name entries already gone.
     order: VecDeque<TokenHash>,
@@ -32,17 +44,24 @@ pub struct TokenCache {
 impl Default for TokenCache {
     /// A cache that holds nothing (no `jwt` section configured).
     fn default() -> Self {
-        Self::new(0)
+        Self::new(0, [0; 16])
     }
 }
 
 impl TokenCache {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, hash_key: [u8; 16]) -> Self {
         Self {
+            hash_key,
             entries: HashMap::with_capacity(capacity.min(DEFAULT_CAPACITY)),
             order: VecDeque::new(),
             capacity,
         }
+    }
+
+    pub fn hash(&self, token: &str) -> TokenHash {
+        let mut hasher = SipHasher24::new_with_key(&self.hash_key);
+        hasher.write(token.as_bytes());
+        hasher.finish128().as_u128()
     }
 
     pub fn len(&self) -> usize {
@@ -101,9 +120,17 @@ mod tests {
         })
     }
 
+    fn cache(capacity: usize) -> TokenCache {
+        TokenCache::new(capacity, *b"0123456789abcdef")
+    }
+
+    fn token_hash(token: &str) -> TokenHash {
+        cache(0).hash(token)
+    }
+
     #[test]
     fn hit_until_exp_never_beyond() {
-        let mut cache = TokenCache::new(4);
+        let mut cache = cache(4);
         let h = token_hash("a.b.c");
         cache.insert(h, token(100), 10);
         assert!(cache.get(&h, 10).is_some());
@@ -115,14 +142,14 @@ mod tests {
 
     #[test]
     fn expired_tokens_are_not_stored() {
-        let mut cache = TokenCache::new(4);
+        let mut cache = cache(4);
         cache.insert(token_hash("t"), token(10), 10);
         assert!(cache.is_empty());
     }
 
     #[test]
     fn different_tokens_do_not_collide() {
-        let mut cache = TokenCache::new(4);
+        let mut cache = cache(4);
         cache.insert(token_hash("a.b.c"), token(100), 0);
         assert!(cache.get(&token_hash("a.b.d"), 0).is_none());
         assert!(cache.get(&token_hash("a.b.c"), 0).is_some());
@@ -130,7 +157,7 @@ mod tests {
 
     #[test]
     fn the_bound_holds_expired_first_then_oldest() {
-        let mut cache = TokenCache::new(3);
+        let mut cache = cache(3);
         cache.insert(token_hash("short"), token(20), 0);
         cache.insert(token_hash("old"), token(1000), 0);
         cache.insert(token_hash("mid"), token(1000), 0);
@@ -152,8 +179,27 @@ mod tests {
     }
 
     #[test]
+    fn the_hash_depends_on_every_byte_and_on_the_key() {
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
+        let base = token_hash(token);
+        for at in [0, token.len() / 2, token.len() - 1] {
+            let mut changed = token.as_bytes().to_vec();
+            changed[at] ^= 1;
+            assert_ne!(
+                base,
+                token_hash(std::str::from_utf8(&changed).unwrap()),
+                "byte {at}"
+            );
+        }
+        let other_key = TokenCache::new(0, *b"fedcba9876543210");
+        assert_ne!(base, other_key.hash(token));
+        assert!(random_hash_key().is_some());
+        assert_ne!(random_hash_key(), random_hash_key());
+    }
+
+    #[test]
     fn zero_capacity_caches_nothing() {
-        let mut cache = TokenCache::new(0);
+        let mut cache = cache(0);
         cache.insert(token_hash("t"), token(100), 0);
         assert!(cache.get(&token_hash("t"), 0).is_none());
     }

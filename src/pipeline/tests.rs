@@ -43,7 +43,7 @@ fn request(method: &str, path: &str, extra: &[(&str, &[u8])]) -> Vec<(String, Ve
 const NOW: u64 = 1_800_000_000;
 
 fn run<'p>(plan: &'p Plan, headers: &Headers) -> Verdict<'p> {
-    let mut tokens = TokenCache::new(16);
+    let mut tokens = TokenCache::new(16, [7; 16]);
     decide(
         plan,
         headers,
@@ -472,12 +472,12 @@ mod jwt {
         let plan = jwt_plan(|_| {});
         // Not a validly signed token: only the cache can admit it.
         let token = "not.a.token";
-        let mut tokens = TokenCache::new(4);
+        let mut tokens = TokenCache::new(4, [7; 16]);
         let mut kept = crate::jwt::claims::ClaimMap::new();
         kept.insert("azp".into(), json!("client-1"));
         kept.insert("roles".into(), json!(["Invoices.Validate"]));
         tokens.insert(
-            crate::jwt::token_cache::token_hash(token),
+            tokens.hash(token),
             Rc::new(VerifiedToken {
                 exp: NOW + 10,
                 claims: kept,
@@ -511,7 +511,7 @@ mod jwt {
         let token = rs256(claims());
         let auth = bearer(&token);
         let headers = request("GET", "/jwt", &[("authorization", &auth)]);
-        let mut tokens = TokenCache::new(4);
+        let mut tokens = TokenCache::new(4, [7; 16]);
         let mut env = RequestEnv {
             now_unix_s: NOW,
             tokens: &mut tokens,
