@@ -107,6 +107,7 @@ pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> Ve
         operation_id,
         operation,
         caller,
+        headers,
         path,
         matched_len,
         query,
@@ -291,11 +292,13 @@ impl ClaimSource for VerifiedToken {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn rewrite<'p>(
     plan: &'p Plan,
     operation_id: OperationId,
     operation: &Operation,
     caller: Caller<'p>,
+    headers: &Headers,
     path: &str,
     matched_len: usize,
     query: Option<&str>,
@@ -333,6 +336,12 @@ fn rewrite<'p>(
     operation
         .request_headers
         .push_edits(&values, &mut request_edits);
+    // Removing a header the request does not carry is a wasted host call (and a route-cache
+    // clear in Envoy): drop those edits.
+    request_edits.retain(|edit| match edit {
+        HeaderEdit::Remove(name) => headers.iter().any(|(present, _)| present == name),
+        _ => true,
+    });
     let mut response_edits = Vec::new();
     operation
         .response_headers
