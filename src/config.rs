@@ -18,6 +18,29 @@ pub struct Config {
     pub operations: Vec<OperationConfig>,
     #[serde(default)]
     pub unmatched: Unmatched,
+    pub rate_limit_headers: Option<RateLimitHeadersConfig>,
+}
+
+/// `"none"`, or the names of the three headers (each defaulting to `x-ratelimit-*`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RateLimitHeadersConfig {
+    Off(HeadersOff),
+    Names(RateLimitHeaderNames),
+}
+
+#[derive(Debug, Deserialize)]
+pub enum HeadersOff {
+    #[serde(rename = "none")]
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitHeaderNames {
+    pub limit: Option<String>,
+    pub remaining: Option<String>,
+    pub reset: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +89,8 @@ pub struct JwtConfig {
     pub default_product: Option<String>,
     #[serde(default, deserialize_with = "optional_whole_number")]
     pub token_cache_size: Option<u64>,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub max_dynamic_consumers: Option<u64>,
 }
 
 /// A JSON Web Key Set as an identity provider publishes it.

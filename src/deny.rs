@@ -109,6 +109,33 @@ impl Denial {
         Self::new(403, Outcome::Forbidden, format!("{what}. Access denied."))
     }
 
+    /// 429: the consumer's rate limit is used up for this window.
+    pub fn rate_limited(retry_after_s: u64) -> Self {
+        Self::new(
+            429,
+            Outcome::RateLimited,
+            format!("Rate limit is exceeded. Try again in {retry_after_s} seconds."),
+        )
+        .with_header("retry-after", retry_after_s.to_string())
+    }
+
+    /// 403: the consumer's quota is used up until the window renews.
+    pub fn quota_exceeded(retry_after_s: u64) -> Self {
+        let (hours, minutes, seconds) = (
+            retry_after_s / 3600,
+            retry_after_s / 60 % 60,
+            retry_after_s % 60,
+        );
+        Self::new(
+            403,
+            Outcome::QuotaExceeded,
+            format!(
+                "Out of call volume quota. Quota will be replenished in {hours:02}:{minutes:02}:{seconds:02}."
+            ),
+        )
+        .with_header("retry-after", retry_after_s.to_string())
+    }
+
     /// 404: no operation matches and `unmatched` is `reject`.
     pub fn no_operation() -> Self {
         Self::new(
@@ -178,6 +205,24 @@ mod tests {
             d.headers[0].1,
             r#"AzureApiManagementKey realm="evilx: y",name="K",type="header""#
         );
+    }
+
+    #[test]
+    fn throttling_denials() {
+        let d = Denial::rate_limited(7);
+        assert_eq!((d.status, d.outcome), (429, Outcome::RateLimited));
+        assert_eq!(d.message, "Rate limit is exceeded. Try again in 7 seconds.");
+        assert_eq!(d.headers, vec![("retry-after", "7".to_string())]);
+        let d = Denial::quota_exceeded(16 * 3600 + 5 * 60 + 9);
+        assert_eq!((d.status, d.outcome), (403, Outcome::QuotaExceeded));
+        assert_eq!(
+            d.message,
+            "Out of call volume quota. Quota will be replenished in 16:05:09."
+        );
+        assert_eq!(d.headers, vec![("retry-after", "57909".to_string())]);
+        assert!(Denial::quota_exceeded(30 * 86400)
+            .message
+            .contains("in 720:00:00."));
     }
 
     #[test]

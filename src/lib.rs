@@ -6,7 +6,9 @@
 pub mod config;
 pub mod credential;
 pub mod deny;
+pub mod dynamic_consumers;
 pub mod jwt;
+pub mod limits;
 pub mod operation;
 pub mod pipeline;
 pub mod plan;

@@ -11,6 +11,7 @@ use crate::jwt::claims::header_text;
 use crate::jwt::token_cache::TokenCache;
 use crate::jwt::verify::VerifiedToken;
 use crate::jwt::JwtPlan;
+use crate::limits::{CounterStore, RateHeaders, Refusal};
 use crate::operation::OperationId;
 use crate::plan::{Operation, Plan, ProductId};
 use crate::rewrite::{upstream_path, HeaderEdit};
@@ -69,10 +70,23 @@ struct Caller<'p> {
     token: Option<Rc<VerifiedToken>>,
 }
 
-/// Per-VM state the pipeline may use: the verified-token cache, and the time.
+/// What the pipeline reads besides the request: the time, the VM's verified-token cache, and
+/// the process-wide counter store.
 pub struct RequestEnv<'a> {
-    pub now_unix_s: u64,
+    pub now_ms: u64,
     pub tokens: &'a mut TokenCache,
+    pub counters: &'a dyn CounterStore,
+}
+
+impl RequestEnv<'_> {
+    fn now_unix_s(&self) -> u64 {
+        self.now_ms / 1000
+    }
+}
+
+/// Where a configured consumer's counters live in the store.
+pub fn counter_key(consumer_id: &str) -> String {
+    format!("tollgate/c/{consumer_id}")
 }
 
 /// Decides what to do with a request, given all of its headers (pseudo-headers included).
@@ -102,6 +116,10 @@ pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> Ve
     if let Err(denial) = authorize(plan, operation, &caller) {
         return Verdict::Deny(denial);
     }
+    let rate_headers = match admit(plan, &caller, env) {
+        Ok(headers) => headers,
+        Err(denial) => return Verdict::Deny(denial),
+    };
     Verdict::Forward(rewrite(
         plan,
         operation_id,
@@ -112,6 +130,56 @@ pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> Ve
         matched_len,
         query,
     ))
+    .with_rate_headers(plan, rate_headers)
+}
+
+impl Verdict<'_> {
+    fn with_rate_headers(mut self, plan: &Plan, headers: Option<RateHeaders>) -> Self {
+        if let (Verdict::Forward(forward), Some(names), Some(values)) =
+            (&mut self, &plan.rate_headers, headers)
+        {
+            forward.response_edits.extend([
+                HeaderEdit::Set(names.limit.clone(), values.limit.to_string()),
+                HeaderEdit::Set(names.remaining.clone(), values.remaining.to_string()),
+                HeaderEdit::Set(names.reset.clone(), values.reset_s.to_string()),
+            ]);
+        }
+        self
+    }
+}
+
+/// Counts the request against its consumer's rate limit and quota.
+fn admit(plan: &Plan, caller: &Caller, env: &RequestEnv) -> Result<Option<RateHeaders>, Denial> {
+    let Some(consumer) = &caller.consumer else {
+        return Ok(None);
+    };
+    let Some(product) = plan.products.get(consumer.product()) else {
+        return Ok(None);
+    };
+    if !product.limits.any() {
+        return Ok(None);
+    }
+    let counted = match consumer {
+        Consumer::Configured(configured) => crate::limits::admit(
+            env.counters,
+            &counter_key(&configured.id),
+            &product.limits,
+            env.now_ms,
+        ),
+        Consumer::Dynamic { id, .. } => crate::dynamic_consumers::admit(
+            env.counters,
+            plan.jwt.as_ref().map_or(1, |jwt| jwt.max_dynamic_consumers),
+            id,
+            &product.limits,
+            env.now_ms,
+        ),
+    };
+    counted.map_err(|refusal| match refusal {
+        Refusal::RateLimited { retry_after_s } => Denial::rate_limited(retry_after_s),
+        Refusal::QuotaExceeded { retry_after_s } => Denial::quota_exceeded(retry_after_s),
+        // Contention beyond the retry bound, or a store error: refuse, briefly.
+        Refusal::Unavailable => Denial::rate_limited(1),
+    })
 }
 
 fn authenticate<'p>(
@@ -212,16 +280,16 @@ fn verified_token<'p>(
         PresentedToken::Found(token) => token,
     };
     let hash = env.tokens.hash(token);
-    if let Some(verified) = env.tokens.get(&hash, env.now_unix_s) {
+    let now = env.now_unix_s();
+    if let Some(verified) = env.tokens.get(&hash, now) {
         return Ok((jwt, verified));
     }
     let verified = Rc::new(
         jwt.verifier
-            .verify(token, env.now_unix_s)
+            .verify(token, now)
             .map_err(Denial::invalid_jwt)?,
     );
-    env.tokens
-        .insert(hash, Rc::clone(&verified), env.now_unix_s);
+    env.tokens.insert(hash, Rc::clone(&verified), now);
     Ok((jwt, verified))
 }
 

@@ -4,9 +4,10 @@
 
 use crate::config::{
     AuthMode, Config, ConsumerConfig, HeaderRulesConfig, LimitConfig, OperationConfig,
-    ProductConfig, Unmatched,
+    ProductConfig, RateLimitHeadersConfig, Unmatched,
 };
 use crate::jwt::JwtPlan;
+use crate::limits::Limits;
 use crate::operation::{first_match, MethodSet, OperationId, PathMatch, Route};
 use crate::rewrite::HeaderRules;
 use crate::subscription::{ConsumerId, KeyHash, KeyTable};
@@ -32,13 +33,21 @@ pub struct Plan {
     pub jwt: Option<JwtPlan>,
     pub operations: Vec<Operation>,
     pub unmatched: Unmatched,
+    /// Names of the rate-limit response headers; `None` = not sent.
+    pub rate_headers: Option<RateHeaderNames>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateHeaderNames {
+    pub limit: String,
+    pub remaining: String,
+    pub reset: String,
 }
 
 #[derive(Debug)]
 pub struct Product {
     pub name: String,
-    pub rate_limit: Option<Limit>,
-    pub quota: Option<Limit>,
+    pub limits: Limits,
 }
 
 /// At most `calls` per `renewal_period_s` seconds.
@@ -171,6 +180,8 @@ impl Plan {
             })
             .collect();
 
+        let rate_headers = compile_rate_headers(config.rate_limit_headers)?;
+
         Ok(Self {
             key_header: key_header_display.to_ascii_lowercase(),
             key_header_display,
@@ -182,6 +193,7 @@ impl Plan {
             jwt,
             operations,
             unmatched: config.unmatched,
+            rate_headers,
         })
     }
 
@@ -206,12 +218,51 @@ fn compile_products(
             let at = format!("products.{name}");
             check_identifier(&at, &name)?;
             Ok(Product {
-                rate_limit: compile_limit(&format!("{at}.rate_limit"), product.rate_limit)?,
-                quota: compile_limit(&format!("{at}.quota"), product.quota)?,
+                limits: Limits {
+                    rate: compile_limit(&format!("{at}.rate_limit"), product.rate_limit)?,
+                    quota: compile_limit(&format!("{at}.quota"), product.quota)?,
+                },
                 name,
             })
         })
         .collect()
+}
+
+fn compile_rate_headers(
+    config: Option<RateLimitHeadersConfig>,
+) -> Result<Option<RateHeaderNames>, PlanError> {
+    let names = match config {
+        Some(RateLimitHeadersConfig::Off(_)) => return Ok(None),
+        Some(RateLimitHeadersConfig::Names(names)) => names,
+        None => crate::config::RateLimitHeaderNames {
+            limit: None,
+            remaining: None,
+            reset: None,
+        },
+    };
+    let pick = |at: &str, name: Option<String>, default: &str| {
+        let name = name.unwrap_or_else(|| default.to_string());
+        check_header_name(at, &name).map(|()| name.to_ascii_lowercase())
+    };
+    let compiled = RateHeaderNames {
+        limit: pick("rate_limit_headers.limit", names.limit, "x-ratelimit-limit")?,
+        remaining: pick(
+            "rate_limit_headers.remaining",
+            names.remaining,
+            "x-ratelimit-remaining",
+        )?,
+        reset: pick("rate_limit_headers.reset", names.reset, "x-ratelimit-reset")?,
+    };
+    if compiled.limit == compiled.remaining
+        || compiled.limit == compiled.reset
+        || compiled.remaining == compiled.reset
+    {
+        return Err(error(
+            "rate_limit_headers",
+            "the three header names must differ",
+        ));
+    }
+    Ok(Some(compiled))
 }
 
 fn compile_limit(at: &str, limit: Option<LimitConfig>) -> Result<Option<Limit>, PlanError> {

@@ -1,5 +1,6 @@
 //! Per-request glue: headers in, verdict out, edits applied.
 
+use super::shared_data::SharedData;
 use crate::jwt::token_cache::TokenCache;
 use crate::pipeline::{decide, RequestEnv, Verdict};
 use crate::plan::Plan;
@@ -25,11 +26,13 @@ impl TollgateHttp {
         }
     }
 
-    /// The host's clock (proxy-wasm `get_current_time`), in whole Unix seconds.
-    fn now_unix_s(&self) -> u64 {
+    /// The host's clock (proxy-wasm `get_current_time`), in Unix milliseconds.
+    fn now_ms(&self) -> u64 {
         self.get_current_time()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs())
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            })
     }
 }
 
@@ -39,13 +42,17 @@ impl HttpContext for TollgateHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         // The bytes variant: the SDK's text variant panics on a header value that is not UTF-8.
         let headers = self.get_http_request_headers_bytes();
-        let now_unix_s = self.now_unix_s();
+        let now_ms = self.now_ms();
         // A VM runs one callback at a time, so the cache is free here; were it not, verify
         // without caching rather than skip anything.
         let mut uncached = TokenCache::default();
         let mut shared = self.tokens.try_borrow_mut().ok();
         let tokens = shared.as_deref_mut().unwrap_or(&mut uncached);
-        let mut env = RequestEnv { now_unix_s, tokens };
+        let mut env = RequestEnv {
+            now_ms,
+            tokens,
+            counters: &SharedData,
+        };
         let verdict = decide(&self.plan, &headers, &mut env);
         drop(shared);
         match verdict {

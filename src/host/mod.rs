@@ -3,6 +3,7 @@
 
 mod http;
 mod root;
+mod shared_data;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

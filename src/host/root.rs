@@ -2,6 +2,7 @@
 //! request sharing the compiled plan.
 
 use super::http::TollgateHttp;
+use super::shared_data::SharedData;
 use crate::jwt::token_cache::{random_hash_key, TokenCache};
 use crate::plan::Plan;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -42,6 +43,7 @@ impl RootContext for TollgateRoot {
                     }
                 };
                 self.tokens = Rc::new(RefCell::new(cache));
+                create_counters(&plan);
                 self.plan = Some(Rc::new(plan));
                 true
             }
@@ -60,5 +62,32 @@ impl RootContext for TollgateRoot {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+/// Creates every counter entry the plan can use before any request: proxy-wasm has no
+/// "create if absent", so a first write on the request path could overwrite a count another
+/// worker had just made. Existing entries (from an earlier configuration) are kept.
+fn create_counters(plan: &Plan) {
+    let store = SharedData;
+    let mut keys: Vec<String> = plan
+        .consumers
+        .iter()
+        .filter(|c| plan.products.get(c.product).is_some_and(|p| p.limits.any()))
+        .map(|c| crate::pipeline::counter_key(&c.id))
+        .collect();
+    if let Some(jwt) = &plan.jwt {
+        let dynamic_limited = jwt
+            .default_product
+            .and_then(|id| plan.products.get(id))
+            .is_some_and(|p| p.limits.any());
+        if dynamic_limited {
+            keys.extend((0..jwt.max_dynamic_consumers).map(crate::dynamic_consumers::slot_key));
+        }
+    }
+    for key in &keys {
+        if crate::limits::ensure_entry(&store, key).is_err() {
+            log::error!("tollgate: cannot create counter entry {key}");
+        }
     }
 }

@@ -22,6 +22,7 @@ pub const DEFAULT_CONSUMER_CLAIM: &str = "azp";
 /// Entra ID signs access tokens with RS256; other algorithms must be allowed explicitly.
 pub const DEFAULT_ALGORITHMS: [Algorithm; 1] = [Algorithm::RS256];
 pub const MAX_TOKEN_CACHE_SIZE: u64 = 100_000;
+pub const MAX_DYNAMIC_CONSUMERS: u64 = 100_000;
 
 /// The `jwt` section, compiled.
 #[derive(Debug)]
@@ -34,6 +35,8 @@ pub struct JwtPlan {
     pub forward_token: bool,
     pub default_product: Option<ProductId>,
     pub token_cache_size: usize,
+    /// Cap on dynamic consumers (`jwt:<client>`) that hold counters.
+    pub max_dynamic_consumers: usize,
 }
 
 fn error(path: impl Into<String>, message: impl Into<String>) -> PlanError {
@@ -188,6 +191,16 @@ impl JwtPlan {
             ));
         }
 
+        let max_dynamic_consumers = config
+            .max_dynamic_consumers
+            .unwrap_or(crate::dynamic_consumers::DEFAULT_POOL_SIZE as u64);
+        if !(1..=MAX_DYNAMIC_CONSUMERS).contains(&max_dynamic_consumers) {
+            return Err(error(
+                "jwt.max_dynamic_consumers",
+                format!("must be between 1 and {MAX_DYNAMIC_CONSUMERS}"),
+            ));
+        }
+
         let mut kept: BTreeSet<String> = template_claims.clone();
         kept.insert(consumer_claim.clone());
         kept.extend(required_claims.iter().map(|c| c.name.clone()));
@@ -210,6 +223,7 @@ impl JwtPlan {
             forward_token: config.forward_token.unwrap_or(true),
             default_product,
             token_cache_size: usize::try_from(token_cache_size).unwrap_or(usize::MAX),
+            max_dynamic_consumers: usize::try_from(max_dynamic_consumers).unwrap_or(1),
         })
     }
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::deny::Outcome;
 use crate::jwt::token_cache::TokenCache;
+use crate::limits::tests::MemoryStore;
 use crate::subscription::KeyHash;
 use serde_json::json;
 
@@ -44,12 +45,14 @@ const NOW: u64 = 1_800_000_000;
 
 fn run<'p>(plan: &'p Plan, headers: &Headers) -> Verdict<'p> {
     let mut tokens = TokenCache::new(16, [7; 16]);
+    let counters = MemoryStore::default();
     decide(
         plan,
         headers,
         &mut RequestEnv {
-            now_unix_s: NOW,
+            now_ms: NOW * 1000,
             tokens: &mut tokens,
+            counters: &counters,
         },
     )
 }
@@ -493,16 +496,18 @@ mod jwt {
         let auth = bearer(token);
         let headers = request("GET", "/jwt", &[("authorization", &auth)]);
         let mut env = RequestEnv {
-            now_unix_s: NOW + 9,
+            now_ms: (NOW + 9) * 1000,
             tokens: &mut tokens,
+            counters: &MemoryStore::default(),
         };
         assert!(matches!(
             decide(&plan, &headers, &mut env),
             Verdict::Forward(_)
         ));
         let mut env = RequestEnv {
-            now_unix_s: NOW + 10,
+            now_ms: (NOW + 10) * 1000,
             tokens: &mut tokens,
+            counters: &MemoryStore::default(),
         };
         let d = denied(decide(&plan, &headers, &mut env));
         assert_eq!(
@@ -519,13 +524,109 @@ mod jwt {
         let headers = request("GET", "/jwt", &[("authorization", &auth)]);
         let mut tokens = TokenCache::new(4, [7; 16]);
         let mut env = RequestEnv {
-            now_unix_s: NOW,
+            now_ms: NOW * 1000,
             tokens: &mut tokens,
+            counters: &MemoryStore::default(),
         };
         assert!(matches!(
             decide(&plan, &headers, &mut env),
             Verdict::Forward(_)
         ));
         assert_eq!(tokens.len(), 1);
+    }
+}
+
+mod limits {
+    use super::*;
+
+    fn limited(headers_config: serde_json::Value) -> Plan {
+        let mut config = json!({
+            "products": {
+                "starter": { "rate_limit": { "calls": 2, "renewal_period_s": 10 },
+                             "quota": { "calls": 3, "renewal_period_s": 86400 } },
+                "free": {}
+            },
+            "consumers": [
+                { "id": "a", "product": "starter", "keys": [hash("ka")] },
+                { "id": "b", "product": "starter", "keys": [hash("kb")] },
+                { "id": "f", "product": "free", "keys": [hash("kf")] }
+            ],
+            "operations": [{ "name": "op", "path": "/op" }]
+        });
+        if !headers_config.is_null() {
+            config["rate_limit_headers"] = headers_config;
+        }
+        Plan::from_json(config.to_string().as_bytes()).unwrap()
+    }
+
+    fn call<'p>(plan: &'p Plan, store: &MemoryStore, key: &[u8], now_ms: u64) -> Verdict<'p> {
+        let mut tokens = TokenCache::new(0, [0; 16]);
+        let headers = request("GET", "/op", &[(KEY, key)]);
+        decide(
+            plan,
+            &headers,
+            &mut RequestEnv {
+                now_ms,
+                tokens: &mut tokens,
+                counters: store,
+            },
+        )
+    }
+
+    #[test]
+    fn rate_limit_then_quota_per_consumer_with_headers() {
+        let plan = limited(serde_json::Value::Null);
+        let store = MemoryStore::default();
+        let t = NOW * 1000;
+        let first = forwarded(call(&plan, &store, b"ka", t));
+        assert_eq!(
+            first.response_edits,
+            vec![
+                HeaderEdit::Set("x-ratelimit-limit".into(), "2".into()),
+                HeaderEdit::Set("x-ratelimit-remaining".into(), "1".into()),
+                HeaderEdit::Set("x-ratelimit-reset".into(), "10".into()),
+            ]
+        );
+        forwarded(call(&plan, &store, b"ka", t + 1_000));
+        let d = denied(call(&plan, &store, b"ka", t + 2_000));
+        assert_eq!((d.status, d.outcome), (429, Outcome::RateLimited));
+        assert_eq!(d.headers, vec![("retry-after", "8".to_string())]);
+        // Another consumer of the same product has its own counter.
+        forwarded(call(&plan, &store, b"kb", t + 2_000));
+        // After the window, the third call of the quota is admitted, the fourth is not.
+        forwarded(call(&plan, &store, b"ka", t + 10_000));
+        let d = denied(call(&plan, &store, b"ka", t + 10_001));
+        assert_eq!((d.status, d.outcome), (403, Outcome::QuotaExceeded));
+        assert!(d.message.starts_with("Out of call volume quota."));
+        // A product without limits never touches the store.
+        let writes = store.writes.get();
+        forwarded(call(&plan, &store, b"kf", t));
+        assert_eq!(store.writes.get(), writes);
+    }
+
+    #[test]
+    fn header_names_are_configurable_or_off() {
+        let store = MemoryStore::default();
+        let plan = limited(json!({ "limit": "RateLimit-Limit", "reset": "RateLimit-Reset" }));
+        let f = forwarded(call(&plan, &store, b"ka", NOW * 1000));
+        let names: Vec<&str> = f
+            .response_edits
+            .iter()
+            .map(|e| match e {
+                HeaderEdit::Set(n, _) => n.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "ratelimit-limit",
+                "x-ratelimit-remaining",
+                "ratelimit-reset"
+            ]
+        );
+        let plan = limited(json!("none"));
+        let f = forwarded(call(&plan, &store, b"kb", NOW * 1000));
+        assert!(f.response_edits.is_empty());
     }
 }

@@ -70,7 +70,7 @@ fn the_full_example_compiles() {
     let starter = &plan.products[plan.consumers[0].product];
     assert_eq!(starter.name, "starter");
     assert_eq!(
-        starter.rate_limit,
+        starter.limits.rate,
         Some(Limit {
             calls: 5,
             renewal_period_s: 60
@@ -100,7 +100,7 @@ fn struct_numbers_from_istio_are_accepted() {
     config["products"]["starter"]["rate_limit"] = json!({ "calls": 5.0, "renewal_period_s": 60.0 });
     let plan = compile(&config).unwrap();
     assert_eq!(
-        plan.products[0].rate_limit,
+        plan.products[0].limits.rate,
         Some(Limit {
             calls: 5,
             renewal_period_s: 60
@@ -651,4 +651,45 @@ fn path_errors_carry_no_line_and_column() {
     assert!(!message.contains(" at line "), "{message}");
     let syntax = Plan::from_json(b"{\n  \"operations\": [,]\n}").unwrap_err();
     assert!(syntax.message.contains("line 2"), "{syntax}");
+}
+
+#[test]
+fn rate_limit_headers_default_configurable_or_off() {
+    let plan = compile(&valid()).unwrap();
+    let names = plan.rate_headers.unwrap();
+    assert_eq!(
+        (
+            names.limit.as_str(),
+            names.remaining.as_str(),
+            names.reset.as_str()
+        ),
+        (
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset"
+        )
+    );
+    let mut off = valid();
+    off["rate_limit_headers"] = json!("none");
+    assert!(compile(&off).unwrap().rate_headers.is_none());
+    assert_refused(
+        |c| c["rate_limit_headers"] = json!({ "limit": "bad name" }),
+        "rate_limit_headers.limit",
+        "not a valid header name",
+    );
+    assert_refused(
+        |c| c["rate_limit_headers"] = json!({ "limit": "x-a", "remaining": "X-A" }),
+        "rate_limit_headers",
+        "must differ",
+    );
+    assert_refused(
+        |c| c["rate_limit_headers"] = json!("off"),
+        "rate_limit_headers",
+        "did not match any variant",
+    );
+    assert_refused(
+        with_jwt(|j| j["max_dynamic_consumers"] = json!(0)),
+        "jwt.max_dynamic_consumers",
+        "between 1 and",
+    );
 }

@@ -76,14 +76,15 @@ def backend(workdir):
     server.stop()
 
 
-def start_gateway(workdir: Path, backend, config: dict, name: str) -> stack.Envoy:
+def start_gateway(workdir: Path, backend, config: dict, name: str,
+                  concurrency: int = 1) -> stack.Envoy:
     envoy_config = stack.render_envoy_config(
         config,
         listen_port=stack.free_port(),
         admin_port=stack.free_port(),
         backend_port=backend.port,
     )
-    return stack.Envoy(workdir, envoy_config, name=name)
+    return stack.Envoy(workdir, envoy_config, name=name, concurrency=concurrency)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,236 @@
+//! Per-consumer rate limits and quotas over a shared counter store.
+//!
+//! One store entry per consumer holds both counters, so a request is counted in both or in
+//! neither with a single compare-and-swap: a request that the rate limit admits but the quota
+//! refuses costs nothing. Updates retry on CAS conflicts a bounded number of times and, when
+//! out of attempts, deny: under contention tollgate errs towards refusing, never towards
+//! admitting more than the limit.
+//!
+//! - Rate limit: a window opens with the consumer's first request and lasts
+//!   `renewal_period_s`; at most `calls` are admitted in it; the first request after it ends
+//!   opens the next one. A burst of any size admits exactly `calls`.
+//! - Quota: fixed windows aligned to the Unix epoch (`now / renewal_period_s`), so a daily
+//!   quota renews at midnight UTC.
+
+use crate::plan::Limit;
+
+/// Both counters of one consumer, as stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterState {
+    pub rate_start_ms: u64,
+    pub rate_count: u64,
+    pub quota_window: u64,
+    pub quota_count: u64,
+}
+
+pub const STATE_BYTES: usize = 32;
+
+impl CounterState {
+    pub fn encode(&self) -> [u8; STATE_BYTES] {
+        let mut bytes = [0u8; STATE_BYTES];
+        for (chunk, value) in bytes.chunks_exact_mut(8).zip([
+            self.rate_start_ms,
+            self.rate_count,
+            self.quota_window,
+            self.quota_count,
+        ]) {
+            chunk.copy_from_slice(&value.to_le_bytes());
+        }
+        bytes
+    }
+
+    /// Reads the first `STATE_BYTES`; anything shorter is a fresh state.
+    pub fn decode(bytes: &[u8]) -> Self {
+        let Some(state) = bytes.get(..STATE_BYTES) else {
+            return Self::default();
+        };
+        let mut words = state
+            .chunks_exact(8)
+            .map(|chunk| chunk.try_into().map_or(0, u64::from_le_bytes));
+        Self {
+            rate_start_ms: words.next().unwrap_or(0),
+            rate_count: words.next().unwrap_or(0),
+            quota_window: words.next().unwrap_or(0),
+            quota_count: words.next().unwrap_or(0),
+        }
+    }
+
+    /// True when every window this state counts in has ended: nothing would be lost by
+    /// starting over (used to hand a dynamic consumer's slot to another).
+    pub fn idle(&self, limits: &Limits, now_ms: u64) -> bool {
+        let rate_over = limits.rate.is_none_or(|rate| {
+            now_ms
+                >= self
+                    .rate_start_ms
+                    .saturating_add(rate.renewal_period_s * 1000)
+        });
+        let quota_over = limits
+            .quota
+            .is_none_or(|quota| quota_window(quota, now_ms) != self.quota_window);
+        (rate_over || self.rate_count == 0) && (quota_over || self.quota_count == 0)
+    }
+}
+
+/// The limits of a consumer's product.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub rate: Option<Limit>,
+    pub quota: Option<Limit>,
+}
+
+impl Limits {
+    pub fn any(&self) -> bool {
+        self.rate.is_some() || self.quota.is_some()
+    }
+}
+
+/// What an admitted response reports, for the tightest limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    RateLimited {
+        retry_after_s: u64,
+    },
+    QuotaExceeded {
+        retry_after_s: u64,
+    },
+    /// The store could not be updated (conflicts beyond the retry bound, or an error).
+    Unavailable,
+}
+
+fn quota_window(quota: Limit, now_ms: u64) -> u64 {
+    (now_ms / 1000) / quota.renewal_period_s.max(1)
+}
+
+fn ceil_seconds(ms: u64) -> u64 {
+    ms.div_ceil(1000)
+}
+
+/// The state after admitting one more request at `now_ms`, and the headers to report; or why
+/// not. Pure: the store is not touched.
+pub fn evaluate(
+    state: CounterState,
+    limits: &Limits,
+    now_ms: u64,
+) -> Result<(CounterState, Option<RateHeaders>), Refusal> {
+    let mut next = state;
+    let mut reports = Vec::with_capacity(2);
+
+    if let Some(rate) = limits.rate {
+        let window_ms = rate.renewal_period_s.saturating_mul(1000);
+        if now_ms >= next.rate_start_ms.saturating_add(window_ms) || now_ms < next.rate_start_ms {
+            next.rate_start_ms = now_ms;
+            next.rate_count = 0;
+        }
+        let left_ms = next
+            .rate_start_ms
+            .saturating_add(window_ms)
+            .saturating_sub(now_ms);
+        let reset_s = ceil_seconds(left_ms).clamp(1, rate.renewal_period_s);
+        if next.rate_count >= rate.calls {
+            return Err(Refusal::RateLimited {
+                retry_after_s: reset_s,
+            });
+        }
+        next.rate_count += 1;
+        reports.push(RateHeaders {
+            limit: rate.calls,
+            remaining: rate.calls - next.rate_count,
+            reset_s,
+        });
+    }
+
+    if let Some(quota) = limits.quota {
+        let window = quota_window(quota, now_ms);
+        if next.quota_window != window {
+            next.quota_window = window;
+            next.quota_count = 0;
+        }
+        let window_end_s = window
+            .saturating_add(1)
+            .saturating_mul(quota.renewal_period_s);
+        let reset_s = window_end_s
+            .saturating_sub(now_ms / 1000)
+            .clamp(1, quota.renewal_period_s);
+        if next.quota_count >= quota.calls {
+            return Err(Refusal::QuotaExceeded {
+                retry_after_s: reset_s,
+            });
+        }
+        next.quota_count += 1;
+        reports.push(RateHeaders {
+            limit: quota.calls,
+            remaining: quota.calls - next.quota_count,
+            reset_s,
+        });
+    }
+
+    // The tightest limit is the one with the fewest calls left; on a tie, the longer wait.
+    let tightest = reports.into_iter().min_by(|a, b| {
+        a.remaining
+            .cmp(&b.remaining)
+            .then(b.reset_s.cmp(&a.reset_s))
+    });
+    Ok((next, tightest))
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// Someone else wrote since our read.
+    CasMismatch,
+    Unavailable,
+}
+
+/// A process-wide key-value store with compare-and-swap (proxy-wasm shared data in Envoy).
+pub trait CounterStore {
+    /// The value and its CAS token; `(None, None)` when there is no entry.
+    fn load(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError>;
+    /// Writes if the entry is still at `cas`; `None` writes unconditionally.
+    fn store(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+}
+
+/// How many times a conflicting update is retried before the request is refused.
+pub const MAX_CAS_ATTEMPTS: usize = 32;
+
+/// Counts one request for the consumer whose counters live at `key`.
+pub fn admit(
+    store: &dyn CounterStore,
+    key: &str,
+    limits: &Limits,
+    now_ms: u64,
+) -> Result<Option<RateHeaders>, Refusal> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (value, cas) = store.load(key).map_err(|_| Refusal::Unavailable)?;
+        let state = value
+            .as_deref()
+            .map(CounterState::decode)
+            .unwrap_or_default();
+        let (next, headers) = evaluate(state, limits, now_ms)?;
+        match store.store(key, &next.encode(), cas) {
+            Ok(()) => return Ok(headers),
+            Err(StoreError::CasMismatch) => continue,
+            Err(StoreError::Unavailable) => return Err(Refusal::Unavailable),
+        }
+    }
+    Err(Refusal::Unavailable)
+}
+
+/// Creates the entry at `key` if there is none. Run at configure time, before any request,
+/// for every consumer with limits: proxy-wasm has no "create if absent", so a first write
+/// from the request path could overwrite a count another worker had just made.
+pub fn ensure_entry(store: &dyn CounterStore, key: &str) -> Result<(), StoreError> {
+    match store.load(key)? {
+        (Some(_), _) => Ok(()),
+        (None, _) => store.store(key, &CounterState::default().encode(), None),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
