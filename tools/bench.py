@@ -10,9 +10,11 @@ measured Envoy over the run / requests served), and the extra CPU against the pa
 the same round.
 
 Suites:
-  keys  subscription key: passthrough, native api_key_auth, tollgate
-  jwt   RS256 bearer token: passthrough, native jwt_authn with and without its token cache,
-        tollgate with one repeated token (cache hits) and a fresh token per request (misses)
+  keys    subscription key: passthrough, native api_key_auth, tollgate
+  limits  subscription key + a per-consumer rate limit never hit: passthrough, native
+          api_key_auth + local_ratelimit keyed per consumer, tollgate
+  jwt     RS256 bearer token: passthrough, native jwt_authn with and without its token cache,
+          tollgate with one repeated token (cache hits) and a fresh token per request (misses)
 
 Not a test: nothing here asserts a timing.
 """
@@ -119,6 +121,33 @@ def native_key_filter(key: str, consumers: int) -> dict:
             "forwarding": {"header": "x-consumer-id", "hide_credentials": True},
         },
     }
+
+
+def native_rate_limit_filter() -> dict:
+    """local_ratelimit with one token bucket per consumer (descriptor from x-consumer-id,
+    which api_key_auth sets before it), generous enough never to refuse."""
+    bucket = {"max_tokens": 1_000_000_000, "tokens_per_fill": 1_000_000_000, "fill_interval": "60s"}
+    return {
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "per_consumer",
+            "token_bucket": bucket,
+            "filter_enabled": {"runtime_key": "rl_enabled",
+                               "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+            "filter_enforced": {"runtime_key": "rl_enforced",
+                                "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+            "descriptors": [{"entries": [{"key": "consumer", "value": "bench"}],
+                             "token_bucket": bucket}],
+        },
+    }
+
+
+def with_consumer_rate_limits(config: dict) -> dict:
+    route = http_filters(config)["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+    route["rate_limits"] = [{"actions": [{"request_headers": {
+        "header_name": "x-consumer-id", "descriptor_key": "consumer"}}]}]
+    return config
 
 
 def jwt_plugin(jwks: dict) -> dict:
@@ -318,6 +347,25 @@ def key_suite(args) -> tuple[str, list[Case]]:
     ])
 
 
+def limits_suite(args) -> tuple[str, list[Case]]:
+    key = secrets.token_hex(32)
+    header = ["-H", f"{KEY_HEADER}: {key}"]
+    plugin = key_plugin(key, args.consumers)
+    plugin["products"]["starter"]["rate_limit"] = {"calls": 1_000_000_000, "renewal_period_s": 60}
+    return (f"Subscription key + per-consumer rate limit (never hit), {args.consumers} consumers", [
+        Case("passthrough-rl", "Envoy passthrough (router only)",
+             lambda port: with_filters(base_config(plugin, port), []), {}, header),
+        Case("native-rl", "Envoy native api_key_auth + local_ratelimit per consumer (+ prefix_rewrite)",
+             lambda port: with_consumer_rate_limits(with_filters(
+                 base_config(plugin, port),
+                 [native_key_filter(key, args.consumers), native_rate_limit_filter()],
+                 prefix_rewrite="/api/v1/items")),
+             {KEY_HEADER: key}, header),
+        Case("tollgate-rl", "tollgate: subscription key + rate limit + identity header + rewrite",
+             lambda port: base_config(plugin, port), {KEY_HEADER: key}, header),
+    ])
+
+
 def jwt_suite(args, workdir: Path) -> tuple[str, list[Case]]:
     maker = TokenMaker()
     token = maker.token()
@@ -358,7 +406,7 @@ def main():
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--consumers", type=int, default=1000)
     parser.add_argument("--fresh-tokens", type=int, default=3000)
-    parser.add_argument("--suite", choices=["keys", "jwt", "all"], default="all")
+    parser.add_argument("--suite", choices=["keys", "limits", "jwt", "all"], default="all")
     args = parser.parse_args()
     if not stack.WASM.exists():
         sys.exit(f"{stack.WASM} is missing: run `make build`")
@@ -371,6 +419,8 @@ def main():
         suites = []
         if args.suite in ("keys", "all"):
             suites.append(key_suite(args))
+        if args.suite in ("limits", "all"):
+            suites.append(limits_suite(args))
         if args.suite in ("jwt", "all"):
             suites.append(jwt_suite(args, workdir))
         try:
