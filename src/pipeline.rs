@@ -70,15 +70,32 @@ struct Caller<'p> {
     token: Option<Rc<VerifiedToken>>,
 }
 
-/// What the pipeline reads besides the request: the time, the VM's verified-token cache, and
-/// the process-wide counter store.
+/// The time as the host tells it (proxy-wasm `get_current_time` in Envoy), in Unix ms.
+pub trait Clock {
+    fn now_ms(&self) -> u64;
+}
+
+/// What the pipeline reads besides the request: the time (read once per request), the VM's
+/// verified-token cache, and the process-wide counter store.
 pub struct RequestEnv<'a> {
     pub now_ms: u64,
     pub tokens: &'a mut TokenCache,
     pub counters: &'a dyn CounterStore,
 }
 
-impl RequestEnv<'_> {
+impl<'a> RequestEnv<'a> {
+    pub fn new(
+        clock: &dyn Clock,
+        tokens: &'a mut TokenCache,
+        counters: &'a dyn CounterStore,
+    ) -> Self {
+        Self {
+            now_ms: clock.now_ms(),
+            tokens,
+            counters,
+        }
+    }
+
     fn now_unix_s(&self) -> u64 {
         self.now_ms / 1000
     }

@@ -2,7 +2,7 @@
 
 use super::shared_data::SharedData;
 use crate::jwt::token_cache::TokenCache;
-use crate::pipeline::{decide, RequestEnv, Verdict};
+use crate::pipeline::{decide, Clock, RequestEnv, Verdict};
 use crate::plan::Plan;
 use crate::rewrite::HeaderEdit;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -10,6 +10,20 @@ use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
+
+/// proxy-wasm `get_current_time`, through the `Result` call (the SDK's trait method unwraps).
+struct HostClock;
+
+impl Clock for HostClock {
+    fn now_ms(&self) -> u64 {
+        // Without a clock every token counts as expired: fail closed, never open.
+        proxy_wasm::hostcalls::get_current_time().map_or(u64::MAX, |now| {
+            now.duration_since(UNIX_EPOCH).map_or(u64::MAX, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            })
+        })
+    }
+}
 
 pub struct TollgateHttp {
     plan: Rc<Plan>,
@@ -25,15 +39,6 @@ impl TollgateHttp {
             response_edits: Vec::new(),
         }
     }
-
-    /// The host's clock (proxy-wasm `get_current_time`), in Unix milliseconds.
-    fn now_ms(&self) -> u64 {
-        self.get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| {
-                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-            })
-    }
 }
 
 impl Context for TollgateHttp {}
@@ -42,17 +47,12 @@ impl HttpContext for TollgateHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         // The bytes variant: the SDK's text variant panics on a header value that is not UTF-8.
         let headers = self.get_http_request_headers_bytes();
-        let now_ms = self.now_ms();
         // A VM runs one callback at a time, so the cache is free here; were it not, verify
         // without caching rather than skip anything.
         let mut uncached = TokenCache::default();
         let mut shared = self.tokens.try_borrow_mut().ok();
         let tokens = shared.as_deref_mut().unwrap_or(&mut uncached);
-        let mut env = RequestEnv {
-            now_ms,
-            tokens,
-            counters: &SharedData,
-        };
+        let mut env = RequestEnv::new(&HostClock, tokens, &SharedData);
         let verdict = decide(&self.plan, &headers, &mut env);
         drop(shared);
         match verdict {
