@@ -77,6 +77,13 @@ async def healthz(request: Request):
     return {"status": "ok", "received": received(request, b"")}
 
 
+@app.get("/status/{code}")
+async def status(code: int, request: Request):
+    """Answers with the status asked for, so tests can see how upstream errors are counted."""
+    return JSONResponse({"status": code, "received": received(request, b"")},
+                        status_code=code if 200 <= code <= 599 else 400)
+
+
 @app.api_route(
     "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 )

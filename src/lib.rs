@@ -9,6 +9,7 @@ pub mod deny;
 pub mod dynamic_consumers;
 pub mod jwt;
 pub mod limits;
+pub mod metrics;
 pub mod operation;
 pub mod pipeline;
 pub mod plan;

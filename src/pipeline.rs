@@ -81,6 +81,17 @@ pub struct RequestEnv<'a> {
     pub now_ms: u64,
     pub tokens: &'a mut TokenCache,
     pub counters: &'a dyn CounterStore,
+    /// Filled by `decide` as it goes: what the request turned out to be, for metrics and logs.
+    pub trace: Trace,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Trace {
+    pub operation: Option<OperationId>,
+    /// The consumer's id, once known.
+    pub consumer: Option<String>,
+    /// The consumer came through `jwt.default_product`.
+    pub dynamic_consumer: bool,
 }
 
 impl<'a> RequestEnv<'a> {
@@ -93,6 +104,7 @@ impl<'a> RequestEnv<'a> {
             now_ms: clock.now_ms(),
             tokens,
             counters,
+            trace: Trace::default(),
         }
     }
 
@@ -125,11 +137,16 @@ pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> Ve
     let Some(operation) = plan.operations.get(operation_id) else {
         return Verdict::Deny(Denial::no_operation());
     };
+    env.trace.operation = Some(operation_id);
 
     let caller = match authenticate(plan, operation, headers, query, env) {
         Ok(caller) => caller,
         Err(denial) => return Verdict::Deny(denial),
     };
+    if let Some(consumer) = &caller.consumer {
+        env.trace.consumer = Some(consumer.id().to_string());
+        env.trace.dynamic_consumer = matches!(consumer, Consumer::Dynamic { .. });
+    }
     if let Err(denial) = authorize(plan, operation, &caller) {
         return Verdict::Deny(denial);
     }

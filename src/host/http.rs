@@ -1,8 +1,10 @@
 //! Per-request glue: headers in, verdict out, edits applied.
 
+use super::metrics::Registry;
 use super::shared_data::SharedData;
 use crate::jwt::token_cache::TokenCache;
-use crate::pipeline::{decide, Clock, RequestEnv, Verdict};
+use crate::metrics;
+use crate::pipeline::{decide, Clock, RequestEnv, Trace, Verdict};
 use crate::plan::Plan;
 use crate::rewrite::HeaderEdit;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -28,15 +30,39 @@ impl Clock for HostClock {
 pub struct TollgateHttp {
     plan: Rc<Plan>,
     tokens: Rc<RefCell<TokenCache>>,
+    metrics: Rc<RefCell<Registry>>,
     response_edits: Vec<HeaderEdit>,
+    /// For a forwarded request: its operation and when it left the filter.
+    forwarded: Option<(usize, u64)>,
 }
 
 impl TollgateHttp {
-    pub fn new(plan: Rc<Plan>, tokens: Rc<RefCell<TokenCache>>) -> Self {
+    pub fn new(
+        plan: Rc<Plan>,
+        tokens: Rc<RefCell<TokenCache>>,
+        metrics: Rc<RefCell<Registry>>,
+    ) -> Self {
         Self {
             plan,
             tokens,
+            metrics,
             response_edits: Vec::new(),
+            forwarded: None,
+        }
+    }
+
+    fn operation_name(&self, trace: &Trace) -> &str {
+        trace
+            .operation
+            .and_then(|id| self.plan.operations.get(id))
+            .map_or(metrics::NONE, |op| op.name.as_str())
+    }
+
+    fn count(&self, trace: &Trace, outcome: &str) {
+        let operation = self.operation_name(trace);
+        let consumer = trace.consumer.as_deref().unwrap_or(metrics::NONE);
+        if let Ok(mut registry) = self.metrics.try_borrow_mut() {
+            registry.count_request(operation, consumer, trace.dynamic_consumer, outcome);
         }
     }
 }
@@ -54,9 +80,21 @@ impl HttpContext for TollgateHttp {
         let tokens = shared.as_deref_mut().unwrap_or(&mut uncached);
         let mut env = RequestEnv::new(&HostClock, tokens, &SharedData);
         let verdict = decide(&self.plan, &headers, &mut env);
+        let RequestEnv { trace, .. } = env;
         drop(shared);
         match verdict {
             Verdict::Deny(denial) => {
+                let outcome = denial.outcome.as_str();
+                self.count(&trace, outcome);
+                // One line per denial; messages never hold a key or a token.
+                log::info!(
+                    "tollgate: denied status={} operation={} consumer={} outcome={} reason={:?}",
+                    denial.status,
+                    self.operation_name(&trace),
+                    trace.consumer.as_deref().unwrap_or(metrics::NONE),
+                    outcome,
+                    denial.message
+                );
                 let body = denial.body();
                 let mut reply_headers: Vec<(&str, &str)> =
                     vec![("content-type", "application/json")];
@@ -76,13 +114,21 @@ impl HttpContext for TollgateHttp {
                     self.set_http_request_header(":path", Some(path));
                 }
                 self.response_edits = forward.response_edits;
+                self.count(&trace, metrics::ALLOWED);
+                self.forwarded = Some((forward.operation, HostClock.now_ms()));
                 Action::Continue
             }
-            Verdict::PassThrough => Action::Continue,
+            Verdict::PassThrough => {
+                self.count(&trace, metrics::ALLOWED);
+                Action::Continue
+            }
         }
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some((operation, sent_ms)) = self.forwarded.take() {
+            self.observe_upstream(operation, sent_ms);
+        }
         for edit in std::mem::take(&mut self.response_edits) {
             apply(
                 &edit,
@@ -91,6 +137,28 @@ impl HttpContext for TollgateHttp {
             );
         }
         Action::Continue
+    }
+}
+
+impl TollgateHttp {
+    /// Upstream latency (request leaving the filter to response headers) and 4xx/5xx.
+    fn observe_upstream(&self, operation: usize, sent_ms: u64) {
+        let Some(op) = self.plan.operations.get(operation) else {
+            return;
+        };
+        let Ok(registry) = self.metrics.try_borrow() else {
+            return;
+        };
+        let elapsed_ms = HostClock.now_ms().saturating_sub(sent_ms);
+        registry.record(&metrics::latency_histogram(&op.name), elapsed_ms);
+        let class = self
+            .get_http_response_header_bytes(":status")
+            .and_then(|status| status.first().copied());
+        match class {
+            Some(b'4') => registry.increment(&metrics::upstream_status_counter(&op.name, "4xx")),
+            Some(b'5') => registry.increment(&metrics::upstream_status_counter(&op.name, "5xx")),
+            _ => {}
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! request sharing the compiled plan.
 
 use super::http::TollgateHttp;
+use super::metrics::Registry;
 use super::shared_data::SharedData;
 use crate::jwt::token_cache::{random_hash_key, TokenCache};
 use crate::plan::Plan;
@@ -15,6 +16,7 @@ pub struct TollgateRoot {
     plan: Option<Rc<Plan>>,
     /// Verified tokens of this VM (one VM per worker thread); replaced with the plan.
     tokens: Rc<RefCell<TokenCache>>,
+    metrics: Rc<RefCell<Registry>>,
 }
 
 impl Context for TollgateRoot {}
@@ -44,6 +46,10 @@ impl RootContext for TollgateRoot {
                 };
                 self.tokens = Rc::new(RefCell::new(cache));
                 create_counters(&plan);
+                self.metrics = Rc::new(RefCell::new(Registry::define(
+                    crate::metrics::configured_series(&plan),
+                    crate::metrics::dynamic_series_cap(&plan),
+                )));
                 self.plan = Some(Rc::new(plan));
                 true
             }
@@ -57,7 +63,11 @@ impl RootContext for TollgateRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let plan = self.plan.clone()?;
-        Some(Box::new(TollgateHttp::new(plan, Rc::clone(&self.tokens))))
+        Some(Box::new(TollgateHttp::new(
+            plan,
+            Rc::clone(&self.tokens),
+            Rc::clone(&self.metrics),
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -53,6 +53,7 @@ fn run<'p>(plan: &'p Plan, headers: &Headers) -> Verdict<'p> {
             now_ms: NOW * 1000,
             tokens: &mut tokens,
             counters: &counters,
+            trace: Default::default(),
         },
     )
 }
@@ -499,6 +500,7 @@ mod jwt {
             now_ms: (NOW + 9) * 1000,
             tokens: &mut tokens,
             counters: &MemoryStore::default(),
+            trace: Default::default(),
         };
         assert!(matches!(
             decide(&plan, &headers, &mut env),
@@ -508,6 +510,7 @@ mod jwt {
             now_ms: (NOW + 10) * 1000,
             tokens: &mut tokens,
             counters: &MemoryStore::default(),
+            trace: Default::default(),
         };
         let d = denied(decide(&plan, &headers, &mut env));
         assert_eq!(
@@ -527,6 +530,7 @@ mod jwt {
             now_ms: NOW * 1000,
             tokens: &mut tokens,
             counters: &MemoryStore::default(),
+            trace: Default::default(),
         };
         assert!(matches!(
             decide(&plan, &headers, &mut env),
@@ -569,6 +573,7 @@ mod limits {
                 now_ms,
                 tokens: &mut tokens,
                 counters: store,
+                trace: Default::default(),
             },
         )
     }
