@@ -9,7 +9,7 @@ WASM    := target/wasm32-wasip1/release/tollgate.wasm
 CLI     := target/debug/tollgate
 SOURCES := $(shell find src -name '*.rs') Cargo.toml
 
-.PHONY: all setup build run stop test fmt-check clippy unit integration bench clean
+.PHONY: all setup build run stop compose-config oci test fmt-check clippy unit integration bench clean
 
 all: build
 
@@ -43,6 +43,20 @@ run: build
 
 stop:
 	@$(PYTHON) tools/demo.py stop
+
+## compose-config: .run/envoy-compose.yaml with fresh demo keys, for `docker compose up`.
+compose-config: build
+	$(PYTHON) tools/demo.py compose-config
+
+## oci: the filter's OCI images (Istio's, and the init image for a plain sidecar).
+OCI_REPO ?= tollgate-wasm
+OCI_TAG  ?= dev
+oci: build
+	@if docker info >/dev/null 2>&1; then \
+	  docker build -f oci/wasm.Dockerfile -t $(OCI_REPO):$(OCI_TAG) . && \
+	  docker build -f oci/wasm-init.Dockerfile -t $(OCI_REPO)-init:$(OCI_TAG) . && \
+	  echo "push both, then set WasmPlugin.spec.sha256 to the digest docker push prints"; \
+	else echo "no Docker engine here: nothing built (oci/*.Dockerfile need one)"; fi
 
 ## test: everything CI checks.
 test: fmt-check clippy unit integration

@@ -78,10 +78,44 @@ pub fn dynamic_series_cap(plan: &Plan) -> usize {
         .map_or(0, |jwt| jwt.max_dynamic_consumers.saturating_mul(5))
 }
 
-/// The counters and histograms defined at configure time.
+/// What a series counts, by index, so the request path finds it without building its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SeriesKey {
+    /// Operation and configured consumer by index (`None`: `-`), outcome by label.
+    Requests {
+        operation: Option<usize>,
+        consumer: Option<usize>,
+        outcome: &'static str,
+    },
+    /// A dynamic consumer past the per-VM cap, per operation and outcome.
+    OtherDynamic {
+        operation: usize,
+        outcome: &'static str,
+    },
+    UpstreamLatency(usize),
+    UpstreamStatus(usize, &'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesKind {
+    Counter,
+    Histogram,
+}
+
+/// A series defined at configure time.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Series {
-    pub counters: Vec<String>,
-    pub histograms: Vec<String>,
+    pub key: SeriesKey,
+    pub kind: SeriesKind,
+    pub name: String,
+}
+
+fn counter(key: SeriesKey, name: String) -> Series {
+    Series {
+        key,
+        kind: SeriesKind::Counter,
+        name,
+    }
 }
 
 /// Which (operation, consumer, outcome) combinations can happen, so they exist (at 0) from the
@@ -89,7 +123,7 @@ pub struct Series {
 /// `invalid_credential` (a valid key with a bad token under `auth: both`); without a
 /// consumer, `allowed` (open operations), `missing_credential`, `invalid_credential` and
 /// `forbidden` (an unknown JWT client); and `no_operation` once.
-pub fn configured_series(plan: &Plan) -> Series {
+pub fn configured_series(plan: &Plan) -> Vec<Series> {
     const WITH_CONSUMER: [&str; 5] = [
         ALLOWED,
         "forbidden",
@@ -103,48 +137,82 @@ pub fn configured_series(plan: &Plan) -> Series {
         "invalid_credential",
         "forbidden",
     ];
-    let mut counters = vec![request_counter(NONE, NONE, "no_operation")];
+    let requests = |operation, consumer, outcome: &'static str, name| {
+        counter(
+            SeriesKey::Requests {
+                operation,
+                consumer,
+                outcome,
+            },
+            name,
+        )
+    };
+    let mut series = vec![requests(
+        None,
+        None,
+        "no_operation",
+        request_counter(NONE, NONE, "no_operation"),
+    )];
     if plan.unmatched == crate::config::Unmatched::Pass {
-        counters.push(request_counter(NONE, NONE, ALLOWED));
+        series.push(requests(
+            None,
+            None,
+            ALLOWED,
+            request_counter(NONE, NONE, ALLOWED),
+        ));
     }
     let dynamic = plan
         .jwt
         .as_ref()
         .is_some_and(|jwt| jwt.default_product.is_some());
-    let mut histograms = Vec::with_capacity(plan.operations.len());
-    for operation in &plan.operations {
+    for (op_index, operation) in plan.operations.iter().enumerate() {
         let op = operation.name.as_str();
         let identifies = operation.auth != crate::config::AuthMode::None;
-        for consumer in plan.consumers.iter().filter(|_| identifies) {
-            counters.extend(
-                WITH_CONSUMER
-                    .iter()
-                    .map(|outcome| request_counter(op, &consumer.id, outcome)),
-            );
+        for (consumer_index, consumer) in plan.consumers.iter().enumerate() {
+            if !identifies {
+                break;
+            }
+            for outcome in WITH_CONSUMER {
+                series.push(requests(
+                    Some(op_index),
+                    Some(consumer_index),
+                    outcome,
+                    request_counter(op, &consumer.id, outcome),
+                ));
+            }
         }
-        counters.extend(
-            WITHOUT_CONSUMER
-                .iter()
-                .map(|outcome| request_counter(op, NONE, outcome)),
-        );
+        for outcome in WITHOUT_CONSUMER {
+            series.push(requests(
+                Some(op_index),
+                None,
+                outcome,
+                request_counter(op, NONE, outcome),
+            ));
+        }
         if dynamic && identifies {
-            counters.extend(
-                WITH_CONSUMER
-                    .iter()
-                    .map(|outcome| request_counter(op, OTHER_DYNAMIC, outcome)),
-            );
+            for outcome in WITH_CONSUMER {
+                series.push(counter(
+                    SeriesKey::OtherDynamic {
+                        operation: op_index,
+                        outcome,
+                    },
+                    request_counter(op, OTHER_DYNAMIC, outcome),
+                ));
+            }
         }
-        counters.extend(
-            STATUS_CLASSES
-                .iter()
-                .map(|class| upstream_status_counter(op, class)),
-        );
-        histograms.push(latency_histogram(op));
+        for class in STATUS_CLASSES {
+            series.push(counter(
+                SeriesKey::UpstreamStatus(op_index, class),
+                upstream_status_counter(op, class),
+            ));
+        }
+        series.push(Series {
+            key: SeriesKey::UpstreamLatency(op_index),
+            kind: SeriesKind::Histogram,
+            name: latency_histogram(op),
+        });
     }
-    Series {
-        counters,
-        histograms,
-    }
+    series
 }
 
 #[cfg(test)]
@@ -193,14 +261,36 @@ mod tests {
         });
         let plan = Plan::from_json(config.to_string().as_bytes()).unwrap();
         let series = configured_series(&plan);
+        let counters: Vec<&Series> = series
+            .iter()
+            .filter(|s| s.kind == SeriesKind::Counter)
+            .collect();
         // 1 no_operation + per operation (2 consumers x 5 + 4 without consumer + 2 classes),
         // but no consumer series on the open operation.
-        assert_eq!(series.counters.len(), 1 + (2 * 5 + 4 + 2) + (4 + 2));
-        assert_eq!(series.histograms.len(), 2);
-        let unique: std::collections::BTreeSet<&String> = series.counters.iter().collect();
-        assert_eq!(unique.len(), series.counters.len());
-        assert!(series
-            .counters
-            .contains(&request_counter("one", "a", "rate_limited")));
+        assert_eq!(counters.len(), 1 + (2 * 5 + 4 + 2) + (4 + 2));
+        assert_eq!(
+            series.len() - counters.len(),
+            2,
+            "one latency histogram per operation"
+        );
+        let names: std::collections::BTreeSet<&String> = series.iter().map(|s| &s.name).collect();
+        assert_eq!(names.len(), series.len());
+        let keys: std::collections::HashSet<SeriesKey> = series.iter().map(|s| s.key).collect();
+        assert_eq!(keys.len(), series.len());
+        let rate_limited = series
+            .iter()
+            .find(|s| {
+                s.key
+                    == SeriesKey::Requests {
+                        operation: Some(0),
+                        consumer: Some(0),
+                        outcome: "rate_limited",
+                    }
+            })
+            .unwrap();
+        assert_eq!(
+            rate_limited.name,
+            request_counter("one", "a", "rate_limited")
+        );
     }
 }

@@ -15,6 +15,7 @@ use crate::limits::{CounterStore, RateHeaders, Refusal};
 use crate::operation::OperationId;
 use crate::plan::{Operation, Plan, ProductId};
 use crate::rewrite::{upstream_path, HeaderEdit};
+use crate::subscription::ConsumerId;
 use crate::template::{ClaimSource, NoClaims, TemplateValues};
 use std::rc::Rc;
 
@@ -44,21 +45,21 @@ pub struct Forward<'p> {
 /// `jwt.default_product` as its own consumer `jwt:<client>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Consumer<'p> {
-    Configured(&'p crate::plan::Consumer),
+    Configured(ConsumerId, &'p crate::plan::Consumer),
     Dynamic { id: String, product: ProductId },
 }
 
 impl Consumer<'_> {
     pub fn id(&self) -> &str {
         match self {
-            Consumer::Configured(consumer) => &consumer.id,
+            Consumer::Configured(_, consumer) => &consumer.id,
             Consumer::Dynamic { id, .. } => id,
         }
     }
 
     pub fn product(&self) -> ProductId {
         match self {
-            Consumer::Configured(consumer) => consumer.product,
+            Consumer::Configured(_, consumer) => consumer.product,
             Consumer::Dynamic { product, .. } => *product,
         }
     }
@@ -90,6 +91,8 @@ pub struct Trace {
     pub operation: Option<OperationId>,
     /// The consumer's id, once known.
     pub consumer: Option<String>,
+    /// Its index, for a configured consumer.
+    pub configured_consumer: Option<ConsumerId>,
     /// The consumer came through `jwt.default_product`.
     pub dynamic_consumer: bool,
 }
@@ -146,6 +149,9 @@ pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> Ve
     if let Some(consumer) = &caller.consumer {
         env.trace.consumer = Some(consumer.id().to_string());
         env.trace.dynamic_consumer = matches!(consumer, Consumer::Dynamic { .. });
+        if let Consumer::Configured(id, _) = consumer {
+            env.trace.configured_consumer = Some(*id);
+        }
     }
     if let Err(denial) = authorize(plan, operation, &caller) {
         return Verdict::Deny(denial);
@@ -194,7 +200,7 @@ fn admit(plan: &Plan, caller: &Caller, env: &RequestEnv) -> Result<Option<RateHe
         return Ok(None);
     }
     let counted = match consumer {
-        Consumer::Configured(configured) => crate::limits::admit(
+        Consumer::Configured(_, configured) => crate::limits::admit(
             env.counters,
             &counter_key(&configured.id),
             &product.limits,
@@ -291,8 +297,7 @@ fn key_consumer<'p>(plan: &'p Plan, key: PresentedKey) -> Result<Consumer<'p>, D
         PresentedKey::Found(key) => plan
             .keys
             .consumer_for(&key)
-            .and_then(|id| plan.consumers.get(id))
-            .map(Consumer::Configured)
+            .and_then(|id| plan.consumers.get(id).map(|c| Consumer::Configured(id, c)))
             .ok_or_else(Denial::invalid_subscription_key),
         PresentedKey::Missing | PresentedKey::Conflicting => {
             Err(Denial::invalid_subscription_key())
@@ -339,9 +344,9 @@ fn token_consumer<'p>(
         .and_then(serde_json::Value::as_str);
     if let Some(consumer) = client
         .and_then(|client| plan.jwt_clients.get(client))
-        .and_then(|id| plan.consumers.get(*id))
+        .and_then(|&id| plan.consumers.get(id).map(|c| Consumer::Configured(id, c)))
     {
-        return Ok(Consumer::Configured(consumer));
+        return Ok(consumer);
     }
     match (client, jwt.default_product) {
         (Some(client), Some(product)) if usable_client_id(client) => Ok(Consumer::Dynamic {

@@ -6,10 +6,13 @@ written into `.run/envoy.yaml`, the reference `envoy/envoy.yaml` with the demo k
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 from pathlib import Path
+import yaml
+
 import stack
 
 # Overridable so the integration tests can run the demo beside a developer's own.
@@ -42,16 +45,55 @@ def stop() -> None:
     print("demo stopped")
 
 
-def start() -> None:
-    stop()
-    RUN.mkdir(exist_ok=True)
-    reference = stack.load_reference()
-    plugin = stack.plugin_configuration(reference)
+def fresh_keys(plugin: dict) -> dict[str, list[str]]:
+    """Replaces every consumer's key hashes with those of new keys; returns the keys."""
     keys = {}
     for consumer in plugin["consumers"]:
         made = [new_key() for _ in consumer["keys"]]
         consumer["keys"] = [digest for _, digest in made]
         keys[consumer["id"]] = [key for key, _ in made]
+    return keys
+
+
+def print_keys_and_curls(keys: dict[str, list[str]], url: str, config: str) -> None:
+    flow_primary, flow_secondary = keys["invoice-flow"]
+    portal = keys["contoso-portal"][0]
+    print(f"""demo keys (made just now; only their hashes are in {config}):
+  invoice-flow   (product starter)    primary   {flow_primary}
+                                      secondary {flow_secondary}
+  contoso-portal (product unlimited)  primary   {portal}
+
+try:
+  curl -i -X POST {url}/validate \\
+       -H 'Ocp-Apim-Subscription-Key: {flow_primary}' \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"invoice_id": "INV-1", "amount": "12.50", "currency": "EUR", "due_date": "2026-12-31"}}'
+  curl -i -X POST {url}/validate                       # 401, missing key
+  curl -i {url}/admin/x -H 'Ocp-Apim-Subscription-Key: {flow_primary}'   # 403, starter may not
+""")
+
+
+def compose_config() -> None:
+    """.run/envoy-compose.yaml (envoy/envoy-compose.yaml with fresh keys) and a .env that
+    points docker compose at it."""
+    RUN.mkdir(exist_ok=True)
+    bootstrap = yaml.safe_load((stack.REPO / "envoy" / "envoy-compose.yaml").read_text())
+    plugin = stack.plugin_configuration(bootstrap)
+    keys = fresh_keys(plugin)
+    stack.tollgate_filter(bootstrap)["configuration"]["value"] = json.dumps(plugin, indent=1)
+    target = RUN / "envoy-compose.yaml"
+    target.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
+    (stack.REPO / ".env").write_text(f"TOLLGATE_ENVOY_CONFIG=./{target.relative_to(stack.REPO)}\n")
+    print(f"wrote {target} and .env; now: docker compose up\n")
+    print_keys_and_curls(keys, "http://127.0.0.1:10000", str(target.relative_to(stack.REPO)))
+
+
+def start() -> None:
+    stop()
+    RUN.mkdir(exist_ok=True)
+    reference = stack.load_reference()
+    plugin = stack.plugin_configuration(reference)
+    keys = fresh_keys(plugin)
 
     ports = reference["static_resources"]["listeners"][0]["address"]["socket_address"]
     admin = reference["admin"]["address"]["socket_address"]
@@ -72,28 +114,14 @@ def start() -> None:
         raise
     PIDS.write_text(f"{backend.process.pid} {envoy.admin}\n")
 
-    url = envoy.url
-    flow_primary, flow_secondary = keys["invoice-flow"]
-    portal = keys["contoso-portal"][0]
     print(f"""
 tollgate demo is running (logs in {RUN}; stop with `make stop`)
-  gateway  {url}   ->  FastAPI backend http://127.0.0.1:{backend_port}
+  gateway  {envoy.url}   ->  FastAPI backend http://127.0.0.1:{backend_port}
   admin    {envoy.admin}/stats/prometheus
-
-demo keys (made just now; only their hashes are in .run/envoy.yaml):
-  invoice-flow   (product starter)    primary   {flow_primary}
-                                      secondary {flow_secondary}
-  contoso-portal (product unlimited)  primary   {portal}
-
-try:
-  curl -i -X POST {url}/validate \\
-       -H 'Ocp-Apim-Subscription-Key: {flow_primary}' \\
-       -H 'Content-Type: application/json' \\
-       -d '{{"invoice_id": "INV-1", "amount": "12.50", "currency": "EUR", "due_date": "2026-12-31"}}'
-  curl -i -X POST {url}/validate                       # 401, missing key
-  curl -i {url}/admin/x -H 'Ocp-Apim-Subscription-Key: {flow_primary}'   # 403, starter may not
 """)
+    print_keys_and_curls(keys, envoy.url, ".run/envoy.yaml")
 
 
 if __name__ == "__main__":
-    {"start": start, "stop": stop}[sys.argv[1] if len(sys.argv) > 1 else "start"]()
+    commands = {"start": start, "stop": stop, "compose-config": compose_config}
+    commands[sys.argv[1] if len(sys.argv) > 1 else "start"]()

@@ -58,11 +58,9 @@ impl TollgateHttp {
             .map_or(metrics::NONE, |op| op.name.as_str())
     }
 
-    fn count(&self, trace: &Trace, outcome: &str) {
-        let operation = self.operation_name(trace);
-        let consumer = trace.consumer.as_deref().unwrap_or(metrics::NONE);
+    fn count(&self, trace: &Trace, outcome: &'static str) {
         if let Ok(mut registry) = self.metrics.try_borrow_mut() {
-            registry.count_request(operation, consumer, trace.dynamic_consumer, outcome);
+            registry.count_request(trace, self.operation_name(trace), outcome);
         }
     }
 }
@@ -80,7 +78,7 @@ impl HttpContext for TollgateHttp {
         let tokens = shared.as_deref_mut().unwrap_or(&mut uncached);
         let mut env = RequestEnv::new(&HostClock, tokens, &SharedData);
         let verdict = decide(&self.plan, &headers, &mut env);
-        let RequestEnv { trace, .. } = env;
+        let RequestEnv { trace, now_ms, .. } = env;
         drop(shared);
         match verdict {
             Verdict::Deny(denial) => {
@@ -115,7 +113,7 @@ impl HttpContext for TollgateHttp {
                 }
                 self.response_edits = forward.response_edits;
                 self.count(&trace, metrics::ALLOWED);
-                self.forwarded = Some((forward.operation, HostClock.now_ms()));
+                self.forwarded = Some((forward.operation, now_ms));
                 Action::Continue
             }
             Verdict::PassThrough => {
@@ -141,24 +139,21 @@ impl HttpContext for TollgateHttp {
 }
 
 impl TollgateHttp {
-    /// Upstream latency (request leaving the filter to response headers) and 4xx/5xx.
-    fn observe_upstream(&self, operation: usize, sent_ms: u64) {
-        let Some(op) = self.plan.operations.get(operation) else {
-            return;
-        };
+    /// Upstream latency (request decided to response headers) and 4xx/5xx.
+    fn observe_upstream(&self, operation: usize, decided_ms: u64) {
         let Ok(registry) = self.metrics.try_borrow() else {
             return;
         };
-        let elapsed_ms = HostClock.now_ms().saturating_sub(sent_ms);
-        registry.record(&metrics::latency_histogram(&op.name), elapsed_ms);
-        let class = self
+        let elapsed_ms = HostClock.now_ms().saturating_sub(decided_ms);
+        let class = match self
             .get_http_response_header_bytes(":status")
-            .and_then(|status| status.first().copied());
-        match class {
-            Some(b'4') => registry.increment(&metrics::upstream_status_counter(&op.name, "4xx")),
-            Some(b'5') => registry.increment(&metrics::upstream_status_counter(&op.name, "5xx")),
-            _ => {}
-        }
+            .and_then(|status| status.first().copied())
+        {
+            Some(b'4') => Some("4xx"),
+            Some(b'5') => Some("5xx"),
+            _ => None,
+        };
+        registry.upstream_response(operation, elapsed_ms, class);
     }
 }
 

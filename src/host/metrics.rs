@@ -1,79 +1,100 @@
-//! Envoy stats for the metric names of `crate::metrics`: defined at configure time, found by
-//! name per request. Only dynamic JWT consumers define new series at run time, up to a cap.
+//! Envoy stats for the series of `crate::metrics`: defined at configure time and found by
+//! index per request, without building names. Only dynamic JWT consumers define new series at
+//! run time, up to a cap per VM; past it they count as `jwt:other`.
 
-use crate::metrics::{self, Series};
+use crate::metrics::{self, Series, SeriesKey, SeriesKind};
+use crate::pipeline::Trace;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use std::collections::HashMap;
 
 #[derive(Default)]
 pub struct Registry {
-    ids: HashMap<String, u32>,
+    configured: HashMap<SeriesKey, u32>,
+    /// Series of dynamic consumers, by name.
+    dynamic: HashMap<String, u32>,
     dynamic_left: usize,
 }
 
+fn define(kind: SeriesKind, name: &str) -> Option<u32> {
+    let kind = match kind {
+        SeriesKind::Counter => MetricType::Counter,
+        SeriesKind::Histogram => MetricType::Histogram,
+    };
+    match hostcalls::define_metric(kind, name) {
+        Ok(id) => Some(id),
+        Err(_) => {
+            log::error!("tollgate: cannot define metric {name}");
+            None
+        }
+    }
+}
+
 impl Registry {
-    pub fn define(series: Series, dynamic_cap: usize) -> Self {
-        let mut registry = Self {
-            ids: HashMap::with_capacity(series.counters.len() + series.histograms.len()),
+    pub fn define(series: Vec<Series>, dynamic_cap: usize) -> Self {
+        let configured = series
+            .into_iter()
+            .filter_map(|s| define(s.kind, &s.name).map(|id| (s.key, id)))
+            .collect();
+        Self {
+            configured,
+            dynamic: HashMap::new(),
             dynamic_left: dynamic_cap,
-        };
-        for name in series.counters {
-            registry.define_one(MetricType::Counter, name);
-        }
-        for name in series.histograms {
-            registry.define_one(MetricType::Histogram, name);
-        }
-        registry
-    }
-
-    fn define_one(&mut self, kind: MetricType, name: String) -> Option<u32> {
-        match hostcalls::define_metric(kind, &name) {
-            Ok(id) => {
-                self.ids.insert(name, id);
-                Some(id)
-            }
-            Err(_) => {
-                log::error!("tollgate: cannot define metric {name}");
-                None
-            }
         }
     }
 
-    /// Counts one request. A dynamic consumer's first request defines its series while the
-    /// cap allows; after that it counts as `jwt:other`.
-    pub fn count_request(&mut self, operation: &str, consumer: &str, dynamic: bool, outcome: &str) {
-        let name = metrics::request_counter(operation, consumer, outcome);
-        let id = match self.ids.get(&name) {
-            Some(id) => Some(*id),
-            None if dynamic && self.dynamic_left > 0 => {
-                self.dynamic_left -= 1;
-                self.define_one(MetricType::Counter, name)
-            }
-            None if dynamic => self
-                .ids
-                .get(&metrics::request_counter(
-                    operation,
-                    metrics::OTHER_DYNAMIC,
-                    outcome,
-                ))
-                .copied(),
-            None => None,
-        };
+    fn increment_id(id: Option<u32>) {
         if let Some(id) = id {
             let _ = hostcalls::increment_metric(id, 1);
         }
     }
 
-    pub fn increment(&self, name: &str) {
-        if let Some(id) = self.ids.get(name) {
-            let _ = hostcalls::increment_metric(*id, 1);
+    /// Counts one request under its operation, consumer and outcome.
+    pub fn count_request(&mut self, trace: &Trace, operation_name: &str, outcome: &'static str) {
+        if !trace.dynamic_consumer {
+            let key = SeriesKey::Requests {
+                operation: trace.operation,
+                consumer: trace.configured_consumer,
+                outcome,
+            };
+            return Self::increment_id(self.configured.get(&key).copied());
         }
+        let consumer = trace.consumer.as_deref().unwrap_or(metrics::NONE);
+        let name = metrics::request_counter(operation_name, consumer, outcome);
+        let id = match self.dynamic.get(&name) {
+            Some(id) => Some(*id),
+            None if self.dynamic_left > 0 => {
+                self.dynamic_left -= 1;
+                let id = define(SeriesKind::Counter, &name);
+                if let Some(id) = id {
+                    self.dynamic.insert(name, id);
+                }
+                id
+            }
+            None => trace.operation.and_then(|operation| {
+                self.configured
+                    .get(&SeriesKey::OtherDynamic { operation, outcome })
+                    .copied()
+            }),
+        };
+        Self::increment_id(id);
     }
 
-    pub fn record(&self, name: &str, value: u64) {
-        if let Some(id) = self.ids.get(name) {
-            let _ = hostcalls::record_metric(*id, value);
+    pub fn upstream_response(
+        &self,
+        operation: usize,
+        elapsed_ms: u64,
+        status_class: Option<&'static str>,
+    ) {
+        if let Some(id) = self.configured.get(&SeriesKey::UpstreamLatency(operation)) {
+            let _ = hostcalls::record_metric(*id, elapsed_ms);
+        }
+        if let Some(class) = status_class {
+            Self::increment_id(
+                self.configured
+                    .get(&SeriesKey::UpstreamStatus(operation, class))
+                    .copied(),
+            );
         }
     }
 }
