@@ -133,17 +133,12 @@ pub fn evaluate(
             .saturating_add(window_ms)
             .saturating_sub(now_ms);
         let reset_s = ceil_seconds(left_ms).clamp(1, rate.renewal_period_s);
-        if next.rate_count >= rate.calls {
-            return Err(Refusal::RateLimited {
-                retry_after_s: reset_s,
-            });
-        }
-        next.rate_count += 1;
-        reports.push(RateHeaders {
-            limit: rate.calls,
-            remaining: rate.calls - next.rate_count,
+        reports.push(take_call(
+            &mut next.rate_count,
+            rate,
             reset_s,
-        });
+            |retry_after_s| Refusal::RateLimited { retry_after_s },
+        )?);
     }
 
     if let Some(quota) = limits.quota {
@@ -158,17 +153,12 @@ pub fn evaluate(
         let reset_s = window_end_s
             .saturating_sub(now_ms / 1000)
             .clamp(1, quota.renewal_period_s);
-        if next.quota_count >= quota.calls {
-            return Err(Refusal::QuotaExceeded {
-                retry_after_s: reset_s,
-            });
-        }
-        next.quota_count += 1;
-        reports.push(RateHeaders {
-            limit: quota.calls,
-            remaining: quota.calls - next.quota_count,
+        reports.push(take_call(
+            &mut next.quota_count,
+            quota,
             reset_s,
-        });
+            |retry_after_s| Refusal::QuotaExceeded { retry_after_s },
+        )?);
     }
 
     // The tightest limit is the one with the fewest calls left; on a tie, the longer wait.
@@ -178,6 +168,24 @@ pub fn evaluate(
             .then(b.reset_s.cmp(&a.reset_s))
     });
     Ok((next, tightest))
+}
+
+/// Takes one call from a window that has admitted `count` of `limit.calls`, or refuses.
+fn take_call(
+    count: &mut u64,
+    limit: Limit,
+    reset_s: u64,
+    refusal: fn(u64) -> Refusal,
+) -> Result<RateHeaders, Refusal> {
+    if *count >= limit.calls {
+        return Err(refusal(reset_s));
+    }
+    *count += 1;
+    Ok(RateHeaders {
+        limit: limit.calls,
+        remaining: limit.calls - *count,
+        reset_s,
+    })
 }
 
 /// Why a store operation failed.
