@@ -76,8 +76,8 @@ pub struct JwtConfig {
     pub audiences: Option<Vec<String>>,
     pub algorithms: Option<Vec<String>>,
     pub jwks: Option<JwksConfig>,
-    pub openid_config: Option<serde_json::Value>,
-    pub jwks_uri: Option<serde_json::Value>,
+    pub openid_config: Option<RemoteKeysConfig>,
+    pub jwks_uri: Option<RemoteKeysConfig>,
     #[serde(default, deserialize_with = "optional_whole_number")]
     pub unknown_kid_refetch_s: Option<u64>,
     #[serde(default, deserialize_with = "optional_whole_number")]
@@ -91,6 +91,18 @@ pub struct JwtConfig {
     pub token_cache_size: Option<u64>,
     #[serde(default, deserialize_with = "optional_whole_number")]
     pub max_dynamic_consumers: Option<u64>,
+}
+
+/// Where signing keys are fetched from, through an Envoy cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteKeysConfig {
+    pub url: String,
+    pub cluster: String,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub refresh_interval_s: Option<u64>,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub timeout_ms: Option<u64>,
 }
 
 /// A JSON Web Key Set as an identity provider publishes it.

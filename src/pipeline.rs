@@ -8,8 +8,9 @@ use crate::credential::{
 };
 use crate::deny::Denial;
 use crate::jwt::claims::header_text;
+use crate::jwt::keys::KeySet;
 use crate::jwt::token_cache::TokenCache;
-use crate::jwt::verify::VerifiedToken;
+use crate::jwt::verify::{VerifiedToken, SIGNING_KEY_NOT_FOUND};
 use crate::jwt::JwtPlan;
 use crate::limits::{CounterStore, RateHeaders, Refusal};
 use crate::operation::OperationId;
@@ -84,6 +85,10 @@ pub struct RequestEnv<'a> {
     pub counters: &'a dyn CounterStore,
     /// Filled by `decide` as it goes: what the request turned out to be, for metrics and logs.
     pub trace: Trace,
+    /// Signing keys fetched from the identity provider, if any yet.
+    pub fetched_keys: Option<&'a KeySet>,
+    /// Set by `decide` when a token named a `kid` no key has (the provider may have rotated).
+    pub unknown_kid: bool,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -108,6 +113,8 @@ impl<'a> RequestEnv<'a> {
             tokens,
             counters,
             trace: Trace::default(),
+            fetched_keys: None,
+            unknown_kid: false,
         }
     }
 
@@ -323,11 +330,13 @@ fn verified_token<'p>(
     if let Some(verified) = env.tokens.get(&hash, now) {
         return Ok((jwt, verified));
     }
-    let verified = Rc::new(
-        jwt.verifier
-            .verify(token, now)
-            .map_err(Denial::invalid_jwt)?,
-    );
+    let verified = match jwt.verifier.verify(token, now, env.fetched_keys) {
+        Ok(verified) => Rc::new(verified),
+        Err(failure) => {
+            env.unknown_kid |= failure == SIGNING_KEY_NOT_FOUND;
+            return Err(Denial::invalid_jwt(failure));
+        }
+    };
     env.tokens.insert(hash, Rc::clone(&verified), now);
     Ok((jwt, verified))
 }

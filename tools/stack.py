@@ -73,6 +73,7 @@ def render_envoy_config(
     backend_port: int,
     wasm: Path = WASM,
     base: dict | None = None,
+    extra_clusters: dict[str, int] | None = None,
 ) -> dict:
     """The reference Envoy config with other ports, `.wasm` path and plugin configuration."""
     config = copy.deepcopy(base if base is not None else load_reference())
@@ -86,6 +87,12 @@ def render_envoy_config(
     wasm_filter["vm_config"]["code"]["local"]["filename"] = str(wasm)
     value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config, indent=1)
     wasm_filter["configuration"]["value"] = value
+    for name, port in (extra_clusters or {}).items():
+        cluster = copy.deepcopy(backend)
+        cluster["name"] = cluster["load_assignment"]["cluster_name"] = name
+        address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        address["address"]["socket_address"]["port_value"] = port
+        config["static_resources"]["clusters"].append(cluster)
     return config
 
 

@@ -2,6 +2,7 @@
 
 use super::metrics::Registry;
 use super::shared_data::SharedData;
+use crate::jwt::remote::RemoteKeyState;
 use crate::jwt::token_cache::TokenCache;
 use crate::metrics;
 use crate::pipeline::{decide, Clock, RequestEnv, Trace, Verdict};
@@ -14,7 +15,7 @@ use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
 /// proxy-wasm `get_current_time`, through the `Result` call (the SDK's trait method unwraps).
-struct HostClock;
+pub struct HostClock;
 
 impl Clock for HostClock {
     fn now_ms(&self) -> u64 {
@@ -31,6 +32,7 @@ pub struct TollgateHttp {
     plan: Rc<Plan>,
     tokens: Rc<RefCell<TokenCache>>,
     metrics: Rc<RefCell<Registry>>,
+    fetched_keys: Rc<RefCell<RemoteKeyState>>,
     response_edits: Vec<HeaderEdit>,
     /// For a forwarded request: its operation and when it left the filter.
     forwarded: Option<(usize, u64)>,
@@ -41,11 +43,13 @@ impl TollgateHttp {
         plan: Rc<Plan>,
         tokens: Rc<RefCell<TokenCache>>,
         metrics: Rc<RefCell<Registry>>,
+        fetched_keys: Rc<RefCell<RemoteKeyState>>,
     ) -> Self {
         Self {
             plan,
             tokens,
             metrics,
+            fetched_keys,
             response_edits: Vec::new(),
             forwarded: None,
         }
@@ -76,10 +80,28 @@ impl HttpContext for TollgateHttp {
         let mut uncached = TokenCache::default();
         let mut shared = self.tokens.try_borrow_mut().ok();
         let tokens = shared.as_deref_mut().unwrap_or(&mut uncached);
+        let fetched = self
+            .fetched_keys
+            .try_borrow()
+            .ok()
+            .and_then(|state| state.keys.clone());
         let mut env = RequestEnv::new(&HostClock, tokens, &SharedData);
+        env.fetched_keys = fetched.as_deref();
         let verdict = decide(&self.plan, &headers, &mut env);
-        let RequestEnv { trace, now_ms, .. } = env;
+        let RequestEnv {
+            trace,
+            now_ms,
+            unknown_kid,
+            ..
+        } = env;
         drop(shared);
+        if unknown_kid {
+            // The provider may have rotated its keys: the root refetches at its next tick,
+            // no sooner than `unknown_kid_refetch_s` after the last fetch.
+            if let Ok(mut state) = self.fetched_keys.try_borrow_mut() {
+                state.saw_unknown_kid();
+            }
+        }
         match verdict {
             Verdict::Deny(denial) => {
                 let outcome = denial.outcome.as_str();

@@ -2,6 +2,7 @@
 //! `pipeline::decide` and carries out the verdict; it holds no policy.
 
 mod http;
+mod key_fetcher;
 mod metrics;
 mod root;
 mod shared_data;

@@ -2,6 +2,7 @@
 //! request sharing the compiled plan.
 
 use super::http::TollgateHttp;
+use super::key_fetcher::KeyFetcher;
 use super::metrics::Registry;
 use super::shared_data::SharedData;
 use crate::jwt::token_cache::{random_hash_key, TokenCache};
@@ -17,9 +18,29 @@ pub struct TollgateRoot {
     /// Verified tokens of this VM (one VM per worker thread); replaced with the plan.
     tokens: Rc<RefCell<TokenCache>>,
     metrics: Rc<RefCell<Registry>>,
+    keys: KeyFetcher,
 }
 
-impl Context for TollgateRoot {}
+impl TollgateRoot {
+    fn remote(&self) -> Option<&crate::jwt::remote::RemoteKeys> {
+        self.plan.as_ref()?.jwt.as_ref()?.remote.as_ref()
+    }
+}
+
+impl Context for TollgateRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(remote) = self.remote().cloned() else {
+            return;
+        };
+        self.keys.on_response(&remote, token_id, body_size);
+    }
+}
 
 impl RootContext for TollgateRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -51,6 +72,13 @@ impl RootContext for TollgateRoot {
                     crate::metrics::dynamic_series_cap(&plan),
                 )));
                 self.plan = Some(Rc::new(plan));
+                self.keys = KeyFetcher::default();
+                if let Some(remote) = self.remote().cloned() {
+                    // Fetch now, then check every second whether a refresh is due.
+                    let _ =
+                        proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_secs(1));
+                    self.keys.tick(&remote);
+                }
                 true
             }
             Err(err) => {
@@ -67,7 +95,14 @@ impl RootContext for TollgateRoot {
             plan,
             Rc::clone(&self.tokens),
             Rc::clone(&self.metrics),
+            Rc::clone(&self.keys.state),
         )))
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(remote) = self.remote().cloned() {
+            self.keys.tick(&remote);
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

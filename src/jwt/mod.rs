@@ -4,6 +4,7 @@
 pub mod algorithm;
 pub mod claims;
 pub mod keys;
+pub mod remote;
 pub mod token_cache;
 pub mod verify;
 
@@ -37,6 +38,8 @@ pub struct JwtPlan {
     pub token_cache_size: usize,
     /// Cap on dynamic consumers (`jwt:<client>`) that hold counters.
     pub max_dynamic_consumers: usize,
+    /// Keys fetched from the identity provider, beside the inline ones.
+    pub remote: Option<remote::RemoteKeys>,
 }
 
 fn error(path: impl Into<String>, message: impl Into<String>) -> PlanError {
@@ -52,22 +55,48 @@ impl JwtPlan {
         template_claims: &BTreeSet<String>,
         check_header_name: impl Fn(&str, &str) -> Result<(), PlanError>,
     ) -> Result<Self, PlanError> {
-        if config.openid_config.is_some() || config.jwks_uri.is_some() {
-            let which = if config.openid_config.is_some() {
-                "openid_config"
-            } else {
-                "jwks_uri"
-            };
-            return Err(error(
-                format!("jwt.{which}"),
-                "remote signing keys are not available in this version of tollgate; give the keys inline in 'jwks'",
-            ));
-        }
-        let jwks = config
-            .jwks
-            .as_ref()
-            .ok_or_else(|| error("jwt", "needs 'jwks' (the signing keys)"))?;
-        let keys = KeySet::from_jwks(jwks, "jwt.jwks").map_err(|(path, msg)| error(path, msg))?;
+        let unknown_kid_refetch_s = config
+            .unknown_kid_refetch_s
+            .unwrap_or(remote::DEFAULT_UNKNOWN_KID_REFETCH_S);
+        let remote = match (config.openid_config, config.jwks_uri) {
+            (Some(_), Some(_)) => {
+                return Err(error(
+                    "jwt",
+                    "give one of 'openid_config' or 'jwks_uri', not both",
+                ))
+            }
+            (Some(source), None) => Some(
+                remote::RemoteKeys::compile(
+                    remote::RemoteKind::OpenIdConfig,
+                    source,
+                    unknown_kid_refetch_s,
+                    "jwt.openid_config",
+                )
+                .map_err(|(path, msg)| error(path, msg))?,
+            ),
+            (None, Some(source)) => Some(
+                remote::RemoteKeys::compile(
+                    remote::RemoteKind::JwksUri,
+                    source,
+                    unknown_kid_refetch_s,
+                    "jwt.jwks_uri",
+                )
+                .map_err(|(path, msg)| error(path, msg))?,
+            ),
+            (None, None) => None,
+        };
+        let keys = match (&config.jwks, &remote) {
+            (Some(jwks), _) => {
+                KeySet::from_jwks(jwks, "jwt.jwks").map_err(|(path, msg)| error(path, msg))?
+            }
+            (None, Some(_)) => KeySet::default(),
+            (None, None) => {
+                return Err(error(
+                    "jwt",
+                    "needs signing keys: 'jwks', 'openid_config' or 'jwks_uri'",
+                ))
+            }
+        };
 
         let algorithms = match config.algorithms {
             None => DEFAULT_ALGORITHMS.to_vec(),
@@ -97,9 +126,10 @@ impl JwtPlan {
                 algorithms
             }
         };
-        if !algorithms
-            .iter()
-            .any(|alg| keys.candidates(None, *alg).is_ok())
+        if remote.is_none()
+            && !algorithms
+                .iter()
+                .any(|alg| keys.candidates(None, *alg).is_ok())
         {
             return Err(error(
                 "jwt.jwks",
@@ -224,6 +254,7 @@ impl JwtPlan {
             default_product,
             token_cache_size: usize::try_from(token_cache_size).unwrap_or(usize::MAX),
             max_dynamic_consumers: usize::try_from(max_dynamic_consumers).unwrap_or(1),
+            remote,
         })
     }
 }

@@ -97,7 +97,7 @@ pub fn rs256(claims: JWTClaims<Value>) -> String {
 }
 
 fn verify(plan: &Plan, token: &str) -> Result<crate::jwt::verify::VerifiedToken, &'static str> {
-    plan.jwt.as_ref().unwrap().verifier.verify(token, NOW)
+    plan.jwt.as_ref().unwrap().verifier.verify(token, NOW, None)
 }
 
 /// A token with this header and payload and the signature of `signed_from`.

@@ -35,8 +35,17 @@ pub struct TokenVerifier {
 
 pub type Failure = &'static str;
 
+/// The failure that may mean the provider rotated its keys: worth a (bounded) refetch.
+pub const SIGNING_KEY_NOT_FOUND: Failure = "signing key not found";
+
 impl TokenVerifier {
-    pub fn verify(&self, token: &str, now: u64) -> Result<VerifiedToken, Failure> {
+    /// `fetched`: keys from the identity provider, used beside the inline ones.
+    pub fn verify(
+        &self,
+        token: &str,
+        now: u64,
+        fetched: Option<&KeySet>,
+    ) -> Result<VerifiedToken, Failure> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err("token is too large");
         }
@@ -57,13 +66,22 @@ impl TokenVerifier {
         let alg = Algorithm::parse(metadata.algorithm())
             .filter(|alg| self.algorithms.contains(alg))
             .ok_or("algorithm is not allowed")?;
-        let candidates = self
-            .keys
-            .candidates(metadata.key_id(), alg)
-            .map_err(|err| match err {
-                KeyChoiceError::NotFound => "signing key not found",
-                KeyChoiceError::AlgorithmMismatch => "algorithm does not match the signing key",
-            })?;
+        let mut candidates = Vec::new();
+        let mut mismatch = false;
+        for set in std::iter::once(&self.keys).chain(fetched) {
+            match set.candidates(metadata.key_id(), alg) {
+                Ok(keys) => candidates.extend(keys),
+                Err(KeyChoiceError::AlgorithmMismatch) => mismatch = true,
+                Err(KeyChoiceError::NotFound) => {}
+            }
+        }
+        if candidates.is_empty() {
+            return Err(if mismatch {
+                "algorithm does not match the signing key"
+            } else {
+                SIGNING_KEY_NOT_FOUND
+            });
+        }
 
         let claims = base64url(payload)
             .and_then(|bytes| serde_json::from_slice::<ClaimMap>(&bytes).ok())

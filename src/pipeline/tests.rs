@@ -54,6 +54,8 @@ fn run<'p>(plan: &'p Plan, headers: &Headers) -> Verdict<'p> {
             tokens: &mut tokens,
             counters: &counters,
             trace: Default::default(),
+            fetched_keys: None,
+            unknown_kid: false,
         },
     )
 }
@@ -501,6 +503,8 @@ mod jwt {
             tokens: &mut tokens,
             counters: &MemoryStore::default(),
             trace: Default::default(),
+            fetched_keys: None,
+            unknown_kid: false,
         };
         assert!(matches!(
             decide(&plan, &headers, &mut env),
@@ -511,6 +515,8 @@ mod jwt {
             tokens: &mut tokens,
             counters: &MemoryStore::default(),
             trace: Default::default(),
+            fetched_keys: None,
+            unknown_kid: false,
         };
         let d = denied(decide(&plan, &headers, &mut env));
         assert_eq!(
@@ -531,6 +537,8 @@ mod jwt {
             tokens: &mut tokens,
             counters: &MemoryStore::default(),
             trace: Default::default(),
+            fetched_keys: None,
+            unknown_kid: false,
         };
         assert!(matches!(
             decide(&plan, &headers, &mut env),
@@ -574,6 +582,8 @@ mod limits {
                 tokens: &mut tokens,
                 counters: store,
                 trace: Default::default(),
+                fetched_keys: None,
+                unknown_kid: false,
             },
         )
     }

@@ -411,6 +411,30 @@ fn operations_are_checked() {
 }
 
 #[test]
+fn remote_keys_compile_with_defaults_and_need_no_inline_jwks() {
+    let mut config = valid();
+    with_jwt(|j| {
+        j.as_object_mut().unwrap().remove("jwks");
+        j["openid_config"] = json!({
+            "url": "https://login.microsoftonline.com/t/v2.0/.well-known/openid-configuration",
+            "cluster": "entra_id"
+        });
+    })(&mut config);
+    let plan = compile(&config).unwrap();
+    let remote = plan.jwt.as_ref().unwrap().remote.as_ref().unwrap();
+    assert_eq!(remote.target.authority, "login.microsoftonline.com");
+    assert_eq!(remote.cluster, "entra_id");
+    assert_eq!(
+        (
+            remote.refresh_interval_s,
+            remote.timeout_ms,
+            remote.unknown_kid_refetch_s
+        ),
+        (3600, 5000, 300)
+    );
+}
+
+#[test]
 fn jwt_modes_need_the_jwt_section() {
     for mode in ["jwt", "either", "both"] {
         assert_refused(
@@ -485,7 +509,7 @@ fn jwt_section_is_checked() {
             j.as_object_mut().unwrap().remove("jwks");
         }),
         "jwt",
-        "needs 'jwks'",
+        "needs signing keys",
     );
     assert_refused(
         with_jwt(|j| j["jwks"]["keys"][0]["n"] = json!("!!!")),
@@ -580,9 +604,36 @@ fn jwt_section_is_checked() {
         "unknown field `issuer`",
     );
     assert_refused(
-        with_jwt(|j| j["openid_config"] = json!({ "url": "https://x", "cluster": "c" })),
-        "jwt.openid_config",
-        "not available in this version",
+        with_jwt(|j| j["openid_config"] = json!({ "url": "ftp://x", "cluster": "c" })),
+        "jwt.openid_config.url",
+        "https:// or http://",
+    );
+    assert_refused(
+        with_jwt(|j| j["jwks_uri"] = json!({ "url": "https://x/keys", "cluster": "" })),
+        "jwt.jwks_uri.cluster",
+        "must name an Envoy cluster",
+    );
+    assert_refused(
+        with_jwt(|j| {
+            j["jwks_uri"] =
+                json!({ "url": "https://x/keys", "cluster": "c", "refresh_interval_s": 0 })
+        }),
+        "jwt.jwks_uri.refresh_interval_s",
+        "at least 1",
+    );
+    assert_refused(
+        with_jwt(|j| j["jwks_uri"] = json!({ "url": "https://x/keys", "cluster": "c", "ttl": 5 })),
+        "jwt.jwks_uri.ttl",
+        "unknown field",
+    );
+    assert_refused(
+        with_jwt(|j| {
+            j["jwks_uri"] = json!({ "url": "https://x/keys", "cluster": "c" });
+            j["openid_config"] =
+                json!({ "url": "https://x/.well-known/openid-configuration", "cluster": "c" });
+        }),
+        "jwt",
+        "not both",
     );
     assert_refused(
         with_jwt(|j| j["token_cache_size"] = json!(1_000_000)),
