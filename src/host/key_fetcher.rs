@@ -72,8 +72,10 @@ impl KeyFetcher {
                 true
             }
             Err(status) => {
-                log::warn!(
-                    "tollgate: cannot call cluster {} for signing keys: {status:?}",
+                // Normal while Envoy is still starting (or in --mode validate): the next tick
+                // tries again.
+                log::info!(
+                    "tollgate: cluster {} not callable yet for signing keys ({status:?}); retrying",
                     remote.cluster
                 );
                 false
