@@ -167,17 +167,14 @@ pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> Ve
         Ok(headers) => headers,
         Err(denial) => return Verdict::Deny(denial),
     };
-    Verdict::Forward(rewrite(
-        plan,
-        operation_id,
-        operation,
-        caller,
+    let request = Matched {
         headers,
         path,
         matched_len,
         query,
-    ))
-    .with_rate_headers(plan, rate_headers)
+    };
+    Verdict::Forward(rewrite(plan, operation_id, operation, caller, request))
+        .with_rate_headers(plan, rate_headers)
 }
 
 impl Verdict<'_> {
@@ -408,17 +405,28 @@ impl ClaimSource for VerifiedToken {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The request as matched: its headers, its path (without query), how much of the path the
+/// operation matched, and its query string.
+struct Matched<'r> {
+    headers: &'r Headers,
+    path: &'r str,
+    matched_len: usize,
+    query: Option<&'r str>,
+}
+
 fn rewrite<'p>(
     plan: &'p Plan,
     operation_id: OperationId,
     operation: &Operation,
     caller: Caller<'p>,
-    headers: &Headers,
-    path: &str,
-    matched_len: usize,
-    query: Option<&str>,
+    request: Matched,
 ) -> Forward<'p> {
+    let Matched {
+        headers,
+        path,
+        matched_len,
+        query,
+    } = request;
     let claims: &dyn ClaimSource = match &caller.token {
         Some(token) => token.as_ref(),
         None => &NoClaims,
