@@ -113,3 +113,46 @@ def test_a_throttled_request_never_reaches_the_backend(limited_gateway):
     assert response.status_code == 429
     assert "received" not in response.text
     assert seen(get(limited_gateway, "burst-b"))["path"] == "/echo"
+
+
+@pytest.fixture(scope="module")
+def dynamic_gateway(workdir, backend):
+    from tokens import AUDIENCE, Signers
+    signers = Signers()
+    plugin = {
+        "products": {"guest": {"rate_limit": {"calls": 2, "renewal_period_s": 60}}},
+        "consumers": [{"id": "portal", "product": "guest", "jwt_client_ids": ["known-app"]}],
+        "jwt": {"audiences": [AUDIENCE], "jwks": signers.jwks, "default_product": "guest",
+                "max_dynamic_consumers": 8},
+        "operations": [{"name": "echo", "path_prefix": "/echo", "auth": "jwt",
+                        "request_headers": {"set": {"x-consumer-id": "{consumer}"}}}],
+    }
+    envoy = start_gateway(workdir, backend, plugin, "dynamic", concurrency=2)
+    yield envoy, signers
+    envoy.stop()
+    assert "panicked" not in envoy.log()
+
+
+def test_dynamic_jwt_consumers_count_on_their_own_and_the_pool_is_bounded(dynamic_gateway):
+    from tokens import claims, sign
+    envoy, signers = dynamic_gateway
+
+    def call(client: str) -> requests.Response:
+        token = sign(signers, claims(azp=client))
+        return requests.get(f"{envoy.url}/echo", headers={"Authorization": f"Bearer {token}",
+                                                          "Connection": "close"}, timeout=10)
+
+    # Each unknown client is its own consumer jwt:<client> with the default product's limit.
+    first = [call("app-a").status_code for _ in range(3)]
+    assert first == [200, 200, 429]
+    response = call("app-b")
+    assert response.status_code == 200
+    assert seen(response)["headers"].count(["x-consumer-id", "jwt:app-b"]) == 1
+    # A pool of 8 slots, 2 held by app-a and app-b (their windows are still open): of 40 new
+    # clients exactly 6 get a slot; the rest are refused with 429, and nothing more is stored.
+    responses = [call(f"app-{n}") for n in range(40)]
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 6, statuses
+    assert statuses.count(429) == 34, statuses
+    refused = next(r for r in responses if r.status_code == 429)
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
