@@ -22,17 +22,24 @@ pub struct Config {
 }
 
 /// `"none"`, or the names of the three headers (each defaulting to `x-ratelimit-*`).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum RateLimitHeadersConfig {
-    Off(HeadersOff),
+    Off,
     Names(RateLimitHeaderNames),
 }
 
-#[derive(Debug, Deserialize)]
-pub enum HeadersOff {
-    #[serde(rename = "none")]
-    None,
+impl<'de> Deserialize<'de> for RateLimitHeadersConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(text) if text == "none" => Ok(Self::Off),
+            value @ serde_json::Value::Object(_) => serde_json::from_value(value)
+                .map(Self::Names)
+                .map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom(
+                "must be \"none\" or an object {limit, remaining, reset} of header names",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

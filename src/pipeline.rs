@@ -10,7 +10,7 @@ use crate::deny::Denial;
 use crate::jwt::claims::header_text;
 use crate::jwt::keys::KeySet;
 use crate::jwt::token_cache::TokenCache;
-use crate::jwt::verify::{VerifiedToken, SIGNING_KEY_NOT_FOUND};
+use crate::jwt::verify::{lasting, VerifiedToken, SIGNING_KEY_NOT_FOUND};
 use crate::jwt::JwtPlan;
 use crate::limits::{CounterStore, RateHeaders, Refusal};
 use crate::operation::OperationId;
@@ -327,10 +327,16 @@ fn verified_token<'p>(
     if let Some(verified) = env.tokens.get(&hash, now) {
         return Ok((jwt, verified));
     }
+    if let Some(failure) = env.tokens.failure(&hash, now) {
+        return Err(Denial::invalid_jwt(failure));
+    }
     let verified = match jwt.verifier.verify(token, now, env.fetched_keys) {
         Ok(verified) => Rc::new(verified),
         Err(failure) => {
             env.unknown_kid |= failure == SIGNING_KEY_NOT_FOUND;
+            if lasting(failure) {
+                env.tokens.insert_failure(hash, failure, now);
+            }
             return Err(Denial::invalid_jwt(failure));
         }
     };

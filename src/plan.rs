@@ -232,7 +232,7 @@ fn compile_rate_headers(
     config: Option<RateLimitHeadersConfig>,
 ) -> Result<Option<RateHeaderNames>, PlanError> {
     let names = match config {
-        Some(RateLimitHeadersConfig::Off(_)) => return Ok(None),
+        Some(RateLimitHeadersConfig::Off) => return Ok(None),
         Some(RateLimitHeadersConfig::Names(names)) => names,
         None => crate::config::RateLimitHeaderNames {
             limit: None,

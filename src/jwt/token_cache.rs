@@ -14,7 +14,7 @@
 //! entries; inserting into a full cache first drops every expired entry, then the oldest
 //! inserted ones.
 
-use super::verify::VerifiedToken;
+use super::verify::{Failure, VerifiedToken};
 use siphasher::sip128::{Hasher128, SipHasher24};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher;
@@ -32,13 +32,70 @@ pub fn random_hash_key() -> Option<[u8; 16]> {
     Some(key)
 }
 
+/// How long a token that failed verification is refused without verifying it again.
+pub const FAILURE_TTL_S: u64 = 30;
+
+/// Entries that expire, at most `capacity` of them: a full map first drops what has expired,
+/// then the oldest inserted.
 #[derive(Debug)]
-pub struct TokenCache {
-    hash_key: [u8; 16],
-    entries: HashMap<TokenHash, Rc<VerifiedToken>>,
+struct Bounded<V> {
+    entries: HashMap<TokenHash, (V, u64)>,
     /// Insertion order, for eviction; may name entries already gone.
     order: VecDeque<TokenHash>,
     capacity: usize,
+}
+
+impl<V> Bounded<V> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::with_capacity(capacity.min(DEFAULT_CAPACITY)),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    fn get(&mut self, hash: &TokenHash, now: u64) -> Option<&V> {
+        let expired = now >= self.entries.get(hash)?.1;
+        if expired {
+            self.entries.remove(hash);
+            return None;
+        }
+        self.entries.get(hash).map(|(value, _)| value)
+    }
+
+    fn insert(&mut self, hash: TokenHash, value: V, until: u64, now: u64) {
+        if self.capacity == 0 || now >= until {
+            return;
+        }
+        if !self.entries.contains_key(&hash) && self.entries.len() >= self.capacity {
+            self.entries.retain(|_, (_, until)| now < *until);
+            while self.entries.len() >= self.capacity {
+                match self.order.pop_front() {
+                    Some(oldest) => {
+                        self.entries.remove(&oldest);
+                    }
+                    None => break,
+                }
+            }
+        }
+        if self.entries.insert(hash, (value, until)).is_none() {
+            self.order.push_back(hash);
+        }
+        // Entries removed on lookup leave stale names behind; keep the queue bounded too.
+        if self.order.len() > self.capacity.saturating_mul(2) {
+            let entries = &self.entries;
+            self.order.retain(|h| entries.contains_key(h));
+        }
+    }
+}
+
+/// Verified tokens, and tokens that lastingly failed verification (so a client repeating a
+/// bad token costs one verification per `FAILURE_TTL_S`, not one per request).
+#[derive(Debug)]
+pub struct TokenCache {
+    hash_key: [u8; 16],
+    verified: Bounded<Rc<VerifiedToken>>,
+    failed: Bounded<Failure>,
 }
 
 impl Default for TokenCache {
@@ -52,9 +109,8 @@ impl TokenCache {
     pub fn new(capacity: usize, hash_key: [u8; 16]) -> Self {
         Self {
             hash_key,
-            entries: HashMap::with_capacity(capacity.min(DEFAULT_CAPACITY)),
-            order: VecDeque::new(),
-            capacity,
+            verified: Bounded::new(capacity),
+            failed: Bounded::new(capacity),
         }
     }
 
@@ -64,47 +120,34 @@ impl TokenCache {
         hasher.finish128().as_u128()
     }
 
+    /// Verified tokens held.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.verified.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.verified.entries.is_empty()
     }
 
     /// The verified token, if cached and not expired at `now`.
     pub fn get(&mut self, hash: &TokenHash, now: u64) -> Option<Rc<VerifiedToken>> {
-        let token = self.entries.get(hash)?;
-        if now < token.exp {
-            return Some(Rc::clone(token));
-        }
-        self.entries.remove(hash);
-        None
+        self.verified.get(hash, now).map(Rc::clone)
     }
 
+    /// Keeps a verified token until its `exp`.
     pub fn insert(&mut self, hash: TokenHash, token: Rc<VerifiedToken>, now: u64) {
-        if self.capacity == 0 || now >= token.exp {
-            return;
-        }
-        if !self.entries.contains_key(&hash) && self.entries.len() >= self.capacity {
-            self.entries.retain(|_, t| now < t.exp);
-            while self.entries.len() >= self.capacity {
-                match self.order.pop_front() {
-                    Some(oldest) => {
-                        self.entries.remove(&oldest);
-                    }
-                    None => break,
-                }
-            }
-        }
-        if self.entries.insert(hash, token).is_none() {
-            self.order.push_back(hash);
-        }
-        // Entries removed on lookup leave stale names behind; keep the queue bounded too.
-        if self.order.len() > self.capacity.saturating_mul(2) {
-            let entries = &self.entries;
-            self.order.retain(|h| entries.contains_key(h));
-        }
+        let exp = token.exp;
+        self.verified.insert(hash, token, exp, now);
+    }
+
+    /// Why this token failed, if it did in the last `FAILURE_TTL_S`.
+    pub fn failure(&mut self, hash: &TokenHash, now: u64) -> Option<Failure> {
+        self.failed.get(hash, now).copied()
+    }
+
+    pub fn insert_failure(&mut self, hash: TokenHash, failure: Failure, now: u64) {
+        self.failed
+            .insert(hash, failure, now.saturating_add(FAILURE_TTL_S), now);
     }
 }
 
@@ -174,7 +217,7 @@ mod tests {
         for n in 0..1000 {
             cache.insert(token_hash(&format!("t{n}")), token(5000), 40);
             assert!(cache.len() <= 3);
-            assert!(cache.order.len() <= 6);
+            assert!(cache.verified.order.len() <= 6);
         }
     }
 
@@ -195,6 +238,24 @@ mod tests {
         assert_ne!(base, other_key.hash(token));
         assert!(random_hash_key().is_some());
         assert_ne!(random_hash_key(), random_hash_key());
+    }
+
+    #[test]
+    fn failures_are_remembered_for_a_while_and_bounded() {
+        let mut cache = cache(2);
+        let bad = token_hash("bad.token.x");
+        cache.insert_failure(bad, "signature is invalid", 100);
+        assert_eq!(cache.failure(&bad, 100), Some("signature is invalid"));
+        assert_eq!(
+            cache.failure(&bad, 100 + FAILURE_TTL_S - 1),
+            Some("signature is invalid")
+        );
+        assert_eq!(cache.failure(&bad, 100 + FAILURE_TTL_S), None);
+        for n in 0..10 {
+            cache.insert_failure(token_hash(&format!("b{n}")), "token is malformed", 200);
+        }
+        assert!(cache.failed.entries.len() <= 2);
+        assert!(cache.is_empty(), "failures never count as verified");
     }
 
     #[test]

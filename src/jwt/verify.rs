@@ -38,6 +38,15 @@ pub type Failure = &'static str;
 /// The failure that may mean the provider rotated its keys: worth a (bounded) refetch.
 pub const SIGNING_KEY_NOT_FOUND: Failure = "signing key not found";
 
+/// Failures that stay true for the same token: worth remembering. A missing key may be fetched
+/// and an early token may become valid, so those are verified again.
+pub fn lasting(failure: Failure) -> bool {
+    !matches!(
+        failure,
+        SIGNING_KEY_NOT_FOUND | "token is not yet valid" | "token was issued in the future"
+    )
+}
+
 impl TokenVerifier {
     /// `fetched`: keys from the identity provider, used beside the inline ones.
     pub fn verify(

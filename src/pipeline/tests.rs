@@ -278,8 +278,9 @@ fn malformed_requests_get_4xx() {
 
 mod jwt {
     use super::*;
-    use crate::jwt::tests::{claims, jwt_section, rs256};
+    use crate::jwt::tests::{claims, jwt_section, keys, rs256};
     use crate::jwt::verify::VerifiedToken;
+    use jwt_simple::prelude::RSAKeyPairLike;
     use jwt_simple::prelude::UnixTimeStamp;
     use std::rc::Rc;
 
@@ -523,6 +524,39 @@ mod jwt {
             d.message,
             "JWT validation failed: token is malformed. Access denied."
         );
+    }
+
+    #[test]
+    fn a_lasting_failure_is_remembered_a_missing_key_is_not() {
+        let plan = jwt_plan(|_| {});
+        let token = rs256(claims());
+        let tampered = format!("{}x", &token[..token.len() - 1]);
+        let unknown_kid = keys()
+            .rs256
+            .clone()
+            .with_key_id("gone")
+            .sign(claims())
+            .unwrap();
+        let mut tokens = TokenCache::new(4, [7; 16]);
+        for (bad, remembered) in [(tampered, true), (unknown_kid, false)] {
+            let auth = bearer(&bad);
+            let headers = request("GET", "/jwt", &[("authorization", &auth)]);
+            let counters = MemoryStore::default();
+            let mut env = RequestEnv::new(&Fixed(NOW * 1000), &mut tokens, &counters);
+            assert!(matches!(
+                decide(&plan, &headers, &mut env),
+                Verdict::Deny(_)
+            ));
+            let hash = tokens.hash(&bad);
+            assert_eq!(tokens.failure(&hash, NOW).is_some(), remembered, "{bad}");
+        }
+    }
+
+    struct Fixed(u64);
+    impl crate::pipeline::Clock for Fixed {
+        fn now_ms(&self) -> u64 {
+            self.0
+        }
     }
 
     #[test]

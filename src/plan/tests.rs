@@ -724,6 +724,11 @@ fn rate_limit_headers_default_configurable_or_off() {
     off["rate_limit_headers"] = json!("none");
     assert!(compile(&off).unwrap().rate_headers.is_none());
     assert_refused(
+        |c| c["rate_limit_headers"] = json!({ "limt": "x" }),
+        "rate_limit_headers",
+        "unknown field `limt`",
+    );
+    assert_refused(
         |c| c["rate_limit_headers"] = json!({ "limit": "bad name" }),
         "rate_limit_headers.limit",
         "not a valid header name",
@@ -736,7 +741,7 @@ fn rate_limit_headers_default_configurable_or_off() {
     assert_refused(
         |c| c["rate_limit_headers"] = json!("off"),
         "rate_limit_headers",
-        "did not match any variant",
+        "must be \"none\" or an object",
     );
     assert_refused(
         with_jwt(|j| j["max_dynamic_consumers"] = json!(0)),
