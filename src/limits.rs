@@ -204,6 +204,11 @@ pub trait CounterStore {
     fn store(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
 }
 
+/// Where a configured consumer's counters live in the store.
+pub fn counter_key(consumer_id: &str) -> String {
+    format!("tollgate/c/{consumer_id}")
+}
+
 /// How many times a conflicting update is retried before the request is refused.
 pub const MAX_CAS_ATTEMPTS: usize = 32;
 

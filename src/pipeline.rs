@@ -123,11 +123,6 @@ impl<'a> RequestEnv<'a> {
     }
 }
 
-/// Where a configured consumer's counters live in the store.
-pub fn counter_key(consumer_id: &str) -> String {
-    format!("tollgate/c/{consumer_id}")
-}
-
 /// Decides what to do with a request, given all of its headers (pseudo-headers included).
 pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> Verdict<'p> {
     let (Some(method), Some(path_and_query)) = (
@@ -206,7 +201,7 @@ fn admit(plan: &Plan, caller: &Caller, env: &RequestEnv) -> Result<Option<RateHe
     let counted = match consumer {
         Consumer::Configured(_, configured) => crate::limits::admit(
             env.counters,
-            &counter_key(&configured.id),
+            &configured.counter_key,
             &product.limits,
             env.now_ms,
         ),

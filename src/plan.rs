@@ -62,6 +62,8 @@ pub struct Consumer {
     pub id: String,
     pub product: ProductId,
     pub jwt_client_ids: Vec<String>,
+    /// Where its counters live in the shared store (`tollgate/c/<id>`), built once here.
+    pub counter_key: String,
 }
 
 #[derive(Debug)]
@@ -362,6 +364,7 @@ fn compile_consumers(
             }
         }
         compiled.push(Consumer {
+            counter_key: crate::limits::counter_key(&consumer.id),
             id: consumer.id,
             product,
             jwt_client_ids,

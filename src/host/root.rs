@@ -119,7 +119,7 @@ fn create_counters(plan: &Plan) {
         .consumers
         .iter()
         .filter(|c| plan.products.get(c.product).is_some_and(|p| p.limits.any()))
-        .map(|c| crate::pipeline::counter_key(&c.id))
+        .map(|c| c.counter_key.clone())
         .collect();
     if let Some(jwt) = &plan.jwt {
         let dynamic_limited = jwt
