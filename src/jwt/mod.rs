@@ -65,26 +65,19 @@ impl JwtPlan {
                     "give one of 'openid_config' or 'jwks_uri', not both",
                 ))
             }
-            (Some(source), None) => Some(
-                remote::RemoteKeys::compile(
-                    remote::RemoteKind::OpenIdConfig,
-                    source,
-                    unknown_kid_refetch_s,
-                    "jwt.openid_config",
-                )
-                .map_err(|(path, msg)| error(path, msg))?,
-            ),
-            (None, Some(source)) => Some(
-                remote::RemoteKeys::compile(
-                    remote::RemoteKind::JwksUri,
-                    source,
-                    unknown_kid_refetch_s,
-                    "jwt.jwks_uri",
-                )
-                .map_err(|(path, msg)| error(path, msg))?,
-            ),
+            (Some(source), None) => Some((
+                remote::RemoteKind::OpenIdConfig,
+                source,
+                "jwt.openid_config",
+            )),
+            (None, Some(source)) => Some((remote::RemoteKind::JwksUri, source, "jwt.jwks_uri")),
             (None, None) => None,
-        };
+        }
+        .map(|(kind, source, at)| {
+            remote::RemoteKeys::compile(kind, source, unknown_kid_refetch_s, at)
+                .map_err(|(path, msg)| error(path, msg))
+        })
+        .transpose()?;
         let keys = match (&config.jwks, &remote) {
             (Some(jwks), _) => {
                 KeySet::from_jwks(jwks, "jwt.jwks").map_err(|(path, msg)| error(path, msg))?

@@ -43,20 +43,22 @@ fn request(method: &str, path: &str, extra: &[(&str, &[u8])]) -> Vec<(String, Ve
 
 const NOW: u64 = 1_800_000_000;
 
+/// The clock of a test: always the same instant.
+struct FixedClock(u64);
+
+impl crate::pipeline::Clock for FixedClock {
+    fn now_ms(&self) -> u64 {
+        self.0
+    }
+}
+
 fn run<'p>(plan: &'p Plan, headers: &Headers) -> Verdict<'p> {
     let mut tokens = TokenCache::new(16, [7; 16]);
     let counters = MemoryStore::default();
     decide(
         plan,
         headers,
-        &mut RequestEnv {
-            now_ms: NOW * 1000,
-            tokens: &mut tokens,
-            counters: &counters,
-            trace: Default::default(),
-            fetched_keys: None,
-            unknown_kid: false,
-        },
+        &mut RequestEnv::new(&FixedClock(NOW * 1000), &mut tokens, &counters),
     )
 }
 
@@ -486,6 +488,7 @@ mod jwt {
         // Not a validly signed token: only the cache can admit it.
         let token = "not.a.token";
         let mut tokens = TokenCache::new(4, [7; 16]);
+        let counters = MemoryStore::default();
         let mut kept = crate::jwt::claims::ClaimMap::new();
         kept.insert("azp".into(), json!("client-1"));
         kept.insert("roles".into(), json!(["Invoices.Validate"]));
@@ -499,26 +502,12 @@ mod jwt {
         );
         let auth = bearer(token);
         let headers = request("GET", "/jwt", &[("authorization", &auth)]);
-        let mut env = RequestEnv {
-            now_ms: (NOW + 9) * 1000,
-            tokens: &mut tokens,
-            counters: &MemoryStore::default(),
-            trace: Default::default(),
-            fetched_keys: None,
-            unknown_kid: false,
-        };
+        let mut env = RequestEnv::new(&FixedClock((NOW + 9) * 1000), &mut tokens, &counters);
         assert!(matches!(
             decide(&plan, &headers, &mut env),
             Verdict::Forward(_)
         ));
-        let mut env = RequestEnv {
-            now_ms: (NOW + 10) * 1000,
-            tokens: &mut tokens,
-            counters: &MemoryStore::default(),
-            trace: Default::default(),
-            fetched_keys: None,
-            unknown_kid: false,
-        };
+        let mut env = RequestEnv::new(&FixedClock((NOW + 10) * 1000), &mut tokens, &counters);
         let d = denied(decide(&plan, &headers, &mut env));
         assert_eq!(
             d.message,
@@ -542,20 +531,13 @@ mod jwt {
             let auth = bearer(&bad);
             let headers = request("GET", "/jwt", &[("authorization", &auth)]);
             let counters = MemoryStore::default();
-            let mut env = RequestEnv::new(&Fixed(NOW * 1000), &mut tokens, &counters);
+            let mut env = RequestEnv::new(&FixedClock(NOW * 1000), &mut tokens, &counters);
             assert!(matches!(
                 decide(&plan, &headers, &mut env),
                 Verdict::Deny(_)
             ));
             let hash = tokens.hash(&bad);
             assert_eq!(tokens.failure(&hash, NOW).is_some(), remembered, "{bad}");
-        }
-    }
-
-    struct Fixed(u64);
-    impl crate::pipeline::Clock for Fixed {
-        fn now_ms(&self) -> u64 {
-            self.0
         }
     }
 
@@ -566,14 +548,8 @@ mod jwt {
         let auth = bearer(&token);
         let headers = request("GET", "/jwt", &[("authorization", &auth)]);
         let mut tokens = TokenCache::new(4, [7; 16]);
-        let mut env = RequestEnv {
-            now_ms: NOW * 1000,
-            tokens: &mut tokens,
-            counters: &MemoryStore::default(),
-            trace: Default::default(),
-            fetched_keys: None,
-            unknown_kid: false,
-        };
+        let counters = MemoryStore::default();
+        let mut env = RequestEnv::new(&FixedClock(NOW * 1000), &mut tokens, &counters);
         assert!(matches!(
             decide(&plan, &headers, &mut env),
             Verdict::Forward(_)
