@@ -6,7 +6,6 @@
 //! The series are fixed at configure time from operations, consumers and outcomes; only dynamic
 //! JWT consumers add series at run time, up to a cap per VM (then they count as `jwt:other`).
 
-use crate::deny::Outcome;
 use crate::plan::Plan;
 
 pub const REQUESTS: &str = "tollgate_requests_total";
@@ -20,15 +19,23 @@ pub const OTHER_DYNAMIC: &str = "jwt:other";
 
 pub const ALLOWED: &str = "allowed";
 
-/// Every outcome label, `allowed` first.
-pub const OUTCOMES: [&str; 7] = [
+/// Outcomes a request with a known consumer can have: a valid key or token, then `forbidden`,
+/// throttling, or (`auth: both`) a valid key with a bad token.
+const WITH_CONSUMER: [&str; 5] = [
+    ALLOWED,
+    "forbidden",
+    "rate_limited",
+    "quota_exceeded",
+    "invalid_credential",
+];
+
+/// Outcomes without a consumer: open operations, missing or invalid credentials, and an
+/// unknown JWT client.
+const WITHOUT_CONSUMER: [&str; 4] = [
     ALLOWED,
     "missing_credential",
     "invalid_credential",
     "forbidden",
-    "rate_limited",
-    "quota_exceeded",
-    "no_operation",
 ];
 
 /// Upstream response classes counted per operation.
@@ -66,16 +73,15 @@ pub fn upstream_status_counter(operation: &str, class: &str) -> String {
     format!("{UPSTREAM_RESPONSES}.op={}.class={class}", label(operation))
 }
 
-pub fn outcome_label(outcome: Outcome) -> &'static str {
-    outcome.as_str()
-}
-
 /// Series a dynamic consumer may add, per VM, before it counts as `jwt:other`.
 pub fn dynamic_series_cap(plan: &Plan) -> usize {
     plan.jwt
         .as_ref()
         .filter(|jwt| jwt.default_product.is_some())
-        .map_or(0, |jwt| jwt.max_dynamic_consumers.saturating_mul(5))
+        .map_or(0, |jwt| {
+            jwt.max_dynamic_consumers
+                .saturating_mul(WITH_CONSUMER.len())
+        })
 }
 
 /// What a series counts, by index, so the request path finds it without building its name.
@@ -124,19 +130,6 @@ fn counter(key: SeriesKey, name: String) -> Series {
 /// consumer, `allowed` (open operations), `missing_credential`, `invalid_credential` and
 /// `forbidden` (an unknown JWT client); and `no_operation` once.
 pub fn configured_series(plan: &Plan) -> Vec<Series> {
-    const WITH_CONSUMER: [&str; 5] = [
-        ALLOWED,
-        "forbidden",
-        "rate_limited",
-        "quota_exceeded",
-        "invalid_credential",
-    ];
-    const WITHOUT_CONSUMER: [&str; 4] = [
-        ALLOWED,
-        "missing_credential",
-        "invalid_credential",
-        "forbidden",
-    ];
     let requests = |operation, consumer, outcome: &'static str, name| {
         counter(
             SeriesKey::Requests {

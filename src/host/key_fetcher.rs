@@ -26,14 +26,33 @@ enum Stage {
 
 #[derive(Default)]
 pub struct KeyFetcher {
+    /// Where keys come from; `None` when the configuration has only inline keys.
+    remote: Option<Rc<RemoteKeys>>,
     pub state: Rc<RefCell<RemoteKeyState>>,
     pending: HashMap<u32, Stage>,
 }
 
 impl KeyFetcher {
+    pub fn new(remote: Option<RemoteKeys>) -> Self {
+        Self {
+            remote: remote.map(Rc::new),
+            ..Self::default()
+        }
+    }
+
+    pub fn fetches(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// Starts a fetch when one is due. A call the host refuses to dispatch (the cluster not
     /// ready yet) is tried again at the next tick.
-    pub fn tick(&mut self, remote: &RemoteKeys) {
+    pub fn tick(&mut self) {
+        if let Some(remote) = self.remote.clone() {
+            self.tick_with(&remote);
+        }
+    }
+
+    fn tick_with(&mut self, remote: &RemoteKeys) {
         let now_s = HostClock.now_ms() / 1000;
         if !self
             .state
@@ -84,7 +103,14 @@ impl KeyFetcher {
     }
 
     /// An answer from the identity provider. Returns whether the call was ours.
-    pub fn on_response(&mut self, remote: &RemoteKeys, token: u32, body_size: usize) -> bool {
+    pub fn on_response(&mut self, token: u32, body_size: usize) -> bool {
+        match self.remote.clone() {
+            Some(remote) => self.answer(&remote, token, body_size),
+            None => false,
+        }
+    }
+
+    fn answer(&mut self, remote: &RemoteKeys, token: u32, body_size: usize) -> bool {
         let Some(stage) = self.pending.remove(&token) else {
             return false;
         };

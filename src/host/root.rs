@@ -21,12 +21,6 @@ pub struct TollgateRoot {
     keys: KeyFetcher,
 }
 
-impl TollgateRoot {
-    fn remote(&self) -> Option<&crate::jwt::remote::RemoteKeys> {
-        self.plan.as_ref()?.jwt.as_ref()?.remote.as_ref()
-    }
-}
-
 impl Context for TollgateRoot {
     fn on_http_call_response(
         &mut self,
@@ -35,10 +29,7 @@ impl Context for TollgateRoot {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let Some(remote) = self.remote().cloned() else {
-            return;
-        };
-        self.keys.on_response(&remote, token_id, body_size);
+        self.keys.on_response(token_id, body_size);
     }
 }
 
@@ -71,13 +62,13 @@ impl RootContext for TollgateRoot {
                     crate::metrics::configured_series(&plan),
                     crate::metrics::dynamic_series_cap(&plan),
                 )));
+                self.keys = KeyFetcher::new(plan.jwt.as_ref().and_then(|jwt| jwt.remote.clone()));
                 self.plan = Some(Rc::new(plan));
-                self.keys = KeyFetcher::default();
-                if let Some(remote) = self.remote().cloned() {
+                if self.keys.fetches() {
                     // Fetch now, then check every second whether a refresh is due.
                     let _ =
                         proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_secs(1));
-                    self.keys.tick(&remote);
+                    self.keys.tick();
                 }
                 true
             }
@@ -100,9 +91,7 @@ impl RootContext for TollgateRoot {
     }
 
     fn on_tick(&mut self) {
-        if let Some(remote) = self.remote().cloned() {
-            self.keys.tick(&remote);
-        }
+        self.keys.tick();
     }
 
     fn get_type(&self) -> Option<ContextType> {
