@@ -7,7 +7,7 @@ VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 WASM    := target/wasm32-wasip1/release/tollgate.wasm
 CLI     := target/debug/tollgate
-SOURCES := $(shell find src -name '*.rs') Cargo.toml
+SOURCES := $(shell find src crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
 
 .PHONY: all setup build run stop compose-config oci test fmt-check clippy unit integration bench clean
 
@@ -29,10 +29,10 @@ $(VENV)/.installed: tests/requirements.txt backend/requirements.txt
 build: setup $(WASM) $(CLI)
 
 $(WASM): $(SOURCES) Cargo.lock
-	cargo build --release --target wasm32-wasip1 --lib
+	cargo build --release --target wasm32-wasip1 -p tollgate
 
 $(CLI): $(SOURCES) Cargo.lock
-	cargo build --bin tollgate
+	cargo build -p tollgate-cli
 
 Cargo.lock:
 	cargo generate-lockfile
@@ -65,11 +65,11 @@ fmt-check:
 	cargo fmt --all -- --check
 
 clippy: setup
-	cargo clippy --all-targets -- -D warnings
-	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target wasm32-wasip1 -p tollgate -- -D warnings
 
 unit:
-	cargo test
+	cargo test --workspace
 
 integration: build
 	$(PYTHON) -m pytest -q tests/integration

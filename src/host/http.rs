@@ -2,17 +2,17 @@
 
 use super::metrics::Registry;
 use super::shared_data::SharedData;
-use crate::jwt::remote::RemoteKeyState;
-use crate::jwt::token_cache::TokenCache;
-use crate::metrics;
-use crate::pipeline::{decide, Clock, RequestEnv, Trace, Verdict};
-use crate::plan::Plan;
-use crate::rewrite::HeaderEdit;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
+use tollgate_core::jwt::remote::RemoteKeyState;
+use tollgate_core::jwt::token_cache::TokenCache;
+use tollgate_core::metrics;
+use tollgate_core::pipeline::{decide, Clock, Decision, RequestEnv, Trace, Verdict};
+use tollgate_core::plan::Plan;
+use tollgate_core::rewrite::HeaderEdit;
 
 /// proxy-wasm `get_current_time`, through the `Result` call (the SDK's trait method unwraps).
 pub struct HostClock;
@@ -87,13 +87,12 @@ impl HttpContext for TollgateHttp {
             .and_then(|state| state.keys.clone());
         let mut env = RequestEnv::new(&HostClock, tokens, &SharedData);
         env.fetched_keys = fetched.as_deref();
-        let verdict = decide(&self.plan, &headers, &mut env);
-        let RequestEnv {
+        let now_ms = env.now_ms;
+        let Decision {
+            verdict,
             trace,
-            now_ms,
             unknown_kid,
-            ..
-        } = env;
+        } = decide(&self.plan, &headers, &mut env);
         drop(shared);
         if unknown_kid {
             // The provider may have rotated its keys: the root refetches at its next tick,

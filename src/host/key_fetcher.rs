@@ -1,19 +1,19 @@
 //! Fetches signing keys from the identity provider through an Envoy cluster, per VM: OpenID
 //! discovery, then its `jwks_uri`; or a JWKS URL directly. Driven by the root context's tick;
-//! what to do with the answers is `crate::jwt::remote`'s.
+//! what to do with the answers is `tollgate_core::jwt::remote`'s.
 
 use super::http::HostClock;
-use crate::jwt::remote::{
-    jwks_target_from_discovery, key_set_from_body, HttpTarget, RemoteKeyState, RemoteKeys,
-    RemoteKind,
-};
-use crate::pipeline::Clock;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
+use tollgate_core::jwt::remote::{
+    jwks_target_from_discovery, key_set_from_body, HttpTarget, RemoteKeyState, RemoteKeys,
+    RemoteKind,
+};
+use tollgate_core::pipeline::Clock;
 
 /// Larger answers are refused (Entra's JWKS is a few KiB).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -154,7 +154,7 @@ impl KeyFetcher {
             .ok_or_else(|| "empty answer".to_string())
     }
 
-    fn finish(&self, result: Result<crate::jwt::keys::KeySet, String>) {
+    fn finish(&self, result: Result<tollgate_core::jwt::keys::KeySet, String>) {
         let Ok(mut state) = self.state.try_borrow_mut() else {
             return;
         };

@@ -1,12 +1,12 @@
-//! Envoy stats for the series of `crate::metrics`: defined at configure time and found by
+//! Envoy stats for the series of `tollgate_core::metrics`: defined at configure time and found by
 //! index per request, without building names. Only dynamic JWT consumers define new series at
 //! run time, up to a cap per VM; past it they count as `jwt:other`.
 
-use crate::metrics::{self, Series, SeriesKey, SeriesKind};
-use crate::pipeline::Trace;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use std::collections::HashMap;
+use tollgate_core::metrics::{self, Series, SeriesKey, SeriesKind};
+use tollgate_core::pipeline::Trace;
 
 #[derive(Default)]
 pub struct Registry {

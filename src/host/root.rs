@@ -5,12 +5,12 @@ use super::http::TollgateHttp;
 use super::key_fetcher::KeyFetcher;
 use super::metrics::Registry;
 use super::shared_data::SharedData;
-use crate::jwt::token_cache::{random_hash_key, TokenCache};
-use crate::plan::Plan;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
 use std::rc::Rc;
+use tollgate_core::jwt::token_cache::{random_hash_key, TokenCache};
+use tollgate_core::plan::Plan;
 
 #[derive(Default)]
 pub struct TollgateRoot {
@@ -59,15 +59,19 @@ impl RootContext for TollgateRoot {
                 self.tokens = Rc::new(RefCell::new(cache));
                 create_counters(&plan);
                 self.metrics = Rc::new(RefCell::new(Registry::define(
-                    crate::metrics::configured_series(&plan),
-                    crate::metrics::dynamic_series_cap(&plan),
+                    tollgate_core::metrics::configured_series(&plan),
+                    tollgate_core::metrics::dynamic_series_cap(&plan),
                 )));
                 self.keys = KeyFetcher::new(plan.jwt.as_ref().and_then(|jwt| jwt.remote.clone()));
                 self.plan = Some(Rc::new(plan));
                 if self.keys.fetches() {
                     // Fetch now, then check every second whether a refresh is due.
-                    let _ =
-                        proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_secs(1));
+                    if let Err(status) =
+                        proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_secs(1))
+                    {
+                        // Without ticks the keys are fetched once, never refreshed or retried.
+                        log::error!("tollgate: cannot set the key refresh timer ({status:?})");
+                    }
                     self.keys.tick();
                 }
                 true
@@ -99,29 +103,10 @@ impl RootContext for TollgateRoot {
     }
 }
 
-/// Creates every counter entry the plan can use before any request: proxy-wasm has no
-/// "create if absent", so a first write on the request path could overwrite a count another
-/// worker had just made. Existing entries (from an earlier configuration) are kept.
+/// Creates every counter entry the plan can use before any request (the plan says which).
 fn create_counters(plan: &Plan) {
-    let store = SharedData;
-    let mut keys: Vec<String> = plan
-        .consumers
-        .iter()
-        .filter(|c| plan.products.get(c.product).is_some_and(|p| p.limits.any()))
-        .map(|c| c.counter_key.clone())
-        .collect();
-    if let Some(jwt) = &plan.jwt {
-        let dynamic_limited = jwt
-            .default_product
-            .and_then(|id| plan.products.get(id))
-            .is_some_and(|p| p.limits.any());
-        if dynamic_limited {
-            keys.extend((0..jwt.max_dynamic_consumers).map(crate::dynamic_consumers::slot_key));
-        }
-    }
-    for key in &keys {
-        if crate::limits::ensure_entry(&store, key).is_err() {
-            log::error!("tollgate: cannot create counter entry {key}");
-        }
+    let keys = plan.counter_entries();
+    for (key, err) in tollgate_core::limits::create_entries(&SharedData, &keys) {
+        log::error!("tollgate: cannot create counter entry {key} ({err:?})");
     }
 }

@@ -1,8 +1,8 @@
 //! The counter store in Envoy: proxy-wasm shared data, process-wide per `vm_id`, with CAS.
 
-use crate::limits::{CounterStore, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
+use tollgate_core::limits::{CounterStore, StoreError};
 
 pub struct SharedData;
 

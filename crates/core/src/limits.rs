@@ -12,7 +12,40 @@
 //! - Quota: fixed windows aligned to the Unix epoch (`now / renewal_period_s`), so a daily
 //!   quota renews at midnight UTC.
 
-use crate::plan::Limit;
+use crate::config::LimitConfig;
+use crate::config_error::ConfigError;
+
+/// At most `calls` per `renewal_period_s` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub calls: u64,
+    pub renewal_period_s: u64,
+}
+
+impl Limit {
+    /// A product's `rate_limit` or `quota` (`at` is its configuration path); absent = none.
+    pub fn compile(at: &str, limit: Option<LimitConfig>) -> Result<Option<Self>, ConfigError> {
+        let Some(limit) = limit else {
+            return Ok(None);
+        };
+        if limit.calls == 0 {
+            return Err(ConfigError::rule(
+                format!("{at}.calls"),
+                "must be at least 1",
+            ));
+        }
+        if limit.renewal_period_s == 0 {
+            return Err(ConfigError::rule(
+                format!("{at}.renewal_period_s"),
+                "must be at least 1",
+            ));
+        }
+        Ok(Some(Self {
+            calls: limit.calls,
+            renewal_period_s: limit.renewal_period_s,
+        }))
+    }
+}
 
 /// Both counters of one consumer, as stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -245,5 +278,20 @@ pub fn ensure_entry(store: &dyn CounterStore, key: &str) -> Result<(), StoreErro
     }
 }
 
+/// `ensure_entry` for each key (existing entries, from an earlier configuration, are kept);
+/// returns the keys that could not be created, for the log.
+pub fn create_entries<'k>(
+    store: &dyn CounterStore,
+    keys: &'k [String],
+) -> Vec<(&'k str, StoreError)> {
+    keys.iter()
+        .filter_map(|key| {
+            ensure_entry(store, key)
+                .err()
+                .map(|err| (key.as_str(), err))
+        })
+        .collect()
+}
+
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

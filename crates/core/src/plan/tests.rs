@@ -32,7 +32,7 @@ fn valid() -> Value {
     })
 }
 
-fn compile(config: &Value) -> Result<Plan, PlanError> {
+fn compile(config: &Value) -> Result<Plan, ConfigError> {
     Plan::from_json(config.to_string().as_bytes())
 }
 
@@ -111,11 +111,11 @@ fn struct_numbers_from_istio_are_accepted() {
 #[test]
 fn not_json_is_refused() {
     let err = Plan::from_json(b"{not json").unwrap_err();
-    assert_eq!(err.path, "configuration");
+    assert_eq!(err.path(), "configuration");
     let err = Plan::from_json(b"").unwrap_err();
-    assert_eq!(err.path, "configuration");
+    assert_eq!(err.path(), "configuration");
     let err = Plan::from_json(b"{\"operations\": []} trailing").unwrap_err();
-    assert_eq!(err.path, "configuration");
+    assert_eq!(err.path(), "configuration");
 }
 
 #[test]
@@ -447,7 +447,7 @@ fn jwt_modes_need_the_jwt_section() {
 
 fn with_jwt(edit: impl FnOnce(&mut Value)) -> impl FnOnce(&mut Value) {
     move |c: &mut Value| {
-        c["jwt"] = crate::jwt::tests::jwt_section();
+        c["jwt"] = crate::testing::tokens::jwt_section();
         edit(&mut c["jwt"]);
     }
 }
@@ -701,7 +701,7 @@ fn path_errors_carry_no_line_and_column() {
     let message = refusal(|c| c["operations"][0]["methods"] = json!("POST"));
     assert!(!message.contains(" at line "), "{message}");
     let syntax = Plan::from_json(b"{\n  \"operations\": [,]\n}").unwrap_err();
-    assert!(syntax.message.contains("line 2"), "{syntax}");
+    assert!(syntax.message().contains("line 2"), "{syntax}");
 }
 
 #[test]

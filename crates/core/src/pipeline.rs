@@ -78,16 +78,23 @@ pub trait Clock {
 }
 
 /// What the pipeline reads besides the request: the time (read once per request), the VM's
-/// verified-token cache, and the process-wide counter store.
+/// verified-token cache, the process-wide counter store, and the keys fetched so far.
 pub struct RequestEnv<'a> {
     pub now_ms: u64,
     pub tokens: &'a mut TokenCache,
     pub counters: &'a dyn CounterStore,
-    /// Filled by `decide` as it goes: what the request turned out to be, for metrics and logs.
-    pub trace: Trace,
     /// Signing keys fetched from the identity provider, if any yet.
     pub fetched_keys: Option<&'a KeySet>,
-    /// Set by `decide` when a token named a `kid` no key has (the provider may have rotated).
+}
+
+/// Everything `decide` found out about one request: what to do, and what the host needs to
+/// know besides (for metrics, logs and key refresh).
+#[derive(Debug, PartialEq)]
+pub struct Decision<'p> {
+    pub verdict: Verdict<'p>,
+    /// What the request turned out to be, as far as the pipeline got.
+    pub trace: Trace,
+    /// A token named a `kid` no key has: the provider may have rotated its keys.
     pub unknown_kid: bool,
 }
 
@@ -112,9 +119,7 @@ impl<'a> RequestEnv<'a> {
             now_ms: clock.now_ms(),
             tokens,
             counters,
-            trace: Trace::default(),
             fetched_keys: None,
-            unknown_kid: false,
         }
     }
 
@@ -124,7 +129,26 @@ impl<'a> RequestEnv<'a> {
 }
 
 /// Decides what to do with a request, given all of its headers (pseudo-headers included).
-pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> Verdict<'p> {
+pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> Decision<'p> {
+    let mut trace = Trace::default();
+    let mut unknown_kid = false;
+    let verdict = run(plan, headers, env, &mut trace, &mut unknown_kid);
+    Decision {
+        verdict,
+        trace,
+        unknown_kid,
+    }
+}
+
+/// The pipeline itself; `trace` and `unknown_kid` record what it finds on the way, whatever
+/// step ends it.
+fn run<'p>(
+    plan: &'p Plan,
+    headers: &Headers,
+    env: &mut RequestEnv,
+    trace: &mut Trace,
+    unknown_kid: &mut bool,
+) -> Verdict<'p> {
     let (Some(method), Some(path_and_query)) = (
         text_header(headers, ":method"),
         text_header(headers, ":path"),
@@ -142,17 +166,17 @@ pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> Ve
     let Some(operation) = plan.operations.get(operation_id) else {
         return Verdict::Deny(Denial::no_operation());
     };
-    env.trace.operation = Some(operation_id);
+    trace.operation = Some(operation_id);
 
-    let caller = match authenticate(plan, operation, headers, query, env) {
+    let caller = match authenticate(plan, operation, headers, query, env, unknown_kid) {
         Ok(caller) => caller,
         Err(denial) => return Verdict::Deny(denial),
     };
     if let Some(consumer) = &caller.consumer {
-        env.trace.consumer = Some(consumer.id().to_string());
-        env.trace.dynamic_consumer = matches!(consumer, Consumer::Dynamic { .. });
+        trace.consumer = Some(consumer.id().to_string());
+        trace.dynamic_consumer = matches!(consumer, Consumer::Dynamic { .. });
         if let Consumer::Configured(id, _) = consumer {
-            env.trace.configured_consumer = Some(*id);
+            trace.configured_consumer = Some(*id);
         }
     }
     if let Err(denial) = authorize(plan, operation, &caller) {
@@ -207,7 +231,7 @@ fn admit(plan: &Plan, caller: &Caller, env: &RequestEnv) -> Result<Option<RateHe
         ),
         Consumer::Dynamic { id, .. } => crate::dynamic_consumers::admit(
             env.counters,
-            plan.jwt.as_ref().map_or(1, |jwt| jwt.max_dynamic_consumers),
+            plan.dynamic.map_or(1, |dynamic| dynamic.pool_size),
             id,
             &product.limits,
             env.now_ms,
@@ -227,6 +251,7 @@ fn authenticate<'p>(
     headers: &Headers,
     query: Option<&str>,
     env: &mut RequestEnv,
+    unknown_kid: &mut bool,
 ) -> Result<Caller<'p>, Denial> {
     let by_key = |key| -> Result<Caller<'p>, Denial> {
         Ok(Caller {
@@ -246,7 +271,7 @@ fn authenticate<'p>(
             }
         }
         AuthMode::Jwt => {
-            let (jwt, token) = verified_token(plan, headers, env)?;
+            let (jwt, token) = verified_token(plan, headers, env, unknown_kid)?;
             Ok(Caller {
                 consumer: Some(token_consumer(plan, jwt, &token)?),
                 token: Some(token),
@@ -263,7 +288,7 @@ fn authenticate<'p>(
                     &plan.key_header_display,
                 ));
             }
-            let (jwt, token) = verified_token(plan, headers, env)?;
+            let (jwt, token) = verified_token(plan, headers, env, unknown_kid)?;
             Ok(Caller {
                 consumer: Some(token_consumer(plan, jwt, &token)?),
                 token: Some(token),
@@ -275,7 +300,7 @@ fn authenticate<'p>(
                 PresentedKey::Missing => return Err(missing_key(plan, headers)),
                 key => key_consumer(plan, key)?,
             };
-            let (_, token) = verified_token(plan, headers, env)?;
+            let (_, token) = verified_token(plan, headers, env, unknown_kid)?;
             Ok(Caller {
                 consumer: Some(consumer),
                 token: Some(token),
@@ -309,6 +334,7 @@ fn verified_token<'p>(
     plan: &'p Plan,
     headers: &Headers,
     env: &mut RequestEnv,
+    unknown_kid: &mut bool,
 ) -> Result<(&'p JwtPlan, Rc<VerifiedToken>), Denial> {
     // Operations that need a token load only with a `jwt` section.
     let jwt = plan.jwt.as_ref().ok_or_else(Denial::missing_jwt)?;
@@ -328,7 +354,7 @@ fn verified_token<'p>(
     let verified = match jwt.verifier.verify(token, now, env.fetched_keys) {
         Ok(verified) => Rc::new(verified),
         Err(failure) => {
-            env.unknown_kid |= failure == SIGNING_KEY_NOT_FOUND;
+            *unknown_kid |= failure == SIGNING_KEY_NOT_FOUND;
             if lasting(failure) {
                 env.tokens.insert_failure(hash, failure, now);
             }
@@ -355,10 +381,10 @@ fn token_consumer<'p>(
     {
         return Ok(consumer);
     }
-    match (client, jwt.default_product) {
-        (Some(client), Some(product)) if usable_client_id(client) => Ok(Consumer::Dynamic {
+    match (client, plan.dynamic) {
+        (Some(client), Some(dynamic)) if usable_client_id(client) => Ok(Consumer::Dynamic {
             id: format!("jwt:{client}"),
-            product,
+            product: dynamic.product,
         }),
         _ => Err(Denial::forbidden(&format!(
             "The token's '{}' claim names no registered consumer",

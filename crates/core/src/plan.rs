@@ -1,19 +1,21 @@
 //! The configuration, checked once and compiled into the immutable plan the request path reads.
-//! Every rule that can refuse a configuration lives here, and every refusal names the path of
-//! the offending value (`operations[2].rewrite: must start with '/'`).
+//! The plan is assembled from the sections' own compile steps (`jwt`, `limits`,
+//! `dynamic_consumers`); every refusal names the path of the offending value
+//! (`operations[2].rewrite: must start with '/'`).
 
+use crate::checks::{check_header_name, check_identifier, check_path, check_query_name, is_token};
 use crate::config::{
-    AuthMode, Config, ConsumerConfig, HeaderRulesConfig, LimitConfig, OperationConfig,
-    ProductConfig, RateLimitHeadersConfig, Unmatched,
+    AuthMode, Config, ConsumerConfig, HeaderRulesConfig, JwtConfig, OperationConfig, ProductConfig,
+    RateLimitHeadersConfig, Unmatched,
 };
+use crate::config_error::ConfigError;
 use crate::jwt::JwtPlan;
-use crate::limits::Limits;
+use crate::limits::{Limit, Limits};
 use crate::operation::{first_match, MethodSet, OperationId, PathMatch, Route};
 use crate::rewrite::HeaderRules;
 use crate::subscription::{ConsumerId, KeyHash, KeyTable};
 use crate::template::Template;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 
 /// Index of a product in the plan.
 pub type ProductId = usize;
@@ -31,6 +33,8 @@ pub struct Plan {
     /// From a JWT client id (`consumers[].jwt_client_ids`) to its consumer.
     pub jwt_clients: HashMap<String, ConsumerId>,
     pub jwt: Option<JwtPlan>,
+    /// JWT clients without a consumer, admitted through `jwt.default_product`.
+    pub dynamic: Option<DynamicConsumers>,
     pub operations: Vec<Operation>,
     pub unmatched: Unmatched,
     /// Names of the rate-limit response headers; `None` = not sent.
@@ -44,17 +48,18 @@ pub struct RateHeaderNames {
     pub reset: String,
 }
 
+/// Valid tokens whose client is no configured consumer become their own consumer
+/// (`jwt:<client>`) on this product, counted in a pool of `pool_size` slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DynamicConsumers {
+    pub product: ProductId,
+    pub pool_size: usize,
+}
+
 #[derive(Debug)]
 pub struct Product {
     pub name: String,
     pub limits: Limits,
-}
-
-/// At most `calls` per `renewal_period_s` seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit {
-    pub calls: u64,
-    pub renewal_period_s: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -86,62 +91,45 @@ impl Operation {
     }
 }
 
-/// A refused configuration: where, and what is wrong there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanError {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for PlanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-impl std::error::Error for PlanError {}
-
-impl PlanError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-fn error(path: impl Into<String>, message: impl Into<String>) -> PlanError {
-    PlanError::new(path, message)
-}
-
 impl Plan {
     /// Parses and checks a JSON configuration; the one entry point for the filter and the CLI.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, PlanError> {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let config: Config =
             serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
                 let path = err.path().to_string();
                 let inner = err.into_inner();
+                let syntax = inner.is_syntax() || inner.is_eof();
+                let message = inner.to_string();
                 // "." is the document itself, "?" a position serde could not name: there, and
                 // for broken JSON syntax, line and column help; elsewhere the path says more
                 // and stays the same however the JSON is laid out.
-                if path == "." || path == "?" {
-                    return error("configuration", inner.to_string());
+                let (path, message) = if path == "." || path == "?" {
+                    ("configuration".to_string(), message)
+                } else if syntax {
+                    (path, message)
+                } else {
+                    let position = format!(" at line {} column {}", inner.line(), inner.column());
+                    let short = message
+                        .strip_suffix(&position)
+                        .unwrap_or(&message)
+                        .to_string();
+                    (path, short)
+                };
+                if syntax {
+                    ConfigError::Syntax { path, message }
+                } else {
+                    ConfigError::Shape { path, message }
                 }
-                let message = inner.to_string();
-                if inner.is_syntax() || inner.is_eof() {
-                    return error(path, message);
-                }
-                let position = format!(" at line {} column {}", inner.line(), inner.column());
-                error(path, message.strip_suffix(&position).unwrap_or(&message))
             })?;
-        deserializer
-            .end()
-            .map_err(|err| error("configuration", err.to_string()))?;
+        deserializer.end().map_err(|err| ConfigError::Syntax {
+            path: "configuration".to_string(),
+            message: err.to_string(),
+        })?;
         Self::compile(config)
     }
 
-    pub fn compile(config: Config) -> Result<Self, PlanError> {
+    pub fn compile(config: Config) -> Result<Self, ConfigError> {
         let key_header_display = config.subscription_key.header;
         check_header_name("subscription_key.header", &key_header_display)?;
         let key_query = config.subscription_key.query;
@@ -155,22 +143,9 @@ impl Plan {
             .collect();
         let (consumers, keys) = compile_consumers(config.consumers, &product_ids)?;
         let operations = compile_operations(config.operations, &product_ids, config.jwt.is_some())?;
-        let jwt = match config.jwt {
-            None => None,
-            Some(jwt) => {
-                let template_claims: BTreeSet<String> = operations
-                    .iter()
-                    .flat_map(|op| [&op.request_headers, &op.response_headers])
-                    .flat_map(HeaderRules::claim_names)
-                    .map(str::to_string)
-                    .collect();
-                Some(JwtPlan::compile(
-                    jwt,
-                    &product_ids,
-                    &template_claims,
-                    check_header_name,
-                )?)
-            }
+        let (jwt, dynamic) = match config.jwt {
+            None => (None, None),
+            Some(jwt) => compile_jwt(jwt, &operations, &product_ids)?,
         };
         let jwt_clients = consumers
             .iter()
@@ -193,10 +168,29 @@ impl Plan {
             keys,
             jwt_clients,
             jwt,
+            dynamic,
             operations,
             unmatched: config.unmatched,
             rate_headers,
         })
+    }
+
+    /// Every counter entry a request may update: one per configured consumer whose product has
+    /// limits, and the slot pool of dynamic JWT consumers when their product has limits.
+    /// Created before any request (see `limits::create_entries`).
+    pub fn counter_entries(&self) -> Vec<String> {
+        let limited =
+            |product: ProductId| self.products.get(product).is_some_and(|p| p.limits.any());
+        let mut keys: Vec<String> = self
+            .consumers
+            .iter()
+            .filter(|c| limited(c.product))
+            .map(|c| c.counter_key.clone())
+            .collect();
+        if let Some(dynamic) = self.dynamic.filter(|d| limited(d.product)) {
+            keys.extend((0..dynamic.pool_size).map(crate::dynamic_consumers::slot_key));
+        }
+        keys
     }
 
     /// The first operation whose method and path match, with the matched path length.
@@ -207,12 +201,15 @@ impl Plan {
 
 fn compile_products(
     products: Option<BTreeMap<String, ProductConfig>>,
-) -> Result<Vec<Product>, PlanError> {
+) -> Result<Vec<Product>, ConfigError> {
     let Some(products) = products else {
         return Ok(Vec::new());
     };
     if products.is_empty() {
-        return Err(error("products", "must not be empty when given"));
+        return Err(ConfigError::rule(
+            "products",
+            "must not be empty when given",
+        ));
     }
     products
         .into_iter()
@@ -221,8 +218,8 @@ fn compile_products(
             check_identifier(&at, &name)?;
             Ok(Product {
                 limits: Limits {
-                    rate: compile_limit(&format!("{at}.rate_limit"), product.rate_limit)?,
-                    quota: compile_limit(&format!("{at}.quota"), product.quota)?,
+                    rate: Limit::compile(&format!("{at}.rate_limit"), product.rate_limit)?,
+                    quota: Limit::compile(&format!("{at}.quota"), product.quota)?,
                 },
                 name,
             })
@@ -230,9 +227,34 @@ fn compile_products(
         .collect()
 }
 
+/// The `jwt` section: the token rules, and the dynamic consumers it may admit.
+fn compile_jwt(
+    mut config: JwtConfig,
+    operations: &[Operation],
+    product_ids: &HashMap<&str, ProductId>,
+) -> Result<(Option<JwtPlan>, Option<DynamicConsumers>), ConfigError> {
+    let pool_size = crate::dynamic_consumers::pool_size(config.max_dynamic_consumers)?;
+    let dynamic = match config.default_product.take() {
+        None => None,
+        Some(name) => Some(DynamicConsumers {
+            product: *product_ids.get(name.as_str()).ok_or_else(|| {
+                ConfigError::rule("jwt.default_product", format!("unknown product '{name}'"))
+            })?,
+            pool_size,
+        }),
+    };
+    let template_claims: BTreeSet<String> = operations
+        .iter()
+        .flat_map(|op| [&op.request_headers, &op.response_headers])
+        .flat_map(HeaderRules::claim_names)
+        .map(str::to_string)
+        .collect();
+    Ok((Some(JwtPlan::compile(config, &template_claims)?), dynamic))
+}
+
 fn compile_rate_headers(
     config: Option<RateLimitHeadersConfig>,
-) -> Result<Option<RateHeaderNames>, PlanError> {
+) -> Result<Option<RateHeaderNames>, ConfigError> {
     let names = match config {
         Some(RateLimitHeadersConfig::Off) => return Ok(None),
         Some(RateLimitHeadersConfig::Names(names)) => names,
@@ -259,7 +281,7 @@ fn compile_rate_headers(
         || compiled.limit == compiled.reset
         || compiled.remaining == compiled.reset
     {
-        return Err(error(
+        return Err(ConfigError::rule(
             "rate_limit_headers",
             "the three header names must differ",
         ));
@@ -267,34 +289,18 @@ fn compile_rate_headers(
     Ok(Some(compiled))
 }
 
-fn compile_limit(at: &str, limit: Option<LimitConfig>) -> Result<Option<Limit>, PlanError> {
-    let Some(limit) = limit else {
-        return Ok(None);
-    };
-    if limit.calls == 0 {
-        return Err(error(format!("{at}.calls"), "must be at least 1"));
-    }
-    if limit.renewal_period_s == 0 {
-        return Err(error(
-            format!("{at}.renewal_period_s"),
-            "must be at least 1",
-        ));
-    }
-    Ok(Some(Limit {
-        calls: limit.calls,
-        renewal_period_s: limit.renewal_period_s,
-    }))
-}
-
 fn compile_consumers(
     consumers: Option<Vec<ConsumerConfig>>,
     product_ids: &HashMap<&str, ProductId>,
-) -> Result<(Vec<Consumer>, KeyTable), PlanError> {
+) -> Result<(Vec<Consumer>, KeyTable), ConfigError> {
     let Some(consumers) = consumers else {
         return Ok((Vec::new(), KeyTable::default()));
     };
     if consumers.is_empty() {
-        return Err(error("consumers", "must not be empty when given"));
+        return Err(ConfigError::rule(
+            "consumers",
+            "must not be empty when given",
+        ));
     }
     let mut keys = KeyTable::default();
     let mut ids: HashMap<String, usize> = HashMap::new();
@@ -304,7 +310,7 @@ fn compile_consumers(
         let at = format!("consumers[{index}]");
         check_identifier(&format!("{at}.id"), &consumer.id)?;
         if let Some(first) = ids.insert(consumer.id.clone(), index) {
-            return Err(error(
+            return Err(ConfigError::rule(
                 format!("{at}.id"),
                 format!(
                     "duplicate consumer id '{}' (also consumers[{first}])",
@@ -313,29 +319,32 @@ fn compile_consumers(
             ));
         }
         let product = *product_ids.get(consumer.product.as_str()).ok_or_else(|| {
-            error(
+            ConfigError::rule(
                 format!("{at}.product"),
                 unknown_product(&consumer.product, product_ids),
             )
         })?;
         if consumer.keys.is_none() && consumer.jwt_client_ids.is_none() {
-            return Err(error(
+            return Err(ConfigError::rule(
                 at,
                 "needs at least one of 'keys' or 'jwt_client_ids'",
             ));
         }
         if let Some(hashes) = &consumer.keys {
             if hashes.is_empty() {
-                return Err(error(format!("{at}.keys"), "must not be empty when given"));
+                return Err(ConfigError::rule(
+                    format!("{at}.keys"),
+                    "must not be empty when given",
+                ));
             }
             for (k, text) in hashes.iter().enumerate() {
                 let key_at = format!("{at}.keys[{k}]");
-                let hash = KeyHash::parse(text).map_err(|msg| error(&key_at, msg))?;
+                let hash = KeyHash::parse(text).map_err(|msg| ConfigError::rule(&key_at, msg))?;
                 if let Some(holder) = keys.insert(hash, index) {
                     let holder_id = compiled
                         .get(holder)
                         .map_or(consumer.id.as_str(), |c: &Consumer| c.id.as_str());
-                    return Err(error(
+                    return Err(ConfigError::rule(
                         key_at,
                         format!("duplicate key, already held by consumer '{holder_id}'"),
                     ));
@@ -343,7 +352,7 @@ fn compile_consumers(
             }
         }
         if consumer.jwt_client_ids.as_ref().is_some_and(Vec::is_empty) {
-            return Err(error(
+            return Err(ConfigError::rule(
                 format!("{at}.jwt_client_ids"),
                 "must not be empty when given",
             ));
@@ -352,10 +361,10 @@ fn compile_consumers(
         for (c, client_id) in jwt_client_ids.iter().enumerate() {
             let client_at = format!("{at}.jwt_client_ids[{c}]");
             if client_id.is_empty() {
-                return Err(error(client_at, "must not be empty"));
+                return Err(ConfigError::rule(client_at, "must not be empty"));
             }
             if let Some(holder) = client_ids.insert(client_id.clone(), consumer.id.clone()) {
-                return Err(error(
+                return Err(ConfigError::rule(
                     client_at,
                     format!(
                         "duplicate client id '{client_id}', already mapped to consumer '{holder}'"
@@ -377,9 +386,9 @@ fn compile_operations(
     operations: Vec<OperationConfig>,
     product_ids: &HashMap<&str, ProductId>,
     jwt_configured: bool,
-) -> Result<Vec<Operation>, PlanError> {
+) -> Result<Vec<Operation>, ConfigError> {
     if operations.is_empty() {
-        return Err(error("operations", "must not be empty"));
+        return Err(ConfigError::rule("operations", "must not be empty"));
     }
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut compiled = Vec::with_capacity(operations.len());
@@ -387,7 +396,7 @@ fn compile_operations(
         let at = format!("operations[{index}]");
         check_identifier(&format!("{at}.name"), &op.name)?;
         if let Some(first) = names.insert(op.name.clone(), index) {
-            return Err(error(
+            return Err(ConfigError::rule(
                 format!("{at}.name"),
                 format!(
                     "duplicate operation name '{}' (also operations[{first}])",
@@ -405,19 +414,19 @@ fn compile_operation(
     op: OperationConfig,
     product_ids: &HashMap<&str, ProductId>,
     jwt_configured: bool,
-) -> Result<Operation, PlanError> {
+) -> Result<Operation, ConfigError> {
     let methods = match op.methods {
         None => MethodSet::any(),
         Some(methods) => {
             if methods.is_empty() {
-                return Err(error(
+                return Err(ConfigError::rule(
                     format!("{at}.methods"),
                     "must not be empty when given (leave it out for any method)",
                 ));
             }
             for (m, method) in methods.iter().enumerate() {
                 if !is_token(method) {
-                    return Err(error(
+                    return Err(ConfigError::rule(
                         format!("{at}.methods[{m}]"),
                         format!("{method:?} is not an HTTP method"),
                     ));
@@ -428,9 +437,17 @@ fn compile_operation(
     };
     let path = match (op.path, op.path_prefix) {
         (Some(_), Some(_)) => {
-            return Err(error(at, "give one of 'path' or 'path_prefix', not both"))
+            return Err(ConfigError::rule(
+                at,
+                "give one of 'path' or 'path_prefix', not both",
+            ))
         }
-        (None, None) => return Err(error(at, "needs one of 'path' or 'path_prefix'")),
+        (None, None) => {
+            return Err(ConfigError::rule(
+                at,
+                "needs one of 'path' or 'path_prefix'",
+            ))
+        }
         (Some(path), None) => {
             check_path(&format!("{at}.path"), &path)?;
             PathMatch::Exact(path)
@@ -442,7 +459,7 @@ fn compile_operation(
     };
     let needs_jwt = matches!(op.auth, AuthMode::Jwt | AuthMode::Either | AuthMode::Both);
     if needs_jwt && !jwt_configured {
-        return Err(error(
+        return Err(ConfigError::rule(
             format!("{at}.auth"),
             format!("'{}' needs the 'jwt' section", op.auth.as_str()),
         ));
@@ -450,14 +467,14 @@ fn compile_operation(
     let products = match op.products {
         None => None,
         Some(_) if op.auth == AuthMode::None => {
-            return Err(error(
+            return Err(ConfigError::rule(
                 format!("{at}.products"),
                 "an operation with auth 'none' has no consumer, so it cannot restrict products",
             ))
         }
         Some(names) => {
             if names.is_empty() {
-                return Err(error(
+                return Err(ConfigError::rule(
                     format!("{at}.products"),
                     "must not be empty when given (leave it out to allow every product)",
                 ));
@@ -465,7 +482,7 @@ fn compile_operation(
             let mut ids = Vec::with_capacity(names.len());
             for (p, name) in names.iter().enumerate() {
                 let id = *product_ids.get(name.as_str()).ok_or_else(|| {
-                    error(
+                    ConfigError::rule(
                         format!("{at}.products[{p}]"),
                         unknown_product(name, product_ids),
                     )
@@ -498,14 +515,14 @@ fn compile_operation(
 fn compile_header_rules(
     at: &str,
     rules: Option<HeaderRulesConfig>,
-) -> Result<HeaderRules, PlanError> {
+) -> Result<HeaderRules, ConfigError> {
     let rules = rules.unwrap_or_default();
     let mut seen: HashMap<String, String> = HashMap::new();
-    let mut claim = |name: &str, place: String| -> Result<String, PlanError> {
+    let mut claim = |name: &str, place: String| -> Result<String, ConfigError> {
         check_header_name(&place, name)?;
         let lower = name.to_ascii_lowercase();
         if let Some(first) = seen.insert(lower.clone(), place.clone()) {
-            return Err(error(
+            return Err(ConfigError::rule(
                 place,
                 format!("header '{name}' is already named at {first}"),
             ));
@@ -516,18 +533,18 @@ fn compile_header_rules(
     for (name, value) in rules.set.unwrap_or_default() {
         let place = format!("{at}.set.{name}");
         let lower = claim(&name, place.clone())?;
-        let template = Template::parse(&value).map_err(|msg| error(place, msg))?;
+        let template = Template::parse(&value).map_err(|msg| ConfigError::rule(place, msg))?;
         compiled.set.push((lower, template));
     }
     for (name, value) in rules.append.unwrap_or_default() {
         let place = format!("{at}.append.{name}");
         let lower = claim(&name, place.clone())?;
-        let template = Template::parse(&value).map_err(|msg| error(place, msg))?;
+        let template = Template::parse(&value).map_err(|msg| ConfigError::rule(place, msg))?;
         compiled.append.push((lower, template));
     }
     if let Some(remove) = rules.remove {
         if remove.is_empty() {
-            return Err(error(
+            return Err(ConfigError::rule(
                 format!("{at}.remove"),
                 "must not be empty when given",
             ));
@@ -549,70 +566,6 @@ fn unknown_product(name: &str, product_ids: &HashMap<&str, ProductId>) -> String
     } else {
         format!("unknown product '{name}' (known: {})", known.join(", "))
     }
-}
-
-/// RFC 9110 token characters: what header names and methods are made of.
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-pub(crate) fn check_header_name(at: &str, name: &str) -> Result<(), PlanError> {
-    if is_token(name) {
-        Ok(())
-    } else {
-        Err(error(
-            at,
-            format!("{name:?} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only; pseudo-headers cannot be set)"),
-        ))
-    }
-}
-
-fn check_query_name(at: &str, name: &str) -> Result<(), PlanError> {
-    if name.is_empty()
-        || name.contains(['&', '=', '#', '?', '%', '+'])
-        || name.chars().any(|c| c.is_control() || c.is_whitespace())
-    {
-        Err(error(
-            at,
-            format!("{name:?} is not a usable query parameter name"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// Names that end up in headers, logs and metric labels: printable, no spaces, at most 128
-/// bytes.
-fn check_identifier(at: &str, name: &str) -> Result<(), PlanError> {
-    if name.is_empty() {
-        return Err(error(at, "must not be empty"));
-    }
-    if name.len() > 128 {
-        return Err(error(at, "must be at most 128 bytes"));
-    }
-    if !name.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(error(
-            at,
-            format!("{name:?} may only hold printable ASCII without spaces"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_path(at: &str, path: &str) -> Result<(), PlanError> {
-    if !path.starts_with('/') {
-        return Err(error(at, "must start with '/'"));
-    }
-    if path.contains(['?', '#']) {
-        return Err(error(at, "must not contain '?' or '#'"));
-    }
-    if path.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(error(at, "must not contain spaces or control characters"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
-use tollgate::plan::Plan;
-use tollgate::subscription::KeyHash;
+use tollgate_core::plan::Plan;
+use tollgate_core::subscription::KeyHash;
 
 const USAGE: &str = "\
 usage:

@@ -1,8 +1,8 @@
 use super::*;
 use crate::deny::Outcome;
 use crate::jwt::token_cache::TokenCache;
-use crate::limits::tests::MemoryStore;
 use crate::subscription::KeyHash;
+use crate::testing::{FixedClock, MemoryStore};
 use serde_json::json;
 
 fn hash(key: &str) -> String {
@@ -43,15 +43,6 @@ fn request(method: &str, path: &str, extra: &[(&str, &[u8])]) -> Vec<(String, Ve
 
 const NOW: u64 = 1_800_000_000;
 
-/// The clock of a test: always the same instant.
-struct FixedClock(u64);
-
-impl crate::pipeline::Clock for FixedClock {
-    fn now_ms(&self) -> u64 {
-        self.0
-    }
-}
-
 fn run<'p>(plan: &'p Plan, headers: &Headers) -> Verdict<'p> {
     let mut tokens = TokenCache::new(16, [7; 16]);
     let counters = MemoryStore::default();
@@ -60,6 +51,7 @@ fn run<'p>(plan: &'p Plan, headers: &Headers) -> Verdict<'p> {
         headers,
         &mut RequestEnv::new(&FixedClock(NOW * 1000), &mut tokens, &counters),
     )
+    .verdict
 }
 
 fn denied(verdict: Verdict) -> Denial {
@@ -280,8 +272,8 @@ fn malformed_requests_get_4xx() {
 
 mod jwt {
     use super::*;
-    use crate::jwt::tests::{claims, jwt_section, keys, rs256};
     use crate::jwt::verify::VerifiedToken;
+    use crate::testing::tokens::{claims, jwt_section, keys, rs256};
     use jwt_simple::prelude::RSAKeyPairLike;
     use jwt_simple::prelude::UnixTimeStamp;
     use std::rc::Rc;
@@ -504,11 +496,11 @@ mod jwt {
         let headers = request("GET", "/jwt", &[("authorization", &auth)]);
         let mut env = RequestEnv::new(&FixedClock((NOW + 9) * 1000), &mut tokens, &counters);
         assert!(matches!(
-            decide(&plan, &headers, &mut env),
+            decide(&plan, &headers, &mut env).verdict,
             Verdict::Forward(_)
         ));
         let mut env = RequestEnv::new(&FixedClock((NOW + 10) * 1000), &mut tokens, &counters);
-        let d = denied(decide(&plan, &headers, &mut env));
+        let d = denied(decide(&plan, &headers, &mut env).verdict);
         assert_eq!(
             d.message,
             "JWT validation failed: token is malformed. Access denied."
@@ -533,7 +525,7 @@ mod jwt {
             let counters = MemoryStore::default();
             let mut env = RequestEnv::new(&FixedClock(NOW * 1000), &mut tokens, &counters);
             assert!(matches!(
-                decide(&plan, &headers, &mut env),
+                decide(&plan, &headers, &mut env).verdict,
                 Verdict::Deny(_)
             ));
             let hash = tokens.hash(&bad);
@@ -551,7 +543,7 @@ mod jwt {
         let counters = MemoryStore::default();
         let mut env = RequestEnv::new(&FixedClock(NOW * 1000), &mut tokens, &counters);
         assert!(matches!(
-            decide(&plan, &headers, &mut env),
+            decide(&plan, &headers, &mut env).verdict,
             Verdict::Forward(_)
         ));
         assert_eq!(tokens.len(), 1);
@@ -591,11 +583,10 @@ mod limits {
                 now_ms,
                 tokens: &mut tokens,
                 counters: store,
-                trace: Default::default(),
                 fetched_keys: None,
-                unknown_kid: false,
             },
         )
+        .verdict
     }
 
     #[test]

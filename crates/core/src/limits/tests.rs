@@ -1,53 +1,5 @@
 use super::*;
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-
-/// An in-memory store with proxy-wasm's semantics: a CAS token per entry, bumped on each
-/// write; a write with a stale token fails. `conflicts` makes the next N writes fail as if
-/// another worker had written first (and bumps the token, as such a write would).
-#[derive(Default)]
-pub struct MemoryStore {
-    entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    next_cas: Cell<u32>,
-    pub conflicts: Cell<usize>,
-    pub writes: Cell<usize>,
-}
-
-impl MemoryStore {
-    pub fn len(&self) -> usize {
-        self.entries.borrow().len()
-    }
-}
-
-impl CounterStore for MemoryStore {
-    fn load(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-        Ok(match self.entries.borrow().get(key) {
-            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
-            None => (None, None),
-        })
-    }
-
-    fn store(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        let mut entries = self.entries.borrow_mut();
-        self.next_cas.set(self.next_cas.get() + 1);
-        let token = self.next_cas.get();
-        if self.conflicts.get() > 0 {
-            self.conflicts.set(self.conflicts.get() - 1);
-            if let Some(entry) = entries.get_mut(key) {
-                entry.1 = token; // someone else's write
-            }
-            return Err(StoreError::CasMismatch);
-        }
-        if let (Some(entry), Some(cas)) = (entries.get(key), cas) {
-            if entry.1 != cas {
-                return Err(StoreError::CasMismatch);
-            }
-        }
-        entries.insert(key.to_string(), (value.to_vec(), token));
-        self.writes.set(self.writes.get() + 1);
-        Ok(())
-    }
-}
+use crate::testing::MemoryStore;
 
 fn rate(calls: u64, period: u64) -> Limits {
     Limits {
@@ -287,4 +239,21 @@ fn ensure_entry_never_overwrites() {
     ensure_entry(&store, "c").unwrap();
     let (value, _) = store.load("c").unwrap();
     assert_eq!(CounterState::decode(&value.unwrap()).rate_count, 1);
+}
+
+#[test]
+fn create_entries_makes_missing_entries_and_reports_failures() {
+    let store = MemoryStore::default();
+    assert!(admit(&store, "a", &rate(5, 60), T0).is_ok());
+    let keys = vec!["a".to_string(), "b".to_string()];
+    assert!(create_entries(&store, &keys).is_empty());
+    assert_eq!(store.len(), 2);
+    let (value, _) = store.load("a").unwrap();
+    assert_eq!(CounterState::decode(&value.unwrap()).rate_count, 1, "kept");
+    let keys = vec!["c".to_string()];
+    store.conflicts.set(1);
+    assert_eq!(
+        create_entries(&store, &keys),
+        vec![("c", StoreError::CasMismatch)]
+    );
 }

@@ -75,13 +75,9 @@ pub fn upstream_status_counter(operation: &str, class: &str) -> String {
 
 /// Series a dynamic consumer may add, per VM, before it counts as `jwt:other`.
 pub fn dynamic_series_cap(plan: &Plan) -> usize {
-    plan.jwt
-        .as_ref()
-        .filter(|jwt| jwt.default_product.is_some())
-        .map_or(0, |jwt| {
-            jwt.max_dynamic_consumers
-                .saturating_mul(WITH_CONSUMER.len())
-        })
+    plan.dynamic.map_or(0, |dynamic| {
+        dynamic.pool_size.saturating_mul(WITH_CONSUMER.len())
+    })
 }
 
 /// What a series counts, by index, so the request path finds it without building its name.
@@ -154,10 +150,7 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
             request_counter(NONE, NONE, ALLOWED),
         ));
     }
-    let dynamic = plan
-        .jwt
-        .as_ref()
-        .is_some_and(|jwt| jwt.default_product.is_some());
+    let dynamic = plan.dynamic.is_some();
     for (op_index, operation) in plan.operations.iter().enumerate() {
         let op = operation.name.as_str();
         let identifies = operation.auth != crate::config::AuthMode::None;

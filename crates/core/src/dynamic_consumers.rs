@@ -7,16 +7,30 @@
 //! active client, the request is refused with 429 and a `Retry-After`: the pool is full until
 //! someone's window ends. The pool size is `jwt.max_dynamic_consumers`.
 
+use crate::config_error::ConfigError;
 use crate::limits::{
     evaluate, CounterState, CounterStore, Limits, RateHeaders, Refusal, StoreError,
     MAX_CAS_ATTEMPTS, STATE_BYTES,
 };
 
 pub const DEFAULT_POOL_SIZE: usize = 1000;
+pub const MAX_POOL_SIZE: u64 = 100_000;
 /// Slots a client may use, from its home slot on.
 pub const PROBES: usize = 8;
 /// `Retry-After` when the pool is full, at most the window length.
 pub const FULL_RETRY_AFTER_S: u64 = 60;
+
+/// `jwt.max_dynamic_consumers`, checked: 1 to `MAX_POOL_SIZE` slots.
+pub fn pool_size(configured: Option<u64>) -> Result<usize, ConfigError> {
+    let size = configured.unwrap_or(DEFAULT_POOL_SIZE as u64);
+    if !(1..=MAX_POOL_SIZE).contains(&size) {
+        return Err(ConfigError::rule(
+            "jwt.max_dynamic_consumers",
+            format!("must be between 1 and {MAX_POOL_SIZE}"),
+        ));
+    }
+    Ok(usize::try_from(size).unwrap_or(1))
+}
 
 pub fn slot_key(index: usize) -> String {
     format!("tollgate/d/{index}")
@@ -86,8 +100,8 @@ pub fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::tests::MemoryStore;
-    use crate::plan::Limit;
+    use crate::limits::Limit;
+    use crate::testing::MemoryStore;
 
     fn limits() -> Limits {
         Limits {
