@@ -83,12 +83,13 @@ impl Denial {
             .with_header("www-authenticate", "Bearer".to_string())
     }
 
-    /// 401: the bearer token failed verification; `reason` is short and never quotes the token.
-    pub fn invalid_jwt(reason: &str) -> Self {
+    /// 401: the bearer token failed verification; the failure's text is short and never quotes
+    /// the token.
+    pub fn invalid_jwt(failure: crate::jwt::failure::JwtFailure) -> Self {
         Self::new(
             401,
             Outcome::InvalidCredential,
-            format!("JWT validation failed: {reason}. Access denied."),
+            format!("JWT validation failed: {failure}. Access denied."),
         )
         .with_header(
             "www-authenticate",
@@ -151,6 +152,18 @@ impl Denial {
     }
 
     /// The JSON body, APIM's shape and field order.
+    /// The reply's headers: JSON, plus the denial's own (`WWW-Authenticate`, `Retry-After`).
+    pub fn reply_headers(&self) -> Vec<(&str, &str)> {
+        let mut headers = Vec::with_capacity(1 + self.headers.len());
+        headers.push(("content-type", "application/json"));
+        headers.extend(
+            self.headers
+                .iter()
+                .map(|(name, value)| (*name, value.as_str())),
+        );
+        headers
+    }
+
     pub fn body(&self) -> String {
         #[derive(serde::Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -234,7 +247,7 @@ mod tests {
             missing.headers,
             vec![("www-authenticate", "Bearer".to_string())]
         );
-        let invalid = Denial::invalid_jwt("token has expired");
+        let invalid = Denial::invalid_jwt(crate::jwt::failure::JwtFailure::Expired);
         assert_eq!(
             invalid.message,
             "JWT validation failed: token has expired. Access denied."

@@ -6,7 +6,9 @@
 //! The series are fixed at configure time from operations, consumers and outcomes; only dynamic
 //! JWT consumers add series at run time, up to a cap per VM (then they count as `jwt:other`).
 
+use crate::pipeline::Trace;
 use crate::plan::Plan;
+use std::collections::HashMap;
 
 pub const REQUESTS: &str = "tollgate_requests_total";
 pub const UPSTREAM_LATENCY: &str = "tollgate_upstream_latency_ms";
@@ -201,6 +203,95 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
     series
 }
 
+/// The class an upstream `:status` is counted under, if any (`4xx`, `5xx`).
+pub fn status_class(status: Option<&[u8]>) -> Option<&'static str> {
+    match status.and_then(|status| status.first()) {
+        Some(b'4') => Some("4xx"),
+        Some(b'5') => Some("5xx"),
+        _ => None,
+    }
+}
+
+/// The host's handle of each series, found by index on the request path. Configured series are
+/// defined up front; a dynamic consumer's series is defined on its first request while the
+/// per-VM cap lasts, and counts under `jwt:other` after that.
+#[derive(Debug)]
+pub struct SeriesIds<Id> {
+    configured: HashMap<SeriesKey, Id>,
+    /// Series of dynamic consumers, by name.
+    dynamic: HashMap<String, Id>,
+    dynamic_left: usize,
+}
+
+impl<Id: Copy> SeriesIds<Id> {
+    /// Defines every configured series through `define` (the host); one it refuses is left
+    /// out, and its requests go uncounted.
+    pub fn define(
+        series: Vec<Series>,
+        dynamic_cap: usize,
+        mut define: impl FnMut(SeriesKind, &str) -> Option<Id>,
+    ) -> Self {
+        let configured = series
+            .into_iter()
+            .filter_map(|s| define(s.kind, &s.name).map(|id| (s.key, id)))
+            .collect();
+        Self {
+            configured,
+            dynamic: HashMap::new(),
+            dynamic_left: dynamic_cap,
+        }
+    }
+
+    /// The counter of one request, by operation, consumer and outcome; `define` is called for
+    /// a dynamic consumer's first request (within the cap).
+    pub fn request(
+        &mut self,
+        trace: &Trace,
+        operation_name: &str,
+        outcome: &'static str,
+        define: impl FnOnce(SeriesKind, &str) -> Option<Id>,
+    ) -> Option<Id> {
+        if !trace.dynamic_consumer {
+            let key = SeriesKey::Requests {
+                operation: trace.operation,
+                consumer: trace.configured_consumer,
+                outcome,
+            };
+            return self.configured.get(&key).copied();
+        }
+        let consumer = trace.consumer.as_deref().unwrap_or(NONE);
+        let name = request_counter(operation_name, consumer, outcome);
+        if let Some(id) = self.dynamic.get(&name) {
+            return Some(*id);
+        }
+        if self.dynamic_left > 0 {
+            self.dynamic_left -= 1;
+            let id = define(SeriesKind::Counter, &name);
+            if let Some(id) = id {
+                self.dynamic.insert(name, id);
+            }
+            return id;
+        }
+        trace.operation.and_then(|operation| {
+            self.configured
+                .get(&SeriesKey::OtherDynamic { operation, outcome })
+                .copied()
+        })
+    }
+
+    pub fn upstream_latency(&self, operation: usize) -> Option<Id> {
+        self.configured
+            .get(&SeriesKey::UpstreamLatency(operation))
+            .copied()
+    }
+
+    pub fn upstream_status(&self, operation: usize, class: &'static str) -> Option<Id> {
+        self.configured
+            .get(&SeriesKey::UpstreamStatus(operation, class))
+            .copied()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +369,104 @@ mod tests {
             rate_limited.name,
             request_counter("one", "a", "rate_limited")
         );
+    }
+
+    fn dynamic_plan() -> Plan {
+        let config = json!({
+            "products": { "p": { "rate_limit": { "calls": 5, "renewal_period_s": 60 } } },
+            "jwt": {
+                "jwks": { "keys": [{ "kty": "oct", "kid": "h", "k": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE" }] },
+                "algorithms": ["HS256"],
+                "default_product": "p",
+                "max_dynamic_consumers": 1
+            },
+            "operations": [{ "name": "op", "path": "/", "auth": "jwt" }]
+        });
+        Plan::from_json(config.to_string().as_bytes()).unwrap()
+    }
+
+    fn dynamic_trace(client: &str) -> Trace {
+        Trace {
+            operation: Some(0),
+            consumer: Some(format!("jwt:{client}")),
+            configured_consumer: None,
+            dynamic_consumer: true,
+        }
+    }
+
+    #[test]
+    fn series_ids_find_configured_series_and_cap_dynamic_ones() {
+        let plan = dynamic_plan();
+        let mut defined = Vec::new();
+        let mut next = 0u32;
+        let mut ids = SeriesIds::define(
+            configured_series(&plan),
+            dynamic_series_cap(&plan),
+            |_, name| {
+                defined.push(name.to_string());
+                next += 1;
+                Some(next)
+            },
+        );
+        assert_eq!(dynamic_series_cap(&plan), 5, "one client x five outcomes");
+        let no_consumer = Trace {
+            operation: Some(0),
+            ..Trace::default()
+        };
+        let missing = ids.request(&no_consumer, "op", "missing_credential", |_, _| None);
+        let position = defined
+            .iter()
+            .position(|n| n == &request_counter("op", NONE, "missing_credential"))
+            .unwrap();
+        assert_eq!(missing, Some(u32::try_from(position).unwrap() + 1));
+
+        let mut dynamic_names = Vec::new();
+        let first = ids.request(&dynamic_trace("a"), "op", ALLOWED, |_, name| {
+            dynamic_names.push(name.to_string());
+            Some(100)
+        });
+        assert_eq!(first, Some(100));
+        assert_eq!(dynamic_names, vec![request_counter("op", "jwt:a", ALLOWED)]);
+        assert_eq!(
+            ids.request(&dynamic_trace("a"), "op", ALLOWED, |_, _| panic!(
+                "defined twice"
+            )),
+            Some(100)
+        );
+        for outcome in &WITH_CONSUMER[1..] {
+            assert!(ids
+                .request(&dynamic_trace("a"), "op", outcome, |_, _| Some(101))
+                .is_some());
+        }
+        // The cap is spent: a newcomer counts as jwt:other.
+        let other = ids.request(&dynamic_trace("b"), "op", ALLOWED, |_, _| {
+            panic!("defined past the cap")
+        });
+        let other_name = request_counter("op", OTHER_DYNAMIC, ALLOWED);
+        let position = defined.iter().position(|n| n == &other_name).unwrap();
+        assert_eq!(other, Some(u32::try_from(position).unwrap() + 1));
+        assert!(ids.upstream_latency(0).is_some());
+        assert!(ids.upstream_status(0, "5xx").is_some());
+        assert_eq!(ids.upstream_latency(1), None);
+    }
+
+    #[test]
+    fn a_series_the_host_refuses_goes_uncounted() {
+        let plan = dynamic_plan();
+        let mut ids: SeriesIds<u32> = SeriesIds::define(configured_series(&plan), 0, |_, _| None);
+        assert_eq!(
+            ids.request(&dynamic_trace("a"), "op", ALLOWED, |_, _| Some(1)),
+            None
+        );
+        assert_eq!(ids.upstream_latency(0), None);
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(Some(b"404")), Some("4xx"));
+        assert_eq!(status_class(Some(b"503")), Some("5xx"));
+        assert_eq!(status_class(Some(b"200")), None);
+        assert_eq!(status_class(Some(b"")), None);
+        assert_eq!(status_class(None), None);
     }
 }

@@ -8,9 +8,10 @@ use crate::credential::{
 };
 use crate::deny::Denial;
 use crate::jwt::claims::header_text;
+use crate::jwt::failure::JwtFailure;
 use crate::jwt::keys::KeySet;
 use crate::jwt::token_cache::TokenCache;
-use crate::jwt::verify::{lasting, VerifiedToken, SIGNING_KEY_NOT_FOUND};
+use crate::jwt::verify::VerifiedToken;
 use crate::jwt::JwtPlan;
 use crate::limits::{CounterStore, RateHeaders, Refusal};
 use crate::operation::OperationId;
@@ -340,7 +341,7 @@ fn verified_token<'p>(
     let jwt = plan.jwt.as_ref().ok_or_else(Denial::missing_jwt)?;
     let token = match bearer_token(headers) {
         PresentedToken::Missing => return Err(Denial::missing_jwt()),
-        PresentedToken::Unusable => return Err(Denial::invalid_jwt("token is malformed")),
+        PresentedToken::Unusable => return Err(Denial::invalid_jwt(JwtFailure::Malformed)),
         PresentedToken::Found(token) => token,
     };
     let hash = env.tokens.hash(token);
@@ -354,8 +355,8 @@ fn verified_token<'p>(
     let verified = match jwt.verifier.verify(token, now, env.fetched_keys) {
         Ok(verified) => Rc::new(verified),
         Err(failure) => {
-            *unknown_kid |= failure == SIGNING_KEY_NOT_FOUND;
-            if lasting(failure) {
+            *unknown_kid |= failure.may_mean_rotated_keys();
+            if failure.is_lasting() {
                 env.tokens.insert_failure(hash, failure, now);
             }
             return Err(Denial::invalid_jwt(failure));

@@ -339,7 +339,7 @@ fn compile_consumers(
             }
             for (k, text) in hashes.iter().enumerate() {
                 let key_at = format!("{at}.keys[{k}]");
-                let hash = KeyHash::parse(text).map_err(|msg| ConfigError::rule(&key_at, msg))?;
+                let hash = KeyHash::parse(text).map_err(|err| ConfigError::rule(&key_at, err))?;
                 if let Some(holder) = keys.insert(hash, index) {
                     let holder_id = compiled
                         .get(holder)
@@ -533,13 +533,13 @@ fn compile_header_rules(
     for (name, value) in rules.set.unwrap_or_default() {
         let place = format!("{at}.set.{name}");
         let lower = claim(&name, place.clone())?;
-        let template = Template::parse(&value).map_err(|msg| ConfigError::rule(place, msg))?;
+        let template = Template::parse(&value).map_err(|err| ConfigError::rule(place, err))?;
         compiled.set.push((lower, template));
     }
     for (name, value) in rules.append.unwrap_or_default() {
         let place = format!("{at}.append.{name}");
         let lower = claim(&name, place.clone())?;
-        let template = Template::parse(&value).map_err(|msg| ConfigError::rule(place, msg))?;
+        let template = Template::parse(&value).map_err(|err| ConfigError::rule(place, err))?;
         compiled.append.push((lower, template));
     }
     if let Some(remove) = rules.remove {

@@ -11,6 +11,15 @@ pub enum HeaderEdit {
     Remove(String),
 }
 
+impl HeaderEdit {
+    /// The header the edit is about.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Set(name, _) | Self::Append(name, _) | Self::Remove(name) => name,
+        }
+    }
+}
+
 /// The `request_headers` / `response_headers` rules of one operation, names lower-cased.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderRules {

@@ -4,8 +4,37 @@
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::fmt;
 
 pub const HASH_PREFIX: &str = "sha256:";
+
+/// Why a configured key hash cannot be read. `Display` is the operator-facing message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyHashError {
+    /// The text does not start with `sha256:`.
+    MissingPrefix,
+    /// Not 64 bytes after `sha256:`.
+    WrongLength {
+        /// How many bytes follow the prefix.
+        got: usize,
+    },
+    /// Something other than `0-9`, `a-f` after `sha256:`.
+    NotLowercaseHex,
+}
+
+impl fmt::Display for KeyHashError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("must be 'sha256:' followed by 64 lowercase hex digits")?;
+        match self {
+            Self::MissingPrefix => Ok(()),
+            Self::WrongLength { got } => write!(f, " (got {got} characters after 'sha256:')"),
+            Self::NotLowercaseHex => f.write_str(" (0-9, a-f)"),
+        }
+    }
+}
+
+impl std::error::Error for KeyHashError {}
 
 /// SHA-256 of a key's exact bytes, as they arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,26 +46,18 @@ impl KeyHash {
     }
 
     /// Reads `sha256:` followed by 64 lowercase hex digits.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, KeyHashError> {
         let hex = text
             .strip_prefix(HASH_PREFIX)
-            .ok_or_else(|| "must be 'sha256:' followed by 64 lowercase hex digits".to_string())?;
+            .ok_or(KeyHashError::MissingPrefix)?;
         if hex.len() != 64 {
-            return Err(format!(
-                "must be 'sha256:' followed by 64 lowercase hex digits (got {} characters after 'sha256:')",
-                hex.len()
-            ));
+            return Err(KeyHashError::WrongLength { got: hex.len() });
         }
         let mut bytes = [0u8; 32];
         for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
             match (lower_hex_digit(pair.first()), lower_hex_digit(pair.get(1))) {
                 (Some(high), Some(low)) => *byte = (high << 4) | low,
-                _ => {
-                    return Err(
-                        "must be 'sha256:' followed by 64 lowercase hex digits (0-9, a-f)"
-                            .to_string(),
-                    )
-                }
+                _ => return Err(KeyHashError::NotLowercaseHex),
             }
         }
         Ok(Self(bytes))
@@ -117,6 +138,33 @@ mod tests {
         let multibyte = format!("sha256:{}é", "a".repeat(62));
         for bad in [upper, short, no_prefix, not_hex, multibyte, String::new()] {
             assert!(KeyHash::parse(&bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn parse_errors_say_the_same_as_ever() {
+        let no_prefix = "a".repeat(64);
+        let short = format!("sha256:{}", "a".repeat(63));
+        let upper = format!("sha256:{}", "A".repeat(64));
+        for (bad, error, text) in [
+            (
+                no_prefix.as_str(),
+                KeyHashError::MissingPrefix,
+                "must be 'sha256:' followed by 64 lowercase hex digits",
+            ),
+            (
+                short.as_str(),
+                KeyHashError::WrongLength { got: 63 },
+                "must be 'sha256:' followed by 64 lowercase hex digits (got 63 characters after 'sha256:')",
+            ),
+            (
+                upper.as_str(),
+                KeyHashError::NotLowercaseHex,
+                "must be 'sha256:' followed by 64 lowercase hex digits (0-9, a-f)",
+            ),
+        ] {
+            assert_eq!(KeyHash::parse(bad), Err(error), "{bad:?}");
+            assert_eq!(error.to_string(), text);
         }
     }
 

@@ -1,6 +1,56 @@
 //! Header-value templates: literal text with `{consumer}`, `{product}`, `{operation}` and
 //! `{claim:<name>}` placeholders. Parsed once at load; rendering only concatenates.
 
+use std::fmt;
+
+/// Why a header-value template cannot be used. `Display` is the operator-facing message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// A control character other than tab, which a header value cannot carry.
+    ControlCharacter {
+        /// The character found first.
+        character: char,
+    },
+    /// A `}` that closes no placeholder.
+    UnmatchedClose {
+        /// The whole template, as given.
+        template: String,
+    },
+    /// A `{` that is never closed.
+    Unclosed {
+        /// The whole template, as given.
+        template: String,
+    },
+    /// A placeholder other than `{consumer}`, `{product}`, `{operation}`, `{claim:<name>}`.
+    UnknownPlaceholder {
+        /// What stood between the braces.
+        name: String,
+    },
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ControlCharacter { character } => write!(
+                f,
+                "control character U+{:04X} is not allowed in a header value",
+                u32::from(*character)
+            ),
+            Self::UnmatchedClose { template } => {
+                write!(f, "unmatched '}}' in template {template:?}")
+            }
+            Self::Unclosed { template } => write!(f, "unclosed '{{' in template {template:?}"),
+            Self::UnknownPlaceholder { name } => write!(
+                f,
+                "unknown placeholder {{{name}}}: use {{consumer}}, {{product}}, {{operation}} or {{claim:<name>}}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
     Literal(String),
@@ -39,12 +89,9 @@ impl ClaimSource for NoClaims {
 }
 
 impl Template {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        if let Some(bad) = text.chars().find(|c| c.is_control() && *c != '\t') {
-            return Err(format!(
-                "control character U+{:04X} is not allowed in a header value",
-                bad as u32
-            ));
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        if let Some(character) = text.chars().find(|c| c.is_control() && *c != '\t') {
+            return Err(TemplateError::ControlCharacter { character });
         }
         let mut pieces = Vec::new();
         let mut rest = text;
@@ -60,11 +107,13 @@ impl Template {
                         pieces.push(Piece::Literal(literal.to_string()));
                     }
                     if tail.starts_with('}') {
-                        return Err(format!("unmatched '}}' in template {text:?}"));
+                        return Err(TemplateError::UnmatchedClose {
+                            template: text.to_string(),
+                        });
                     }
-                    let close = tail
-                        .find('}')
-                        .ok_or_else(|| format!("unclosed '{{' in template {text:?}"))?;
+                    let close = tail.find('}').ok_or_else(|| TemplateError::Unclosed {
+                        template: text.to_string(),
+                    })?;
                     let name = tail.get(1..close).unwrap_or_default();
                     pieces.push(Self::placeholder(name)?);
                     rest = tail.get(close + 1..).unwrap_or_default();
@@ -74,7 +123,7 @@ impl Template {
         Ok(Self { pieces })
     }
 
-    fn placeholder(name: &str) -> Result<Piece, String> {
+    fn placeholder(name: &str) -> Result<Piece, TemplateError> {
         match name {
             "consumer" => Ok(Piece::Consumer),
             "product" => Ok(Piece::Product),
@@ -83,9 +132,9 @@ impl Template {
                 Some(claim) if !claim.is_empty() && !claim.contains('{') => {
                     Ok(Piece::Claim(claim.to_string()))
                 }
-                _ => Err(format!(
-                    "unknown placeholder {{{name}}}: use {{consumer}}, {{product}}, {{operation}} or {{claim:<name>}}"
-                )),
+                _ => Err(TemplateError::UnknownPlaceholder {
+                    name: name.to_string(),
+                }),
             },
         }
     }
@@ -179,8 +228,36 @@ mod tests {
             ("a\r\nb", "control character U+000D"),
             ("a\0", "control character U+0000"),
         ] {
-            let err = Template::parse(text).unwrap_err();
+            let err = Template::parse(text).unwrap_err().to_string();
             assert!(err.contains(wanted), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn errors_say_the_same_as_ever() {
+        for (text, wanted) in [
+            (
+                "a\r\nb",
+                "control character U+000D is not allowed in a header value",
+            ),
+            ("x}", "unmatched '}' in template \"x}\""),
+            ("{x", "unclosed '{' in template \"{x\""),
+            (
+                "{user}",
+                "unknown placeholder {user}: use {consumer}, {product}, {operation} or {claim:<name>}",
+            ),
+        ] {
+            assert_eq!(
+                Template::parse(text).map_err(|e| e.to_string()),
+                Err(wanted.to_string()),
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            Template::parse("{claim:}"),
+            Err(TemplateError::UnknownPlaceholder {
+                name: "claim:".into()
+            })
+        );
     }
 }

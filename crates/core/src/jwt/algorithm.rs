@@ -49,6 +49,24 @@ impl Algorithm {
         })
     }
 
+    /// The JOSE name (`RS256`), as `parse` reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HS256 => "HS256",
+            Self::HS384 => "HS384",
+            Self::HS512 => "HS512",
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+
     pub fn family(self) -> KeyFamily {
         match self {
             Self::HS256 | Self::HS384 | Self::HS512 => KeyFamily::Hmac,
@@ -70,6 +88,7 @@ mod tests {
     fn every_supported_name_parses_and_none_does_not() {
         for name in SUPPORTED.split(", ") {
             assert!(Algorithm::parse(name).is_some(), "{name}");
+            assert_eq!(Algorithm::parse(name).map(Algorithm::name), Some(name));
         }
         for name in [
             "none", "None", "NONE", "", "rs256", "ES512", "ES256K", "Ed25519",

@@ -1,6 +1,7 @@
 //! Claims: the registered ones checked at verification (`exp`, `nbf`, `iat`, `iss`, `aud`),
 //! the required ones checked at authorization, and claim values as header text.
 
+use super::failure::JwtFailure;
 use serde_json::{Map, Value};
 
 pub type ClaimMap = Map<String, Value>;
@@ -14,21 +15,21 @@ pub struct RegisteredRules {
 }
 
 /// Registered claims must have their RFC 7519 types before anything else looks at them.
-pub fn well_formed(claims: &ClaimMap) -> Result<(), &'static str> {
+pub fn well_formed(claims: &ClaimMap) -> Result<(), JwtFailure> {
     for name in ["exp", "nbf", "iat"] {
         if claims.get(name).is_some_and(|v| !v.is_number()) {
-            return Err("token is malformed");
+            return Err(JwtFailure::Malformed);
         }
     }
     for name in ["iss", "sub", "jti", "nonce"] {
         if claims.get(name).is_some_and(|v| !v.is_string()) {
-            return Err("token is malformed");
+            return Err(JwtFailure::Malformed);
         }
     }
     match claims.get("aud") {
         None | Some(Value::String(_)) => Ok(()),
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
-        Some(_) => Err("token is malformed"),
+        Some(_) => Err(JwtFailure::Malformed),
     }
 }
 
@@ -37,23 +38,23 @@ pub fn check_registered(
     claims: &ClaimMap,
     rules: &RegisteredRules,
     now: u64,
-) -> Result<u64, &'static str> {
-    let exp = seconds(claims, "exp").ok_or("token has no expiry")?;
+) -> Result<u64, JwtFailure> {
+    let exp = seconds(claims, "exp").ok_or(JwtFailure::NoExpiry)?;
     let skew = rules.clock_skew_s;
     // RFC 7519: the current time must be before `exp`, and not before `nbf`.
     if now >= exp.saturating_add(skew) {
-        return Err("token has expired");
+        return Err(JwtFailure::Expired);
     }
     if seconds(claims, "nbf").is_some_and(|nbf| now.saturating_add(skew) < nbf) {
-        return Err("token is not yet valid");
+        return Err(JwtFailure::NotYetValid);
     }
     if seconds(claims, "iat").is_some_and(|iat| iat > now.saturating_add(skew)) {
-        return Err("token was issued in the future");
+        return Err(JwtFailure::IssuedInFuture);
     }
     if let Some(issuers) = &rules.issuers {
         let issuer = claims.get("iss").and_then(Value::as_str);
         if !issuer.is_some_and(|iss| issuers.iter().any(|allowed| allowed == iss)) {
-            return Err("issuer is not allowed");
+            return Err(JwtFailure::IssuerNotAllowed);
         }
     }
     if let Some(audiences) = &rules.audiences {
@@ -64,7 +65,7 @@ pub fn check_registered(
             _ => false,
         };
         if !matches {
-            return Err("audience is not allowed");
+            return Err(JwtFailure::AudienceNotAllowed);
         }
     }
     Ok(exp)
@@ -155,7 +156,7 @@ mod tests {
         json!({ "iss": "https://issuer", "aud": "api://app", "exp": NOW + 60, "nbf": NOW - 60, "iat": NOW - 60 })
     }
 
-    fn check(edit: impl FnOnce(&mut Value), rules: &RegisteredRules) -> Result<u64, &'static str> {
+    fn check(edit: impl FnOnce(&mut Value), rules: &RegisteredRules) -> Result<u64, JwtFailure> {
         let mut value = good();
         edit(&mut value);
         let map = claims(value);
@@ -177,11 +178,11 @@ mod tests {
                 },
                 &rules()
             ),
-            Err("token has no expiry")
+            Err(JwtFailure::NoExpiry)
         );
         assert_eq!(
             check(|v| v["exp"] = json!(NOW), &rules()),
-            Err("token has expired")
+            Err(JwtFailure::Expired)
         );
         assert_eq!(check(|v| v["exp"] = json!(NOW + 1), &rules()), Ok(NOW + 1));
         assert_eq!(
@@ -199,17 +200,17 @@ mod tests {
         assert!(check(|v| v["exp"] = json!(NOW - 29), &skewed).is_ok());
         assert_eq!(
             check(|v| v["exp"] = json!(NOW - 30), &skewed),
-            Err("token has expired")
+            Err(JwtFailure::Expired)
         );
         assert!(check(|v| v["nbf"] = json!(NOW + 30), &skewed).is_ok());
         assert_eq!(
             check(|v| v["nbf"] = json!(NOW + 31), &skewed),
-            Err("token is not yet valid")
+            Err(JwtFailure::NotYetValid)
         );
         assert!(check(|v| v["iat"] = json!(NOW + 30), &skewed).is_ok());
         assert_eq!(
             check(|v| v["iat"] = json!(NOW + 31), &skewed),
-            Err("token was issued in the future")
+            Err(JwtFailure::IssuedInFuture)
         );
     }
 
@@ -217,12 +218,12 @@ mod tests {
     fn nbf_and_iat_in_the_future_without_skew() {
         assert_eq!(
             check(|v| v["nbf"] = json!(NOW + 1), &rules()),
-            Err("token is not yet valid")
+            Err(JwtFailure::NotYetValid)
         );
         assert!(check(|v| v["nbf"] = json!(NOW), &rules()).is_ok());
         assert_eq!(
             check(|v| v["iat"] = json!(NOW + 1), &rules()),
-            Err("token was issued in the future")
+            Err(JwtFailure::IssuedInFuture)
         );
     }
 
@@ -230,7 +231,7 @@ mod tests {
     fn issuer_and_audience() {
         assert_eq!(
             check(|v| v["iss"] = json!("https://evil"), &rules()),
-            Err("issuer is not allowed")
+            Err(JwtFailure::IssuerNotAllowed)
         );
         assert_eq!(
             check(
@@ -239,16 +240,16 @@ mod tests {
                 },
                 &rules()
             ),
-            Err("issuer is not allowed")
+            Err(JwtFailure::IssuerNotAllowed)
         );
         assert_eq!(
             check(|v| v["aud"] = json!("api://other"), &rules()),
-            Err("audience is not allowed")
+            Err(JwtFailure::AudienceNotAllowed)
         );
         assert!(check(|v| v["aud"] = json!(["api://other", "api://app"]), &rules()).is_ok());
         assert_eq!(
             check(|v| v["aud"] = json!([]), &rules()),
-            Err("audience is not allowed")
+            Err(JwtFailure::AudienceNotAllowed)
         );
         let open = RegisteredRules::default();
         assert!(check(
@@ -272,7 +273,7 @@ mod tests {
         ] {
             assert_eq!(
                 check(|v| v[name] = bad.clone(), &rules()),
-                Err("token is malformed"),
+                Err(JwtFailure::Malformed),
                 "{name}"
             );
         }

@@ -1,15 +1,177 @@
 //! Signing keys: a JSON Web Key Set parsed once at configure time into ready-to-use public keys,
-//! and the choice of key for a token (by `kid`, and by algorithm family).
+//! and the choice of key for a token (by `kid`, and by algorithm family). A set that cannot be
+//! used is refused with a [`JwksError`] naming the key and, as a [`JwkError`], what is wrong.
 
 use super::algorithm::{Algorithm, KeyFamily};
 use crate::config::{JwkConfig, JwksConfig};
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
 use jwt_simple::prelude::{ES256PublicKey, ES384PublicKey, Ed25519PublicKey};
 use rsa::{BoxedUint, PublicKey as RsaPublicKey};
+use std::fmt;
 
 /// RSA moduli below 2048 bits are refused at load (NIST SP 800-131A); Entra ID uses 2048.
 pub const MIN_RSA_BITS: usize = 2048;
 pub const MAX_RSA_BITS: usize = 8192;
+/// HMAC secrets shorter than this (256 bits) are refused at load (RFC 7518, section 3.2).
+pub const MIN_HMAC_BYTES: usize = 32;
+
+/// Why a JSON Web Key Set cannot be used. `Display` is the message for the place
+/// [`JwksError::path`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JwksError {
+    /// The key at `index` of `keys` cannot be used.
+    Key {
+        /// Its position in the set's `keys`, counting the encryption keys that are skipped.
+        index: usize,
+        /// What is wrong with it.
+        error: JwkError,
+    },
+    /// No key is left once encryption keys are set aside.
+    NoSigningKey,
+}
+
+impl JwksError {
+    /// Where the problem is, below `at`, the path of the set (`jwt.jwks.keys[3]`,
+    /// `jwt.jwks.keys`).
+    pub fn path(&self, at: &str) -> String {
+        match self {
+            Self::Key { index, .. } => format!("{at}.keys[{index}]"),
+            Self::NoSigningKey => format!("{at}.keys"),
+        }
+    }
+}
+
+impl fmt::Display for JwksError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Key { error, .. } => error.fmt(f),
+            Self::NoSigningKey => f.write_str("must hold at least one signing key"),
+        }
+    }
+}
+
+impl std::error::Error for JwksError {}
+
+/// An elliptic curve a JWK of type `EC` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EcCurve {
+    /// `P-256`, for ES256.
+    P256,
+    /// `P-384`, for ES384.
+    P384,
+}
+
+impl fmt::Display for EcCurve {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::P256 => "P-256",
+            Self::P384 => "P-384",
+        })
+    }
+}
+
+/// Why one JSON Web Key cannot verify signatures. `Display` is the operator-facing message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JwkError {
+    /// A member the key type needs (`n`, `e`, `x`, `y`, `k`) is absent.
+    MissingMember {
+        /// The member's name.
+        name: &'static str,
+    },
+    /// A member is not base64url.
+    NotBase64Url {
+        /// The member's name.
+        name: &'static str,
+    },
+    /// A member decodes to no bytes.
+    EmptyMember {
+        /// The member's name.
+        name: &'static str,
+    },
+    /// `alg` names no signing algorithm tollgate supports.
+    UnsupportedAlgorithm {
+        /// The `alg` as given.
+        alg: String,
+    },
+    /// `kty` is none of `RSA`, `EC`, `OKP`, `oct`.
+    UnsupportedKeyType {
+        /// The `kty` as given.
+        kty: String,
+    },
+    /// An `EC` key's `crv` is neither `P-256` nor `P-384`.
+    UnsupportedEcCurve {
+        /// The `crv` as given, if any.
+        crv: Option<String>,
+    },
+    /// An `OKP` key's `crv` is not `Ed25519`.
+    UnsupportedOkpCurve {
+        /// The `crv` as given, if any.
+        crv: Option<String>,
+    },
+    /// `x` and `y` do not have the curve's coordinate length.
+    WrongPointLength,
+    /// `x` and `y` are not a point on the curve.
+    NotOnCurve {
+        /// The curve the key names.
+        curve: EcCurve,
+    },
+    /// An `OKP` key's `x` is not an Ed25519 public key.
+    NotEd25519,
+    /// An `oct` key's `k` is shorter than [`MIN_HMAC_BYTES`].
+    HmacKeyTooShort,
+    /// `n` and `e` are no RSA public key, or the modulus is outside [`MIN_RSA_BITS`] to
+    /// [`MAX_RSA_BITS`].
+    UnusableRsaKey(rsa::Error),
+    /// `alg` names an algorithm of another family than `kty`.
+    AlgorithmDoesNotFitKeyType {
+        /// The key's `alg`.
+        alg: Algorithm,
+        /// The key's `kty`.
+        kty: String,
+    },
+}
+
+impl fmt::Display for JwkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingMember { name } => write!(f, "missing '{name}'"),
+            Self::NotBase64Url { name } => write!(f, "{name}: not base64url"),
+            Self::EmptyMember { name } => write!(f, "{name}: empty"),
+            Self::UnsupportedAlgorithm { alg } => {
+                write!(f, "alg '{alg}' is not a supported signing algorithm")
+            }
+            Self::UnsupportedKeyType { kty } => {
+                write!(f, "kty '{kty}' is not supported (RSA, EC, OKP or oct)")
+            }
+            Self::UnsupportedEcCurve { crv } => write!(
+                f,
+                "crv {crv:?} is not supported (P-256 for ES256, P-384 for ES384)"
+            ),
+            Self::UnsupportedOkpCurve { crv } => {
+                write!(f, "crv {crv:?} is not supported (Ed25519 only)")
+            }
+            Self::WrongPointLength => f.write_str("x, y: wrong length for the curve"),
+            Self::NotOnCurve { curve } => write!(f, "x, y: not a point on {curve}"),
+            Self::NotEd25519 => f.write_str("x: not an Ed25519 public key"),
+            Self::HmacKeyTooShort => write!(
+                f,
+                "k: an HMAC key must be at least {MIN_HMAC_BYTES} bytes ({} bits)",
+                MIN_HMAC_BYTES * 8
+            ),
+            Self::UnusableRsaKey(err) => write!(
+                f,
+                "not a usable RSA public key ({err}; modulus {MIN_RSA_BITS} to {MAX_RSA_BITS} bits)"
+            ),
+            Self::AlgorithmDoesNotFitKeyType { alg, kty } => {
+                write!(f, "alg '{}' does not fit a key of type '{kty}'", alg.name())
+            }
+        }
+    }
+}
+
+impl std::error::Error for JwkError {}
 
 pub enum KeyMaterial {
     Hmac(Vec<u8>),
@@ -70,22 +232,18 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// Parses a JWKS. `at` is the configuration path of the set, for messages.
-    pub fn from_jwks(jwks: &JwksConfig, at: &str) -> Result<Self, (String, String)> {
+    /// Parses a JWKS; an error names the key by its index ([`JwksError::path`]).
+    pub fn from_jwks(jwks: &JwksConfig) -> Result<Self, JwksError> {
         let mut keys = Vec::with_capacity(jwks.keys.len());
         for (index, jwk) in jwks.keys.iter().enumerate() {
-            let key_at = format!("{at}.keys[{index}]");
             // A key published for encryption never verifies a signature.
             if jwk.key_use.as_deref() == Some("enc") {
                 continue;
             }
-            keys.push(parse_jwk(jwk).map_err(|message| (key_at, message))?);
+            keys.push(parse_jwk(jwk).map_err(|error| JwksError::Key { index, error })?);
         }
         if keys.is_empty() {
-            return Err((
-                format!("{at}.keys"),
-                "must hold at least one signing key".to_string(),
-            ));
+            return Err(JwksError::NoSigningKey);
         }
         Ok(Self { keys })
     }
@@ -135,12 +293,12 @@ impl KeySet {
     }
 }
 
-fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, String> {
+fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, JwkError> {
     let alg = match &jwk.alg {
         None => None,
         Some(name) => Some(
             Algorithm::parse(name)
-                .ok_or_else(|| format!("alg '{name}' is not a supported signing algorithm"))?,
+                .ok_or_else(|| JwkError::UnsupportedAlgorithm { alg: name.clone() })?,
         ),
     };
     let material = match jwk.kty.as_str() {
@@ -157,21 +315,25 @@ fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, String> {
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
             match jwk.crv.as_deref() {
-                Some("P-256") if x.len() == 32 && y.len() == 32 => KeyMaterial::P256(
-                    ES256PublicKey::from_bytes(&point)
-                        .map_err(|_| "x, y: not a point on P-256".to_string())?,
-                ),
-                Some("P-384") if x.len() == 48 && y.len() == 48 => KeyMaterial::P384(
-                    ES384PublicKey::from_bytes(&point)
-                        .map_err(|_| "x, y: not a point on P-384".to_string())?,
-                ),
-                Some("P-256" | "P-384") => {
-                    return Err("x, y: wrong length for the curve".to_string())
+                Some("P-256") if x.len() == 32 && y.len() == 32 => {
+                    KeyMaterial::P256(ES256PublicKey::from_bytes(&point).map_err(|_| {
+                        JwkError::NotOnCurve {
+                            curve: EcCurve::P256,
+                        }
+                    })?)
                 }
+                Some("P-384") if x.len() == 48 && y.len() == 48 => {
+                    KeyMaterial::P384(ES384PublicKey::from_bytes(&point).map_err(|_| {
+                        JwkError::NotOnCurve {
+                            curve: EcCurve::P384,
+                        }
+                    })?)
+                }
+                Some("P-256" | "P-384") => return Err(JwkError::WrongPointLength),
                 other => {
-                    return Err(format!(
-                        "crv {other:?} is not supported (P-256 for ES256, P-384 for ES384)"
-                    ))
+                    return Err(JwkError::UnsupportedEcCurve {
+                        crv: other.map(str::to_string),
+                    })
                 }
             }
         }
@@ -179,23 +341,26 @@ fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, String> {
             Some("Ed25519") => {
                 let x = field(&jwk.x, "x")?;
                 KeyMaterial::Ed25519(
-                    Ed25519PublicKey::from_bytes(&x)
-                        .map_err(|_| "x: not an Ed25519 public key".to_string())?,
+                    Ed25519PublicKey::from_bytes(&x).map_err(|_| JwkError::NotEd25519)?,
                 )
             }
-            other => return Err(format!("crv {other:?} is not supported (Ed25519 only)")),
+            other => {
+                return Err(JwkError::UnsupportedOkpCurve {
+                    crv: other.map(str::to_string),
+                })
+            }
         },
         "oct" => {
             let k = field(&jwk.k, "k")?;
-            if k.len() < 32 {
-                return Err("k: an HMAC key must be at least 32 bytes (256 bits)".to_string());
+            if k.len() < MIN_HMAC_BYTES {
+                return Err(JwkError::HmacKeyTooShort);
             }
             KeyMaterial::Hmac(k)
         }
         other => {
-            return Err(format!(
-                "kty '{other}' is not supported (RSA, EC, OKP or oct)"
-            ))
+            return Err(JwkError::UnsupportedKeyType {
+                kty: other.to_string(),
+            })
         }
     };
     let key = VerificationKey {
@@ -205,23 +370,20 @@ fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, String> {
     };
     if let Some(alg) = alg {
         if !key.fits(alg) {
-            return Err(format!(
-                "alg '{}' does not fit a key of type '{}'",
-                jwk.alg.as_deref().unwrap_or_default(),
-                jwk.kty
-            ));
+            return Err(JwkError::AlgorithmDoesNotFitKeyType {
+                alg,
+                kty: jwk.kty.clone(),
+            });
         }
     }
     Ok(key)
 }
 
-fn field(value: &Option<String>, name: &str) -> Result<Vec<u8>, String> {
-    let text = value
-        .as_deref()
-        .ok_or_else(|| format!("missing '{name}'"))?;
-    let bytes = base64url(text).ok_or_else(|| format!("{name}: not base64url"))?;
+fn field(value: &Option<String>, name: &'static str) -> Result<Vec<u8>, JwkError> {
+    let text = value.as_deref().ok_or(JwkError::MissingMember { name })?;
+    let bytes = base64url(text).ok_or(JwkError::NotBase64Url { name })?;
     if bytes.is_empty() {
-        return Err(format!("{name}: empty"));
+        return Err(JwkError::EmptyMember { name });
     }
     Ok(bytes)
 }
@@ -231,12 +393,109 @@ pub fn base64url(text: &str) -> Option<Vec<u8>> {
     Base64UrlSafeNoPadding::decode_to_vec(text.trim_end_matches('='), None).ok()
 }
 
-fn rsa_key(n: &[u8], e: &[u8]) -> Result<KeyMaterial, String> {
+fn rsa_key(n: &[u8], e: &[u8]) -> Result<KeyMaterial, JwkError> {
     let n = BoxedUint::from_be_slice_vartime(n);
     let e = BoxedUint::from_be_slice_vartime(e);
     RsaPublicKey::new_with_size_limits(n, e, MIN_RSA_BITS..=MAX_RSA_BITS)
         .map(KeyMaterial::Rsa)
-        .map_err(|err| {
-            format!("not a usable RSA public key ({err}; modulus {MIN_RSA_BITS} to {MAX_RSA_BITS} bits)")
-        })
+        .map_err(JwkError::UnusableRsaKey)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwk(kty: &str) -> JwkConfig {
+        serde_json::from_value(serde_json::json!({ "kty": kty })).unwrap()
+    }
+
+    #[test]
+    fn jwks_errors_name_the_same_place_and_say_the_same_as_ever() {
+        let key = JwksError::Key {
+            index: 3,
+            error: JwkError::MissingMember { name: "e" },
+        };
+        assert_eq!(key.path("jwt.jwks"), "jwt.jwks.keys[3]");
+        assert_eq!(key.to_string(), "missing 'e'");
+        assert_eq!(JwksError::NoSigningKey.path("jwks"), "jwks.keys");
+        assert_eq!(
+            JwksError::NoSigningKey.to_string(),
+            "must hold at least one signing key"
+        );
+    }
+
+    #[test]
+    fn jwk_errors_say_the_same_as_ever() {
+        for (error, text) in [
+            (JwkError::NotBase64Url { name: "n" }, "n: not base64url"),
+            (JwkError::EmptyMember { name: "k" }, "k: empty"),
+            (
+                JwkError::UnsupportedAlgorithm {
+                    alg: "ES512".into(),
+                },
+                "alg 'ES512' is not a supported signing algorithm",
+            ),
+            (
+                JwkError::UnsupportedKeyType { kty: "DSA".into() },
+                "kty 'DSA' is not supported (RSA, EC, OKP or oct)",
+            ),
+            (
+                JwkError::UnsupportedEcCurve {
+                    crv: Some("P-521".into()),
+                },
+                "crv Some(\"P-521\") is not supported (P-256 for ES256, P-384 for ES384)",
+            ),
+            (
+                JwkError::UnsupportedOkpCurve { crv: None },
+                "crv None is not supported (Ed25519 only)",
+            ),
+            (
+                JwkError::WrongPointLength,
+                "x, y: wrong length for the curve",
+            ),
+            (
+                JwkError::NotOnCurve {
+                    curve: EcCurve::P384,
+                },
+                "x, y: not a point on P-384",
+            ),
+            (JwkError::NotEd25519, "x: not an Ed25519 public key"),
+            (
+                JwkError::HmacKeyTooShort,
+                "k: an HMAC key must be at least 32 bytes (256 bits)",
+            ),
+            (
+                JwkError::UnusableRsaKey(rsa::Error::ModulusTooSmall),
+                "not a usable RSA public key (modulus too small; modulus 2048 to 8192 bits)",
+            ),
+            (
+                JwkError::AlgorithmDoesNotFitKeyType {
+                    alg: Algorithm::ES256,
+                    kty: "RSA".into(),
+                },
+                "alg 'ES256' does not fit a key of type 'RSA'",
+            ),
+        ] {
+            assert_eq!(error.to_string(), text, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn parse_reports_typed_errors() {
+        assert_eq!(
+            parse_jwk(&jwk("DSA")).err(),
+            Some(JwkError::UnsupportedKeyType { kty: "DSA".into() })
+        );
+        assert_eq!(
+            parse_jwk(&jwk("RSA")).err(),
+            Some(JwkError::MissingMember { name: "n" })
+        );
+        let mut short = jwk("RSA");
+        short.n = Some("AQAB".into());
+        short.e = Some("AQAB".into());
+        assert_eq!(
+            parse_jwk(&short).err(),
+            Some(JwkError::UnusableRsaKey(rsa::Error::ModulusTooSmall))
+        );
+    }
 }

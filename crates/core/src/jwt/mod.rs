@@ -3,6 +3,8 @@
 
 pub mod algorithm;
 pub mod claims;
+pub mod failure;
+pub mod key_fetch;
 pub mod keys;
 pub mod remote;
 pub mod token_cache;
@@ -124,16 +126,14 @@ fn compile_remote(
         (None, Some(source)) => (remote::RemoteKind::JwksUri, source, "jwt.jwks_uri"),
         (None, None) => return Ok(None),
     };
-    remote::RemoteKeys::compile(kind, source, unknown_kid_refetch_s, at)
-        .map(Some)
-        .map_err(|(path, msg)| ConfigError::rule(path, msg))
+    remote::RemoteKeys::compile(kind, source, unknown_kid_refetch_s, at).map(Some)
 }
 
 /// `jwt.jwks`: required unless keys are fetched.
 fn compile_inline_keys(jwks: Option<&JwksConfig>, fetched: bool) -> Result<KeySet, ConfigError> {
     match jwks {
         Some(jwks) => {
-            KeySet::from_jwks(jwks, "jwt.jwks").map_err(|(path, msg)| ConfigError::rule(path, msg))
+            KeySet::from_jwks(jwks).map_err(|err| ConfigError::rule(err.path("jwt.jwks"), err))
         }
         None if fetched => Ok(KeySet::default()),
         None => Err(ConfigError::rule(

@@ -3,8 +3,10 @@
 //! (`jwks_uri`). This file holds what is not I/O: URLs, the refresh schedule, and turning
 //! response bodies into key sets. The host glue does the fetching.
 
-use super::keys::KeySet;
+use super::keys::{JwksError, KeySet};
 use crate::config::{JwksConfig, RemoteKeysConfig};
+use crate::config_error::ConfigError;
+use std::fmt;
 use std::rc::Rc;
 
 pub const DEFAULT_REFRESH_INTERVAL_S: u64 = 3600;
@@ -20,11 +22,32 @@ pub struct HttpTarget {
     pub path: String,
 }
 
-pub fn parse_url(url: &str) -> Result<HttpTarget, String> {
+/// Why a URL cannot be fetched through a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlError {
+    /// Neither `https://` nor `http://`.
+    Scheme,
+    /// No host, or one with user info, a query or a fragment in it.
+    Host,
+    /// Spaces, control characters or a fragment in the path.
+    Path,
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Scheme => "must start with https:// or http://",
+            Self::Host => "has no usable host",
+            Self::Path => "has an unusable path",
+        })
+    }
+}
+
+pub fn parse_url(url: &str) -> Result<HttpTarget, UrlError> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| "must start with https:// or http://".to_string())?;
+        .ok_or(UrlError::Scheme)?;
     let (authority, path) = match rest.find('/') {
         Some(at) => rest.split_at(at),
         None => (rest, "/"),
@@ -35,10 +58,10 @@ pub fn parse_url(url: &str) -> Result<HttpTarget, String> {
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err("has no usable host".to_string());
+        return Err(UrlError::Host);
     }
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) || path.contains('#') {
-        return Err("has an unusable path".to_string());
+        return Err(UrlError::Path);
     }
     Ok(HttpTarget {
         authority: authority.to_string(),
@@ -70,25 +93,29 @@ impl RemoteKeys {
         config: RemoteKeysConfig,
         unknown_kid_refetch_s: u64,
         at: &str,
-    ) -> Result<Self, (String, String)> {
-        let target = parse_url(&config.url).map_err(|msg| (format!("{at}.url"), msg))?;
+    ) -> Result<Self, ConfigError> {
+        let target =
+            parse_url(&config.url).map_err(|err| ConfigError::rule(format!("{at}.url"), err))?;
         if config.cluster.is_empty() {
-            return Err((format!("{at}.cluster"), "must name an Envoy cluster".into()));
+            return Err(ConfigError::rule(
+                format!("{at}.cluster"),
+                "must name an Envoy cluster",
+            ));
         }
         let refresh_interval_s = config
             .refresh_interval_s
             .unwrap_or(DEFAULT_REFRESH_INTERVAL_S);
         if refresh_interval_s < 1 {
-            return Err((
+            return Err(ConfigError::rule(
                 format!("{at}.refresh_interval_s"),
-                "must be at least 1".into(),
+                "must be at least 1",
             ));
         }
         let timeout_ms = config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
         if !(1..=60_000).contains(&timeout_ms) {
-            return Err((
+            return Err(ConfigError::rule(
                 format!("{at}.timeout_ms"),
-                "must be between 1 and 60000".into(),
+                "must be between 1 and 60000",
             ));
         }
         Ok(Self {
@@ -102,22 +129,62 @@ impl RemoteKeys {
     }
 }
 
+/// Why an answer of the identity provider gave no keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The provider answered with another status than 200 (its status text).
+    Status(String),
+    /// The answer is larger than `MAX_ANSWER_BYTES`.
+    TooLarge(usize),
+    /// The answer has no body.
+    Empty,
+    /// The discovery document is not JSON.
+    DiscoveryNotJson,
+    /// The discovery document names no `jwks_uri`.
+    NoJwksUri,
+    /// The discovery document's `jwks_uri` cannot be fetched.
+    BadJwksUri(UrlError),
+    /// The host would not call the `jwks_uri`.
+    JwksUriNotCallable,
+    /// The key set is not JSON of the JWKS shape (serde's finding).
+    JwksNotJson(String),
+    /// The key set is refused.
+    Jwks(JwksError),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Status(status) => write!(f, "identity provider answered {status}"),
+            Self::TooLarge(size) => write!(f, "answer of {size} bytes is too large"),
+            Self::Empty => f.write_str("empty answer"),
+            Self::DiscoveryNotJson => f.write_str("discovery document is not JSON"),
+            Self::NoJwksUri => f.write_str("discovery document has no jwks_uri"),
+            Self::BadJwksUri(err) => write!(f, "jwks_uri {err}"),
+            Self::JwksUriNotCallable => f.write_str("cannot call the jwks_uri"),
+            Self::JwksNotJson(err) => write!(f, "JWKS is not usable: {err}"),
+            Self::Jwks(err) => write!(f, "{}: {err}", err.path("jwks")),
+        }
+    }
+}
+
 /// The `jwks_uri` of an OpenID discovery document.
-pub fn jwks_target_from_discovery(body: &[u8]) -> Result<HttpTarget, String> {
+pub fn jwks_target_from_discovery(body: &[u8]) -> Result<HttpTarget, FetchError> {
     let document: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| "discovery document is not JSON".to_string())?;
+        serde_json::from_slice(body).map_err(|_| FetchError::DiscoveryNotJson)?;
     let uri = document
         .get("jwks_uri")
         .and_then(serde_json::Value::as_str)
-        .ok_or_else(|| "discovery document has no jwks_uri".to_string())?;
-    parse_url(uri).map_err(|msg| format!("jwks_uri {msg}"))
+        .ok_or(FetchError::NoJwksUri)?;
+    parse_url(uri).map_err(FetchError::BadJwksUri)
 }
 
 /// A fetched JWKS, parsed like an inline one.
-pub fn key_set_from_body(body: &[u8]) -> Result<KeySet, String> {
+pub fn key_set_from_body(body: &[u8]) -> Result<KeySet, FetchError> {
     let jwks: JwksConfig =
-        serde_json::from_slice(body).map_err(|err| format!("JWKS is not usable: {err}"))?;
-    KeySet::from_jwks(&jwks, "jwks").map_err(|(path, msg)| format!("{path}: {msg}"))
+        serde_json::from_slice(body).map_err(|err| FetchError::JwksNotJson(err.to_string()))?;
+    KeySet::from_jwks(&jwks).map_err(FetchError::Jwks)
 }
 
 /// The last good key set of one VM and when to fetch again.
@@ -163,7 +230,7 @@ impl RemoteKeyState {
     }
 
     /// A fetch ended: a new key set replaces the previous one; a failure keeps it.
-    pub fn finished(&mut self, result: Result<KeySet, String>) -> Result<usize, String> {
+    pub fn finished(&mut self, result: Result<KeySet, FetchError>) -> Result<usize, FetchError> {
         self.in_flight_since_s = None;
         match result {
             Ok(keys) => {
@@ -252,7 +319,7 @@ mod tests {
         assert!(!state.due(&remote, 4599));
         assert!(state.due(&remote, 4600));
         state.started(4600);
-        assert!(state.finished(Err("boom".into())).is_err());
+        assert!(state.finished(Err(FetchError::Empty)).is_err());
         assert!(
             state.keys.is_some(),
             "a failed fetch keeps the last good set"

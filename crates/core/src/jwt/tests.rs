@@ -1,5 +1,6 @@
 //! Verification against real keys and tokens made here (jwt-simple signs, tollgate verifies).
 
+use crate::jwt::failure::JwtFailure;
 use crate::plan::Plan;
 use crate::testing::tokens::*;
 use jwt_simple::prelude::*;
@@ -15,7 +16,7 @@ fn plan_with(jwt: Value) -> Plan {
     Plan::from_json(config.to_string().as_bytes()).unwrap()
 }
 
-fn verify(plan: &Plan, token: &str) -> Result<crate::jwt::verify::VerifiedToken, &'static str> {
+fn verify(plan: &Plan, token: &str) -> Result<crate::jwt::verify::VerifiedToken, JwtFailure> {
     plan.jwt.as_ref().unwrap().verifier.verify(token, NOW, None)
 }
 
@@ -62,12 +63,12 @@ fn tampered_payload_or_signature_is_refused() {
         serde_json::from_slice(&crate::jwt::keys::base64url(&p[1]).unwrap()).unwrap();
     payload["roles"] = json!(["Admin"]);
     let tampered = format!("{}.{}.{}", p[0], b64(payload.to_string().as_bytes()), p[2]);
-    assert_eq!(verify(&plan, &tampered), Err("signature is invalid"));
+    assert_eq!(verify(&plan, &tampered), Err(JwtFailure::SignatureInvalid));
 
     let mut signature = crate::jwt::keys::base64url(&p[2]).unwrap();
     signature[10] ^= 1;
     let tampered = format!("{}.{}.{}", p[0], p[1], b64(&signature));
-    assert_eq!(verify(&plan, &tampered), Err("signature is invalid"));
+    assert_eq!(verify(&plan, &tampered), Err(JwtFailure::SignatureInvalid));
 }
 
 #[test]
@@ -88,7 +89,7 @@ fn rsa_signatures_of_wrong_length_or_out_of_range_are_refused() {
         let token = format!("{}.{}.{}", p[0], p[1], b64(&bad));
         let result = verify(&plan, &token);
         assert!(
-            result == Err("signature is invalid") || result == Err("token is malformed"),
+            result == Err(JwtFailure::SignatureInvalid) || result == Err(JwtFailure::Malformed),
             "{result:?}"
         );
     }
@@ -102,7 +103,7 @@ fn alg_none_and_disallowed_algorithms_are_refused() {
         let token = forge(json!({ "alg": alg, "typ": "JWT" }), payload.clone(), "");
         assert_eq!(
             verify(&plan, &token),
-            Err("algorithm is not allowed"),
+            Err(JwtFailure::AlgorithmNotAllowed),
             "{alg}"
         );
     }
@@ -110,7 +111,7 @@ fn alg_none_and_disallowed_algorithms_are_refused() {
     only_rs["algorithms"] = json!(["RS256"]);
     let plan = plan_with(only_rs);
     let es = keys().es256.sign(claims()).unwrap();
-    assert_eq!(verify(&plan, &es), Err("algorithm is not allowed"));
+    assert_eq!(verify(&plan, &es), Err(JwtFailure::AlgorithmNotAllowed));
 }
 
 #[test]
@@ -122,13 +123,10 @@ fn hs256_signed_with_the_rsa_public_key_is_refused() {
     let n = keys().rs256.public_key().to_components().n;
     let confused = HS256Key::from_bytes(&n).with_key_id("rsa-1");
     let token = confused.authenticate(claims()).unwrap();
-    assert_eq!(
-        verify(&plan, &token),
-        Err("algorithm does not match the signing key")
-    );
+    assert_eq!(verify(&plan, &token), Err(JwtFailure::AlgorithmMismatch));
     // Without a kid it finds only the oct key, whose secret it does not know.
     let token = HS256Key::from_bytes(&n).authenticate(claims()).unwrap();
-    assert_eq!(verify(&plan, &token), Err("signature is invalid"));
+    assert_eq!(verify(&plan, &token), Err(JwtFailure::SignatureInvalid));
 }
 
 #[test]
@@ -137,7 +135,7 @@ fn key_choice_by_kid_and_by_alg() {
     let unknown = keys().rs256.clone().with_key_id("rotated-away");
     assert_eq!(
         verify(&plan, &unknown.sign(claims()).unwrap()),
-        Err("signing key not found")
+        Err(JwtFailure::SigningKeyNotFound)
     );
     // No kid: the keys that fit the algorithm are tried.
     let no_kid = ES256KeyPair::from_bytes(&keys().es256.to_bytes()).unwrap();
@@ -160,10 +158,10 @@ fn malformed_tokens() {
         String::new(),
         "..".to_string(),
     ] {
-        assert_eq!(verify(&plan, &bad), Err("token is malformed"), "{bad}");
+        assert_eq!(verify(&plan, &bad), Err(JwtFailure::Malformed), "{bad}");
     }
     let huge = format!("{}.{}.{}", p[0], "A".repeat(64 * 1024), p[2]);
-    assert_eq!(verify(&plan, &huge), Err("token is too large"));
+    assert_eq!(verify(&plan, &huge), Err(JwtFailure::TooLarge));
 }
 
 #[test]
@@ -171,19 +169,22 @@ fn claims_are_checked_after_the_signature() {
     let plan = plan_with(jwt_section());
     let mut expired = claims();
     expired.expires_at = Some(UnixTimeStamp::from_secs(NOW - 1));
-    assert_eq!(verify(&plan, &rs256(expired)), Err("token has expired"));
+    assert_eq!(verify(&plan, &rs256(expired)), Err(JwtFailure::Expired));
     let mut no_exp = claims();
     no_exp.expires_at = None;
-    assert_eq!(verify(&plan, &rs256(no_exp)), Err("token has no expiry"));
+    assert_eq!(verify(&plan, &rs256(no_exp)), Err(JwtFailure::NoExpiry));
     let mut early = claims();
     early.invalid_before = Some(UnixTimeStamp::from_secs(NOW + 30));
-    assert_eq!(verify(&plan, &rs256(early)), Err("token is not yet valid"));
+    assert_eq!(verify(&plan, &rs256(early)), Err(JwtFailure::NotYetValid));
     let issuer = claims().with_issuer("https://evil");
-    assert_eq!(verify(&plan, &rs256(issuer)), Err("issuer is not allowed"));
+    assert_eq!(
+        verify(&plan, &rs256(issuer)),
+        Err(JwtFailure::IssuerNotAllowed)
+    );
     let audience = claims().with_audience("api://other");
     assert_eq!(
         verify(&plan, &rs256(audience)),
-        Err("audience is not allowed")
+        Err(JwtFailure::AudienceNotAllowed)
     );
     let audiences =
         claims().with_audiences(HashSet::from(["api://other", "api://invoice-validator"]));
@@ -212,7 +213,7 @@ fn critical_headers_are_refused() {
     let token = format!("{input}.{}", b64(&tag));
     assert_eq!(
         verify(&plan, &token),
-        Err("token has an unsupported critical header")
+        Err(JwtFailure::UnsupportedCriticalHeader)
     );
 }
 

@@ -14,7 +14,8 @@
 //! entries; inserting into a full cache first drops every expired entry, then the oldest
 //! inserted ones.
 
-use super::verify::{Failure, VerifiedToken};
+use super::failure::JwtFailure;
+use super::verify::VerifiedToken;
 use siphasher::sip128::{Hasher128, SipHasher24};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher;
@@ -95,7 +96,7 @@ impl<V> Bounded<V> {
 pub struct TokenCache {
     hash_key: [u8; 16],
     verified: Bounded<Rc<VerifiedToken>>,
-    failed: Bounded<Failure>,
+    failed: Bounded<JwtFailure>,
 }
 
 impl Default for TokenCache {
@@ -141,11 +142,11 @@ impl TokenCache {
     }
 
     /// Why this token failed, if it did in the last `FAILURE_TTL_S`.
-    pub fn failure(&mut self, hash: &TokenHash, now: u64) -> Option<Failure> {
+    pub fn failure(&mut self, hash: &TokenHash, now: u64) -> Option<JwtFailure> {
         self.failed.get(hash, now).copied()
     }
 
-    pub fn insert_failure(&mut self, hash: TokenHash, failure: Failure, now: u64) {
+    pub fn insert_failure(&mut self, hash: TokenHash, failure: JwtFailure, now: u64) {
         self.failed
             .insert(hash, failure, now.saturating_add(FAILURE_TTL_S), now);
     }
@@ -244,15 +245,15 @@ mod tests {
     fn failures_are_remembered_for_a_while_and_bounded() {
         let mut cache = cache(2);
         let bad = token_hash("bad.token.x");
-        cache.insert_failure(bad, "signature is invalid", 100);
-        assert_eq!(cache.failure(&bad, 100), Some("signature is invalid"));
+        cache.insert_failure(bad, JwtFailure::SignatureInvalid, 100);
+        assert_eq!(cache.failure(&bad, 100), Some(JwtFailure::SignatureInvalid));
         assert_eq!(
             cache.failure(&bad, 100 + FAILURE_TTL_S - 1),
-            Some("signature is invalid")
+            Some(JwtFailure::SignatureInvalid)
         );
         assert_eq!(cache.failure(&bad, 100 + FAILURE_TTL_S), None);
         for n in 0..10 {
-            cache.insert_failure(token_hash(&format!("b{n}")), "token is malformed", 200);
+            cache.insert_failure(token_hash(&format!("b{n}")), JwtFailure::Malformed, 200);
         }
         assert!(cache.failed.entries.len() <= 2);
         assert!(cache.is_empty(), "failures never count as verified");

@@ -1,9 +1,10 @@
 //! Verifying one token against the configured keys and rules: structure, algorithm, key,
-//! signature, registered claims. Every failure is a short reason for the 401 message; none
-//! repeats anything from the token.
+//! signature, registered claims. Every failure is a [`JwtFailure`], whose text is a short
+//! reason for the 401 message; none repeats anything from the token.
 
 use super::algorithm::Algorithm;
 use super::claims::{check_registered, well_formed, ClaimMap, RegisteredRules};
+use super::failure::JwtFailure;
 use super::keys::{base64url, KeyChoiceError, KeyMaterial, KeySet, VerificationKey};
 use jwt_simple::prelude::{
     Duration, ECDSAP256PublicKeyLike, ECDSAP384PublicKeyLike, EdDSAPublicKeyLike, HS256Key,
@@ -33,20 +34,6 @@ pub struct TokenVerifier {
     pub kept_claims: Vec<String>,
 }
 
-pub type Failure = &'static str;
-
-/// The failure that may mean the provider rotated its keys: worth a (bounded) refetch.
-pub const SIGNING_KEY_NOT_FOUND: Failure = "signing key not found";
-
-/// Failures that stay true for the same token: worth remembering. A missing key may be fetched
-/// and an early token may become valid, so those are verified again.
-pub fn lasting(failure: Failure) -> bool {
-    !matches!(
-        failure,
-        SIGNING_KEY_NOT_FOUND | "token is not yet valid" | "token was issued in the future"
-    )
-}
-
 impl TokenVerifier {
     /// `fetched`: keys from the identity provider, used beside the inline ones.
     pub fn verify(
@@ -54,27 +41,27 @@ impl TokenVerifier {
         token: &str,
         now: u64,
         fetched: Option<&KeySet>,
-    ) -> Result<VerifiedToken, Failure> {
+    ) -> Result<VerifiedToken, JwtFailure> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err("token is too large");
+            return Err(JwtFailure::TooLarge);
         }
         let mut parts = token.split('.');
         let (Some(_header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err("token is malformed");
+            return Err(JwtFailure::Malformed);
         };
         let signing_input = token
             .get(..token.len() - signature.len() - 1)
-            .ok_or("token is malformed")?;
+            .ok_or(JwtFailure::Malformed)?;
 
-        let metadata = Token::decode_metadata(token).map_err(|_| "token is malformed")?;
+        let metadata = Token::decode_metadata(token).map_err(|_| JwtFailure::Malformed)?;
         if metadata.critical().is_some_and(|crit| !crit.is_empty()) {
-            return Err("token has an unsupported critical header");
+            return Err(JwtFailure::UnsupportedCriticalHeader);
         }
         let alg = Algorithm::parse(metadata.algorithm())
             .filter(|alg| self.algorithms.contains(alg))
-            .ok_or("algorithm is not allowed")?;
+            .ok_or(JwtFailure::AlgorithmNotAllowed)?;
         let mut candidates = Vec::new();
         let mut mismatch = false;
         for set in std::iter::once(&self.keys).chain(fetched) {
@@ -86,23 +73,23 @@ impl TokenVerifier {
         }
         if candidates.is_empty() {
             return Err(if mismatch {
-                "algorithm does not match the signing key"
+                JwtFailure::AlgorithmMismatch
             } else {
-                SIGNING_KEY_NOT_FOUND
+                JwtFailure::SigningKeyNotFound
             });
         }
 
         let claims = base64url(payload)
             .and_then(|bytes| serde_json::from_slice::<ClaimMap>(&bytes).ok())
-            .ok_or("token is malformed")?;
+            .ok_or(JwtFailure::Malformed)?;
         well_formed(&claims)?;
-        let signature = base64url(signature).ok_or("token is malformed")?;
+        let signature = base64url(signature).ok_or(JwtFailure::Malformed)?;
 
         let signed = candidates
             .iter()
             .any(|key| signature_valid(key, alg, token, signing_input, &signature, now));
         if !signed {
-            return Err("signature is invalid");
+            return Err(JwtFailure::SignatureInvalid);
         }
 
         let exp = check_registered(&claims, &self.rules, now)?;

@@ -1,0 +1,87 @@
+//! What the filter needs from Envoy, as one trait: each method is one proxy-wasm host call.
+//! `proxy.rs` implements it with the SDK's `Result`-returning calls (the SDK's context methods
+//! panic on an unexpected host status); the tests implement it with a recording fake.
+
+use std::fmt;
+use tollgate_core::limits::CounterStore;
+use tollgate_core::metrics::SeriesKind;
+use tollgate_core::pipeline::Clock;
+
+/// Why a host call failed: the proxy-wasm status the host answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Natively (tests) only the fake host makes these, and it needs but one.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub enum HostError {
+    /// The host does not have what was asked for (an unknown cluster, say).
+    NotFound,
+    /// The host refused an argument.
+    BadArgument,
+    /// The host has nothing to return.
+    Empty,
+    /// A shared-data write lost a compare-and-swap race.
+    CasMismatch,
+    /// The host could not (de)serialize or parse what it was given.
+    ParseFailure,
+    /// The host failed internally.
+    InternalFailure,
+    /// Any other status.
+    Other,
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotFound => "not found",
+            Self::BadArgument => "bad argument",
+            Self::Empty => "empty",
+            Self::CasMismatch => "CAS mismatch",
+            Self::ParseFailure => "parse failure",
+            Self::InternalFailure => "internal failure",
+            Self::Other => "unexpected status",
+        })
+    }
+}
+
+/// Request headers as the core reads them: lower-case names, raw values.
+pub type HeaderList = Vec<(String, Vec<u8>)>;
+
+/// The host calls of the filter. The clock and the counter store (proxy-wasm shared data) are
+/// the core's own traits.
+pub trait Host: Clock + CounterStore {
+    /// The plugin configuration (root context).
+    fn plugin_configuration(&self) -> Result<Option<Vec<u8>>, HostError>;
+    /// Calls `on_tick` every `seconds` (root context).
+    fn set_tick_period_s(&self, seconds: u64) -> Result<(), HostError>;
+
+    fn define_metric(&self, kind: SeriesKind, name: &str) -> Result<u32, HostError>;
+    fn increment_metric(&self, id: u32) -> Result<(), HostError>;
+    fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError>;
+
+    fn request_headers(&self) -> Result<HeaderList, HostError>;
+    /// Sets (replaces) a request header; `None` removes it.
+    fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
+    fn add_request_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    fn response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// Sets (replaces) a response header; `None` removes it.
+    fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
+    fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    /// Answers the request locally; the upstream never sees it.
+    fn send_response(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError>;
+
+    /// An HTTP call through `cluster` (root context); returns the token its answer will carry.
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<u32, HostError>;
+    /// A header of the answer being delivered to `on_http_call_response`.
+    fn http_call_response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// The body of that answer, `size` bytes.
+    fn http_call_response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError>;
+}

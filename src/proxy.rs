@@ -1,0 +1,205 @@
+//! The proxy-wasm side (wasm32 only): the SDK's contexts hand every callback to `Plugin` and
+//! `Filter`, and `ProxyWasm` performs their host calls with the SDK's `Result`-returning
+//! functions.
+
+use crate::filter::{Filter, Next};
+use crate::host::{HeaderList, Host, HostError};
+use crate::plugin::Plugin;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use std::time::{Duration, UNIX_EPOCH};
+use tollgate_core::limits::{CounterStore, StoreError};
+use tollgate_core::metrics::SeriesKind;
+use tollgate_core::pipeline::Clock;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    // A panic aborts the VM and Envoy then fails every request on this worker: make sure the
+    // reason reaches the log.
+    std::panic::set_hook(Box::new(|info| {
+        log::error!("tollgate panicked: {info}");
+    }));
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(TollgateRoot::default()) });
+}}
+
+/// The host: proxy-wasm host calls act on the context of the callback being run.
+struct ProxyWasm;
+
+fn host_error(status: Status) -> HostError {
+    match status {
+        Status::NotFound => HostError::NotFound,
+        Status::BadArgument => HostError::BadArgument,
+        Status::SerializationFailure | Status::ParseFailure => HostError::ParseFailure,
+        Status::Empty => HostError::Empty,
+        Status::CasMismatch => HostError::CasMismatch,
+        Status::InternalFailure => HostError::InternalFailure,
+        _ => HostError::Other,
+    }
+}
+
+impl Clock for ProxyWasm {
+    fn now_ms(&self) -> u64 {
+        // Without a clock every token counts as expired: fail closed, never open.
+        hostcalls::get_current_time().map_or(u64::MAX, |now| {
+            now.duration_since(UNIX_EPOCH).map_or(u64::MAX, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            })
+        })
+    }
+}
+
+impl CounterStore for ProxyWasm {
+    fn load(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        hostcalls::get_shared_data(key).map_err(|_| StoreError::Unavailable)
+    }
+
+    fn store(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
+            Err(_) => Err(StoreError::Unavailable),
+        }
+    }
+}
+
+impl Host for ProxyWasm {
+    fn plugin_configuration(&self) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).map_err(host_error)
+    }
+
+    fn set_tick_period_s(&self, seconds: u64) -> Result<(), HostError> {
+        hostcalls::set_tick_period(Duration::from_secs(seconds)).map_err(host_error)
+    }
+
+    fn define_metric(&self, kind: SeriesKind, name: &str) -> Result<u32, HostError> {
+        let kind = match kind {
+            SeriesKind::Counter => MetricType::Counter,
+            SeriesKind::Histogram => MetricType::Histogram,
+        };
+        hostcalls::define_metric(kind, name).map_err(host_error)
+    }
+
+    fn increment_metric(&self, id: u32) -> Result<(), HostError> {
+        hostcalls::increment_metric(id, 1).map_err(host_error)
+    }
+
+    fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError> {
+        hostcalls::record_metric(id, value).map_err(host_error)
+    }
+
+    fn request_headers(&self) -> Result<HeaderList, HostError> {
+        // The bytes variant: a header value that is not UTF-8 must reach the core as is.
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(host_error)
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).map_err(host_error)
+    }
+
+    fn add_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).map_err(host_error)
+    }
+
+    fn response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name).map_err(host_error)
+    }
+
+    fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value).map_err(host_error)
+    }
+
+    fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value).map_err(host_error)
+    }
+
+    fn send_response(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        hostcalls::send_http_response(status, headers.to_vec(), Some(body)).map_err(host_error)
+    }
+
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<u32, HostError> {
+        hostcalls::dispatch_http_call(
+            cluster,
+            headers.to_vec(),
+            None,
+            Vec::new(),
+            Duration::from_millis(timeout_ms),
+        )
+        .map_err(host_error)
+    }
+
+    fn http_call_response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).map_err(host_error)
+    }
+
+    fn http_call_response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).map_err(host_error)
+    }
+}
+
+#[derive(Default)]
+struct TollgateRoot {
+    plugin: Plugin,
+}
+
+impl Context for TollgateRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        self.plugin
+            .on_http_call_response(&ProxyWasm, token_id, body_size);
+    }
+}
+
+impl RootContext for TollgateRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        self.plugin.configure(&ProxyWasm)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let filter = self.plugin.new_filter()?;
+        Some(Box::new(TollgateHttp { filter }))
+    }
+
+    fn on_tick(&mut self) {
+        self.plugin.tick(&ProxyWasm);
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct TollgateHttp {
+    filter: Filter,
+}
+
+impl Context for TollgateHttp {}
+
+impl HttpContext for TollgateHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.filter.on_request_headers(&ProxyWasm) {
+            Next::Continue => Action::Continue,
+            Next::Stop => Action::Pause,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.filter.on_response_headers(&ProxyWasm);
+        Action::Continue
+    }
+}
