@@ -1,17 +1,15 @@
-//! One request: its headers go to `tollgate_core::pipeline::decide`, and the decision is
+//! One request: its headers go to `tollgate_core::decide`, and the decision is
 //! carried out with host calls (a local reply, or header edits and a forward). On the response:
 //! the response edits and the upstream metrics. Every failed host call is logged.
 
 use crate::host::Host;
 use std::cell::RefCell;
 use std::rc::Rc;
-use tollgate_core::deny::Denial;
-use tollgate_core::jwt::key_fetch::KeyFetch;
-use tollgate_core::jwt::token_cache::TokenCache;
 use tollgate_core::metrics::{self, SeriesIds};
-use tollgate_core::pipeline::{decide, Decision, Forward, RequestEnv, Trace, Verdict};
-use tollgate_core::plan::Plan;
-use tollgate_core::rewrite::HeaderEdit;
+use tollgate_core::{
+    decide, Decision, Denial, Forward, HeaderEdit, KeyFetch, Plan, RequestEnv, TokenCache, Trace,
+    Verdict,
+};
 
 /// What every request of one VM shares (one VM per worker thread): built once per
 /// configuration by the plugin.
@@ -168,8 +166,8 @@ impl Filter {
     fn operation_name(&self, trace: &Trace) -> &str {
         trace
             .operation
-            .and_then(|id| self.shared.plan.operations.get(id))
-            .map_or(metrics::NONE, |op| op.name.as_str())
+            .and_then(|id| self.shared.plan.operation_name(id))
+            .unwrap_or(metrics::NONE)
     }
 
     fn count(&self, host: &impl Host, trace: &Trace, outcome: &'static str) {

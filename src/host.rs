@@ -3,9 +3,8 @@
 //! panic on an unexpected host status); the tests implement it with a recording fake.
 
 use std::fmt;
-use tollgate_core::limits::CounterStore;
 use tollgate_core::metrics::SeriesKind;
-use tollgate_core::pipeline::Clock;
+use tollgate_core::{Clock, CounterStore};
 
 /// Why a host call failed: the proxy-wasm status the host answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

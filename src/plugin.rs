@@ -7,11 +7,8 @@ use crate::filter::{Filter, Shared};
 use crate::host::Host;
 use std::cell::RefCell;
 use std::rc::Rc;
-use tollgate_core::jwt::key_fetch::{Answered, KeyCall, KeyFetch};
-use tollgate_core::jwt::token_cache::{random_hash_key, TokenCache};
-use tollgate_core::limits::create_entries;
 use tollgate_core::metrics::{configured_series, dynamic_series_cap, SeriesIds};
-use tollgate_core::plan::Plan;
+use tollgate_core::{create_entries, random_hash_key, Answered, KeyCall, Plan, TokenCache};
 
 /// How often `on_tick` checks whether a key fetch is due.
 pub const TICK_PERIOD_S: u64 = 1;
@@ -46,11 +43,11 @@ impl Plugin {
         };
         log::info!(
             "tollgate: configuration loaded ({} operations, {} consumers, {} products)",
-            plan.operations.len(),
-            plan.consumers.len(),
-            plan.products.len()
+            plan.operation_count(),
+            plan.consumer_count(),
+            plan.product_count()
         );
-        let capacity = plan.jwt.as_ref().map_or(0, |jwt| jwt.token_cache_size);
+        let capacity = plan.token_cache_size();
         let tokens = match random_hash_key() {
             Some(key) => TokenCache::new(capacity, key),
             None => {
@@ -68,11 +65,7 @@ impl Plugin {
             dynamic_series_cap(&plan),
             |kind, name| define_metric(host, kind, name),
         );
-        let keys = plan
-            .jwt
-            .as_ref()
-            .and_then(|jwt| jwt.remote.clone())
-            .map(|source| RefCell::new(KeyFetch::new(source)));
+        let keys = plan.key_fetch().map(RefCell::new);
         let fetches = keys.is_some();
         self.shared = Some(Rc::new(Shared {
             plan,

@@ -9,9 +9,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 use std::time::{Duration, UNIX_EPOCH};
-use tollgate_core::limits::{CounterStore, StoreError};
 use tollgate_core::metrics::SeriesKind;
-use tollgate_core::pipeline::Clock;
+use tollgate_core::{Clock, CounterStore, StoreError};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);

@@ -5,9 +5,8 @@
 use crate::host::{HeaderList, Host, HostError};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use tollgate_core::limits::{CounterStore, StoreError};
 use tollgate_core::metrics::SeriesKind;
-use tollgate_core::pipeline::Clock;
+use tollgate_core::{Clock, CounterStore, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {

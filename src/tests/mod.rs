@@ -9,7 +9,7 @@ use fake_host::FakeHost;
 use jwt_simple::prelude::{Claims, Duration, HS256Key, MACLike};
 use serde_json::{json, Value};
 use tollgate_core::metrics::{request_counter, SeriesKind};
-use tollgate_core::subscription::KeyHash;
+use tollgate_core::KeyHash;
 
 const KEY: &str = "primary-key-of-invoice-flow";
 const HMAC_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";

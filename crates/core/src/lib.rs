@@ -1,24 +1,38 @@
 //! tollgate's policy core: Azure API Management functions as plain Rust.
 //!
-//! Configuration is checked and compiled once into a [`plan::Plan`]; per request,
-//! [`pipeline::decide`] reads the plan and the request headers and returns what to do. Nothing
-//! here knows proxy-wasm or Envoy: the filter crate is the glue that performs host calls.
+//! Configuration is checked and compiled once into a [`Plan`]; per request, [`decide`] reads
+//! the plan and the request headers and returns a [`Decision`]. Nothing here knows proxy-wasm
+//! or Envoy: the filter crate is the glue that performs host calls, through the traits this
+//! crate defines ([`Clock`], [`CounterStore`]).
+//!
+//! Modules are private; what the glue and the CLI use is re-exported here.
 
 mod checks;
-pub mod config;
-pub mod config_error;
-pub mod credential;
-pub mod deny;
-pub mod dynamic_consumers;
-pub mod jwt;
-pub mod limits;
+mod config;
+mod config_error;
+mod credential;
+mod deny;
+mod dynamic_consumers;
+mod jwt;
+mod limits;
 pub mod metrics;
-pub mod operation;
-pub mod pipeline;
-pub mod plan;
-pub mod rewrite;
-pub mod subscription;
-pub mod template;
+mod operation;
+mod pipeline;
+mod plan;
+mod rewrite;
+mod subscription;
+mod template;
+
+pub use config_error::ConfigError;
+pub use deny::{Denial, Outcome};
+pub use jwt::key_fetch::{Answered, KeyCall, KeyFetch};
+pub use jwt::remote::FetchError;
+pub use jwt::token_cache::{random_hash_key, TokenCache};
+pub use limits::{create_entries, CounterStore, StoreError};
+pub use pipeline::{decide, Clock, Decision, Forward, RequestEnv, Trace, Verdict};
+pub use plan::Plan;
+pub use rewrite::HeaderEdit;
+pub use subscription::KeyHash;
 
 #[cfg(test)]
 mod testing;

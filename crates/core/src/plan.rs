@@ -9,6 +9,7 @@ use crate::config::{
     RateLimitHeadersConfig, Unmatched,
 };
 use crate::config_error::ConfigError;
+use crate::jwt::key_fetch::KeyFetch;
 use crate::jwt::JwtPlan;
 use crate::limits::{Limit, Limits};
 use crate::operation::{first_match, MethodSet, OperationId, PathMatch, Route};
@@ -23,22 +24,22 @@ pub type ProductId = usize;
 #[derive(Debug)]
 pub struct Plan {
     /// Key header name, lower-cased for lookup.
-    pub key_header: String,
+    pub(crate) key_header: String,
     /// Key header name as configured, for the `WWW-Authenticate` challenge.
-    pub key_header_display: String,
-    pub key_query: String,
-    pub products: Vec<Product>,
-    pub consumers: Vec<Consumer>,
-    pub keys: KeyTable,
+    pub(crate) key_header_display: String,
+    pub(crate) key_query: String,
+    pub(crate) products: Vec<Product>,
+    pub(crate) consumers: Vec<Consumer>,
+    pub(crate) keys: KeyTable,
     /// From a JWT client id (`consumers[].jwt_client_ids`) to its consumer.
-    pub jwt_clients: HashMap<String, ConsumerId>,
-    pub jwt: Option<JwtPlan>,
+    pub(crate) jwt_clients: HashMap<String, ConsumerId>,
+    pub(crate) jwt: Option<JwtPlan>,
     /// JWT clients without a consumer, admitted through `jwt.default_product`.
-    pub dynamic: Option<DynamicConsumers>,
-    pub operations: Vec<Operation>,
-    pub unmatched: Unmatched,
+    pub(crate) dynamic: Option<DynamicConsumers>,
+    pub(crate) operations: Vec<Operation>,
+    pub(crate) unmatched: Unmatched,
     /// Names of the rate-limit response headers; `None` = not sent.
-    pub rate_headers: Option<RateHeaderNames>,
+    pub(crate) rate_headers: Option<RateHeaderNames>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +192,36 @@ impl Plan {
             keys.extend((0..dynamic.pool_size).map(crate::dynamic_consumers::slot_key));
         }
         keys
+    }
+
+    pub fn operation_count(&self) -> usize {
+        self.operations.len()
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    pub fn product_count(&self) -> usize {
+        self.products.len()
+    }
+
+    /// The name of the operation a `Trace` or a `Forward` names.
+    pub fn operation_name(&self, operation: OperationId) -> Option<&str> {
+        self.operations.get(operation).map(|op| op.name.as_str())
+    }
+
+    /// How many verified tokens a VM keeps (0 without a `jwt` section).
+    pub fn token_cache_size(&self) -> usize {
+        self.jwt.as_ref().map_or(0, |jwt| jwt.token_cache_size)
+    }
+
+    /// The fetch of remote signing keys, when the `jwt` section names a key source.
+    pub fn key_fetch(&self) -> Option<KeyFetch> {
+        self.jwt
+            .as_ref()
+            .and_then(|jwt| jwt.remote.clone())
+            .map(KeyFetch::new)
     }
 
     /// The first operation whose method and path match, with the matched path length.

@@ -37,10 +37,6 @@ impl HeaderRules {
             .flat_map(|(_, template)| template.claim_names())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.append.is_empty() && self.remove.is_empty()
-    }
-
     /// Edits in the order remove, set, append. A `set` whose template has no value for this
     /// request removes the header instead, so a client-sent value can never pass as ours;
     /// an `append` without a value adds nothing.

@@ -54,6 +54,66 @@ fn run<'p>(plan: &'p Plan, headers: &Headers) -> Verdict<'p> {
     .verdict
 }
 
+/// The whole decision, for what it reports besides the verdict.
+fn decision<'p>(plan: &'p Plan, headers: &Headers) -> Decision<'p> {
+    let mut tokens = TokenCache::new(16, [7; 16]);
+    let counters = MemoryStore::default();
+    decide(
+        plan,
+        headers,
+        &mut RequestEnv::new(&FixedClock(NOW * 1000), &mut tokens, &counters),
+    )
+}
+
+#[test]
+fn the_trace_says_how_far_a_request_got() {
+    let p = plan("reject");
+    let admitted = decision(
+        &p,
+        &request(
+            "POST",
+            "/validate",
+            &[("ocp-apim-subscription-key", b"portal")],
+        ),
+    );
+    assert_eq!(
+        admitted.trace,
+        Trace {
+            operation: Some(0),
+            consumer: Some("contoso-portal".into()),
+            configured_consumer: Some(1),
+            dynamic_consumer: false,
+        }
+    );
+    assert!(!admitted.unknown_kid);
+    // Denied at authorization: the consumer is known all the same.
+    let forbidden = decision(
+        &p,
+        &request(
+            "GET",
+            "/admin/x",
+            &[("ocp-apim-subscription-key", b"primary")],
+        ),
+    );
+    assert!(matches!(forbidden.verdict, Verdict::Deny(_)));
+    assert_eq!(forbidden.trace.operation, Some(1));
+    assert_eq!(forbidden.trace.configured_consumer, Some(0));
+    // Denied at authentication: an operation, no consumer.
+    let missing = decision(&p, &request("POST", "/validate", &[]));
+    assert_eq!(
+        missing.trace,
+        Trace {
+            operation: Some(0),
+            ..Trace::default()
+        }
+    );
+    // No operation at all.
+    assert_eq!(
+        decision(&p, &request("GET", "/nowhere", &[])).trace,
+        Trace::default()
+    );
+}
+
 fn denied(verdict: Verdict) -> Denial {
     match verdict {
         Verdict::Deny(denial) => denial,
@@ -504,6 +564,43 @@ mod jwt {
         assert_eq!(
             d.message,
             "JWT validation failed: token is malformed. Access denied."
+        );
+    }
+
+    #[test]
+    fn only_a_missing_signing_key_reports_an_unknown_kid() {
+        let plan = jwt_plan(|c| c["jwt"]["default_product"] = json!("starter"));
+        let token = rs256(claims());
+        let tampered = format!("{}x", &token[..token.len() - 1]);
+        let unknown_kid = keys()
+            .rs256
+            .clone()
+            .with_key_id("rotated")
+            .sign(claims())
+            .unwrap();
+        for (token, expected) in [(token, false), (tampered, false), (unknown_kid, true)] {
+            let auth = bearer(&token);
+            let found = decision(&plan, &request("GET", "/jwt", &[("authorization", &auth)]));
+            assert_eq!(found.unknown_kid, expected, "{token}");
+        }
+    }
+
+    #[test]
+    fn a_dynamic_consumer_is_traced_as_such() {
+        let plan = jwt_plan(|c| c["jwt"]["default_product"] = json!("starter"));
+        let mut other = claims();
+        other.custom["azp"] = json!("client-9");
+        let auth = bearer(&rs256(other));
+        let found = decision(&plan, &request("GET", "/jwt", &[("authorization", &auth)]));
+        assert!(matches!(found.verdict, Verdict::Forward(_)));
+        assert_eq!(
+            found.trace,
+            Trace {
+                operation: Some(0),
+                consumer: Some("jwt:client-9".into()),
+                configured_consumer: None,
+                dynamic_consumer: true,
+            }
         );
     }
 
