@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use tollgate_core::metrics::{self, SeriesIds};
 use tollgate_core::{
-    decide, Decision, Denial, Forward, HeaderEdit, KeyFetch, Plan, RequestEnv, TokenCache, Trace,
-    Verdict,
+    decide, settle, Decision, Denial, Forward, GlobalCheck, HeaderEdit, KeyFetch, LogThrottle,
+    Plan, RequestEnv, RlsAnswer, Settled, TokenCache, Trace, Verdict, RLS_METHOD, RLS_SERVICE,
 };
 
 /// What every request of one VM shares (one VM per worker thread): built once per
@@ -20,6 +20,8 @@ pub struct Shared {
     pub metrics: RefCell<SeriesIds<u32>>,
     /// The fetch of remote signing keys, when the configuration has a key source.
     pub keys: Option<RefCell<KeyFetch>>,
+    /// Keeps rate-limit service failures to a log line a second.
+    pub log_throttle: RefCell<LogThrottle>,
 }
 
 /// What the host does with the request after `on_request_headers`.
@@ -27,12 +29,24 @@ pub struct Shared {
 pub enum Next {
     /// Forward it (edited).
     Continue,
-    /// Stop: a local reply was sent.
+    /// Hold it: a local reply was sent, or the rate-limit service is asked first.
     Stop,
+}
+
+/// gRPC status OK.
+const GRPC_OK: u32 = 0;
+
+/// A request waiting for the rate-limit service.
+struct Waiting {
+    /// The call's token.
+    token: u32,
+    check: Box<GlobalCheck>,
+    trace: Trace,
 }
 
 pub struct Filter {
     shared: Rc<Shared>,
+    waiting: Option<Waiting>,
     response_edits: Vec<HeaderEdit>,
     /// For a forwarded request: its operation and when it left the filter.
     forwarded: Option<(usize, u64)>,
@@ -42,6 +56,7 @@ impl Filter {
     pub fn new(shared: Rc<Shared>) -> Self {
         Self {
             shared,
+            waiting: None,
             response_edits: Vec::new(),
             forwarded: None,
         }
@@ -86,21 +101,152 @@ impl Filter {
             }
         }
         match verdict {
+            Verdict::AskGlobal(check) => self.ask_global(host, check, trace, now_ms),
+            verdict => self.carry_out(host, verdict, &trace, now_ms),
+        }
+    }
+
+    /// Carries out a final verdict: a local reply, or the edits of a forward.
+    fn carry_out(
+        &mut self,
+        host: &impl Host,
+        verdict: Verdict,
+        trace: &Trace,
+        now_ms: u64,
+    ) -> Next {
+        match verdict {
             Verdict::Deny(denial) => {
-                self.count(host, &trace, denial.outcome.as_str());
-                self.deny(host, &trace, &denial);
+                self.count(host, trace, denial.outcome.as_str());
+                self.deny(host, trace, &denial);
                 Next::Stop
             }
             Verdict::Forward(forward) => {
-                self.count(host, &trace, metrics::ALLOWED);
+                self.count(host, trace, metrics::ALLOWED);
                 self.forward(host, forward, now_ms);
                 Next::Continue
             }
             Verdict::PassThrough => {
-                self.count(host, &trace, metrics::ALLOWED);
+                self.count(host, trace, metrics::ALLOWED);
                 Next::Continue
             }
+            // A check is only ever settled into one of the above.
+            Verdict::AskGlobal(_) => {
+                log::error!("tollgate: a global check was not settled; refusing");
+                self.carry_out(
+                    host,
+                    Verdict::Deny(Denial::limit_service_unavailable()),
+                    trace,
+                    now_ms,
+                )
+            }
         }
+    }
+
+    /// Asks the rate-limit service to count the global limits; the request waits for the
+    /// answer (`on_grpc_call_response`). A call the host will not make is a service failure.
+    fn ask_global(
+        &mut self,
+        host: &impl Host,
+        check: Box<GlobalCheck>,
+        trace: Trace,
+        now_ms: u64,
+    ) -> Next {
+        let shared = Rc::clone(&self.shared);
+        let dispatched = match shared.plan.global_limits() {
+            Some(global) => host
+                .dispatch_grpc_call(
+                    &global.cluster,
+                    RLS_SERVICE,
+                    RLS_METHOD,
+                    &check.message,
+                    global.timeout_ms,
+                )
+                .map_err(|err| {
+                    log::debug!("tollgate: rate-limit service call not made ({err})");
+                }),
+            None => Err(()),
+        };
+        match dispatched {
+            Ok(token) => {
+                self.waiting = Some(Waiting {
+                    token,
+                    check,
+                    trace,
+                });
+                Next::Stop
+            }
+            Err(()) => {
+                let settled = settle(&shared.plan, *check, RlsAnswer::NotDispatched, host, now_ms);
+                self.settled(host, settled, &trace, now_ms)
+            }
+        }
+    }
+
+    /// The rate-limit service answered (or the call ended): settle the waiting request and
+    /// let it go on, or answer it.
+    pub fn on_grpc_call_response(
+        &mut self,
+        host: &impl Host,
+        token: u32,
+        status: u32,
+        size: usize,
+    ) {
+        let Some(waiting) = self.waiting.take_if(|waiting| waiting.token == token) else {
+            return;
+        };
+        let body = if status == GRPC_OK {
+            host.grpc_call_response_body(size).unwrap_or_else(|err| {
+                log::error!("tollgate: cannot read the rate-limit service's answer ({err})");
+                None
+            })
+        } else {
+            None
+        };
+        let answer = match (status, &body) {
+            (GRPC_OK, Some(body)) => RlsAnswer::Message(body),
+            (GRPC_OK, None) => RlsAnswer::Message(&[]),
+            (status, _) => RlsAnswer::Status(status),
+        };
+        let now_ms = host.now_ms();
+        let shared = Rc::clone(&self.shared);
+        let settled = settle(&shared.plan, *waiting.check, answer, host, now_ms);
+        if self.settled(host, settled, &waiting.trace, now_ms) == Next::Continue {
+            if let Err(err) = host.resume_request() {
+                log::error!("tollgate: cannot resume the request ({err})");
+            }
+        }
+    }
+
+    /// Carries out a settled check; a service failure is counted and logged (at most a line a
+    /// second per worker).
+    fn settled(&mut self, host: &impl Host, settled: Settled, trace: &Trace, now_ms: u64) -> Next {
+        if let Some(failure) = settled.failure {
+            if let Some(id) = self
+                .shared
+                .metrics
+                .try_borrow()
+                .ok()
+                .and_then(|ids| ids.limit_service_failures())
+            {
+                increment(host, id);
+            }
+            let log_now = self
+                .shared
+                .log_throttle
+                .try_borrow_mut()
+                .is_ok_and(|mut throttle| throttle.allow(now_ms));
+            if log_now {
+                let mode = self
+                    .shared
+                    .plan
+                    .global_limits()
+                    .map_or("-", |global| global.failure_mode.as_str());
+                log::warn!(
+                    "tollgate: rate-limit service failed ({failure}); failure_mode {mode} applies"
+                );
+            }
+        }
+        self.carry_out(host, settled.verdict, trace, now_ms)
     }
 
     pub fn on_response_headers(&mut self, host: &impl Host) {

@@ -72,6 +72,22 @@ pub trait Host: Clock + CounterStore {
         body: &[u8],
     ) -> Result<(), HostError>;
 
+    /// Lets a request held in `on_request_headers` go on (after the rate-limit service).
+    fn resume_request(&self) -> Result<(), HostError>;
+
+    /// A unary gRPC call through `cluster` (a request's context); returns the token its answer
+    /// will carry to `on_grpc_call_response`.
+    fn dispatch_grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, HostError>;
+    /// The message of the gRPC answer being delivered, `size` bytes.
+    fn grpc_call_response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError>;
+
     /// An HTTP call through `cluster` (root context); returns the token its answer will carry.
     fn dispatch_http_call(
         &self,

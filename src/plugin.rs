@@ -72,6 +72,7 @@ impl Plugin {
             tokens: RefCell::new(tokens),
             metrics: RefCell::new(metrics),
             keys,
+            log_throttle: RefCell::default(),
         }));
         if fetches {
             if let Err(err) = host.set_tick_period_s(TICK_PERIOD_S) {

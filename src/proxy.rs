@@ -121,6 +121,33 @@ impl Host for ProxyWasm {
         hostcalls::send_http_response(status, headers.to_vec(), Some(body)).map_err(host_error)
     }
 
+    fn resume_request(&self) -> Result<(), HostError> {
+        hostcalls::resume_http_request().map_err(host_error)
+    }
+
+    fn dispatch_grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, HostError> {
+        hostcalls::dispatch_grpc_call(
+            cluster,
+            service,
+            method,
+            Vec::new(),
+            Some(message),
+            Duration::from_millis(timeout_ms),
+        )
+        .map_err(host_error)
+    }
+
+    fn grpc_call_response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size).map_err(host_error)
+    }
+
     fn dispatch_http_call(
         &self,
         cluster: &str,
@@ -187,7 +214,12 @@ struct TollgateHttp {
     filter: Filter,
 }
 
-impl Context for TollgateHttp {}
+impl Context for TollgateHttp {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        self.filter
+            .on_grpc_call_response(&ProxyWasm, token_id, status_code, response_size);
+    }
+}
 
 impl HttpContext for TollgateHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {

@@ -33,6 +33,16 @@ pub struct Dispatched {
     pub timeout_ms: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcCall {
+    pub token: u32,
+    pub cluster: String,
+    pub service: String,
+    pub method: String,
+    pub message: Vec<u8>,
+    pub timeout_ms: u64,
+}
+
 /// An HTTP call's answer: `:status` and body.
 pub type CallAnswer = (Option<Vec<u8>>, Option<Vec<u8>>);
 
@@ -59,6 +69,11 @@ pub struct FakeHost {
     pub call_answer: RefCell<CallAnswer>,
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     pub metrics: RefCell<Vec<Metric>>,
+    pub grpc_calls: RefCell<Vec<GrpcCall>>,
+    /// The message `grpc_call_response_body` reads.
+    pub grpc_answer: RefCell<Option<Vec<u8>>>,
+    /// How many times a held request was resumed.
+    pub resumed: Cell<usize>,
     /// Host calls made, by name, to count them per request.
     pub calls: RefCell<Vec<&'static str>>,
     /// Calls that fail with `HostError::InternalFailure`.
@@ -266,6 +281,43 @@ impl Host for FakeHost {
             body: String::from_utf8_lossy(body).into_owned(),
         });
         Ok(())
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        self.call("resume_http_request")?;
+        self.resumed.set(self.resumed.get() + 1);
+        Ok(())
+    }
+
+    fn dispatch_grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, HostError> {
+        self.call("dispatch_grpc_call")?;
+        let mut calls = self.grpc_calls.borrow_mut();
+        let token = u32::try_from(calls.len()).map_err(|_| HostError::Other)? + 100;
+        calls.push(GrpcCall {
+            token,
+            cluster: cluster.to_string(),
+            service: service.to_string(),
+            method: method.to_string(),
+            message: message.to_vec(),
+            timeout_ms,
+        });
+        Ok(token)
+    }
+
+    fn grpc_call_response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError> {
+        self.call("get_grpc_call_response_body")?;
+        Ok(self
+            .grpc_answer
+            .borrow()
+            .clone()
+            .map(|body| body.into_iter().take(size).collect()))
     }
 
     fn dispatch_http_call(

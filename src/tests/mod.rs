@@ -423,3 +423,168 @@ fn a_refused_timer_or_call_is_survived_and_retried() {
     // An answer to a call that is not ours is ignored.
     plugin.on_http_call_response(&host, 99, 0);
 }
+
+fn global_config(failure_mode: &str) -> Value {
+    json!({
+        "global_limits": { "cluster": "tollgate_rls", "timeout_ms": 80,
+                           "failure_mode": failure_mode },
+        "products": {
+            "partner": { "rate_limit": { "calls": 2, "renewal_period_s": 60, "scope": "global" } }
+        },
+        "consumers": [
+            { "id": "invoice-flow", "product": "partner",
+              "keys": [KeyHash::of(KEY.as_bytes()).to_config_string()] }
+        ],
+        "operations": [
+            { "name": "validate", "methods": ["POST"], "path": "/validate",
+              "rewrite": "/api/v1/validate",
+              "request_headers": { "set": { "x-consumer-id": "{consumer}" } } }
+        ]
+    })
+}
+
+/// `RateLimitResponse { overall_code: OK, statuses: [{ code: OK, limit_remaining: 1,
+/// duration_until_reset: 7 s }] }`, as protobuf bytes.
+const RLS_OK: &[u8] = &[
+    0x08, 0x01, 0x12, 0x08, 0x08, 0x01, 0x18, 0x01, 0x22, 0x02, 0x08, 0x07,
+];
+/// `RateLimitResponse { overall_code: OVER_LIMIT, statuses: [{ code: OVER_LIMIT,
+/// duration_until_reset: 5 s }] }`.
+const RLS_OVER: &[u8] = &[0x08, 0x02, 0x12, 0x06, 0x08, 0x02, 0x22, 0x02, 0x08, 0x05];
+
+#[test]
+fn a_global_limit_holds_the_request_until_the_service_answers() {
+    let (host, plugin) = configured(&global_config("local"));
+    let mut filter = plugin.new_filter().unwrap();
+    post(&host, &[("ocp-apim-subscription-key", KEY)]);
+    assert_eq!(filter.on_request_headers(&host), Next::Stop);
+    let call = host.grpc_calls.borrow().first().cloned().unwrap();
+    assert_eq!(
+        (
+            call.cluster.as_str(),
+            call.service.as_str(),
+            call.method.as_str(),
+            call.timeout_ms
+        ),
+        (
+            "tollgate_rls",
+            "envoy.service.ratelimit.v3.RateLimitService",
+            "ShouldRateLimit",
+            80
+        )
+    );
+    assert!(
+        call.message.windows(12).any(|w| w == b"invoice-flow"),
+        "the descriptor names the consumer"
+    );
+    assert_eq!(
+        host.request_header("x-consumer-id").as_deref(),
+        Some("spoofed"),
+        "nothing is edited before the answer"
+    );
+
+    // An answer for another call changes nothing.
+    filter.on_grpc_call_response(&host, call.token + 1, 0, 0);
+    assert_eq!(host.resumed.get(), 0);
+
+    *host.grpc_answer.borrow_mut() = Some(RLS_OK.to_vec());
+    filter.on_grpc_call_response(&host, call.token, 0, RLS_OK.len());
+    assert_eq!(host.resumed.get(), 1);
+    assert_eq!(
+        host.request_header("x-consumer-id").as_deref(),
+        Some("invoice-flow")
+    );
+    assert_eq!(
+        host.metric(&request_counter("validate", "invoice-flow", "allowed")),
+        Some(1)
+    );
+    host.respond(&[(":status", "200")]);
+    filter.on_response_headers(&host);
+    assert_eq!(
+        host.response_header_text("x-ratelimit-remaining")
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        host.response_header_text("x-ratelimit-reset").as_deref(),
+        Some("7")
+    );
+    assert_eq!(
+        host.metric("tollgate_rate_limit_service_failures_total"),
+        Some(0)
+    );
+}
+
+#[test]
+fn over_the_global_limit_is_a_429_and_the_request_never_resumes() {
+    let (host, plugin) = configured(&global_config("local"));
+    let mut filter = plugin.new_filter().unwrap();
+    post(&host, &[("ocp-apim-subscription-key", KEY)]);
+    filter.on_request_headers(&host);
+    let token = host.grpc_calls.borrow().first().unwrap().token;
+    *host.grpc_answer.borrow_mut() = Some(RLS_OVER.to_vec());
+    filter.on_grpc_call_response(&host, token, 0, RLS_OVER.len());
+    assert_eq!(host.resumed.get(), 0);
+    let replies = host.replies.borrow();
+    let reply = replies.first().unwrap();
+    assert_eq!(
+        (reply.status, reply.header("retry-after")),
+        (429, Some("5"))
+    );
+    assert_eq!(
+        host.metric(&request_counter("validate", "invoice-flow", "rate_limited")),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_failing_service_is_counted_and_its_failure_mode_applies() {
+    // deny: 503 from the answer's error status.
+    let (host, plugin) = configured(&global_config("deny"));
+    let mut filter = plugin.new_filter().unwrap();
+    post(&host, &[("ocp-apim-subscription-key", KEY)]);
+    filter.on_request_headers(&host);
+    let token = host.grpc_calls.borrow().first().unwrap().token;
+    filter.on_grpc_call_response(&host, token, 14, 0);
+    assert_eq!(host.replies.borrow().first().map(|r| r.status), Some(503));
+    assert_eq!(
+        host.metric("tollgate_rate_limit_service_failures_total"),
+        Some(1)
+    );
+    assert_eq!(
+        host.metric(&request_counter("validate", "invoice-flow", "unavailable")),
+        Some(1)
+    );
+
+    // local: a call the host will not make is settled at once, with this process's counters.
+    let (host, plugin) = configured(&global_config("local"));
+    host.fail("dispatch_grpc_call");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let mut filter = plugin.new_filter().unwrap();
+        post(&host, &[("ocp-apim-subscription-key", KEY)]);
+        let next = filter.on_request_headers(&host);
+        statuses.push(match next {
+            Next::Continue => 200,
+            Next::Stop => host.replies.borrow().first().map_or(0, |r| r.status),
+        });
+    }
+    assert_eq!(statuses, vec![200, 200, 429]);
+    assert_eq!(
+        host.metric("tollgate_rate_limit_service_failures_total"),
+        Some(3)
+    );
+
+    // allow: admitted, still counted as a failure.
+    let (host, plugin) = configured(&global_config("allow"));
+    let mut filter = plugin.new_filter().unwrap();
+    post(&host, &[("ocp-apim-subscription-key", KEY)]);
+    filter.on_request_headers(&host);
+    let token = host.grpc_calls.borrow().first().unwrap().token;
+    filter.on_grpc_call_response(&host, token, 4, 0);
+    assert_eq!(host.resumed.get(), 1);
+    assert_eq!(
+        host.metric("tollgate_rate_limit_service_failures_total"),
+        Some(1)
+    );
+}

@@ -19,6 +19,52 @@ pub struct Config {
     #[serde(default)]
     pub unmatched: Unmatched,
     pub rate_limit_headers: Option<RateLimitHeadersConfig>,
+    pub global_limits: Option<GlobalLimitsConfig>,
+}
+
+/// The rate-limit service that counts `"scope": "global"` limits (SPEC.md, "Global limits").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalLimitsConfig {
+    pub cluster: String,
+    pub domain: Option<String>,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub timeout_ms: Option<u64>,
+    pub failure_mode: Option<FailureMode>,
+}
+
+/// What a request gets when the rate-limit service cannot answer.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Count with this process's own counters (each replica holds the limit on its own).
+    #[default]
+    Local,
+    /// 503, `Retry-After: 1`.
+    Deny,
+    /// Admit.
+    Allow,
+}
+
+impl FailureMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Deny => "deny",
+            Self::Allow => "allow",
+        }
+    }
+}
+
+/// Where a limit is counted.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// In this Envoy process (proxy-wasm shared data).
+    #[default]
+    Local,
+    /// By the rate-limit service, across every replica and restart.
+    Global,
 }
 
 /// `"none"`, or the names of the three headers (each defaulting to `x-ratelimit-*`).
@@ -160,6 +206,8 @@ pub struct LimitConfig {
     pub calls: u64,
     #[serde(deserialize_with = "whole_number")]
     pub renewal_period_s: u64,
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,8 @@ pub enum Outcome {
     RateLimited,
     QuotaExceeded,
     NoOperation,
+    /// The rate-limit service could not count a global limit (`failure_mode: deny`).
+    Unavailable,
 }
 
 impl Outcome {
@@ -22,6 +24,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::QuotaExceeded => "quota_exceeded",
             Outcome::NoOperation => "no_operation",
+            Outcome::Unavailable => "unavailable",
         }
     }
 }
@@ -135,6 +138,16 @@ impl Denial {
             ),
         )
         .with_header("retry-after", retry_after_s.to_string())
+    }
+
+    /// 503: the rate-limit service cannot count a global limit and `failure_mode` is `deny`.
+    pub fn limit_service_unavailable() -> Self {
+        Self::new(
+            503,
+            Outcome::Unavailable,
+            "Rate limit service unavailable. Try again in 1 seconds.",
+        )
+        .with_header("retry-after", "1".to_string())
     }
 
     /// 404: no operation matches and `unmatched` is `reject`.

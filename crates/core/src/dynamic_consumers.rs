@@ -32,8 +32,19 @@ pub fn pool_size(configured: Option<u64>) -> Result<usize, ConfigError> {
     Ok(usize::try_from(size).unwrap_or(1))
 }
 
-pub fn slot_key(index: usize) -> String {
-    format!("tollgate/d/{index}")
+/// Which pool: the one for the product's local limits, or the one that stands in for the
+/// rate-limit service when it fails (`failure_mode: local`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    Local,
+    GlobalFallback,
+}
+
+pub fn slot_key(pool: Pool, index: usize) -> String {
+    match pool {
+        Pool::Local => format!("tollgate/d/{index}"),
+        Pool::GlobalFallback => format!("tollgate/dg/{index}"),
+    }
 }
 
 /// FNV-1a: stable across VMs and runs, unlike std's randomly keyed hasher.
@@ -61,6 +72,7 @@ fn decode(bytes: &[u8]) -> (CounterState, &[u8]) {
 /// Counts one request of dynamic consumer `owner`.
 pub fn admit(
     store: &dyn CounterStore,
+    pool: Pool,
     pool_size: usize,
     owner: &str,
     limits: &Limits,
@@ -68,7 +80,7 @@ pub fn admit(
 ) -> Result<Option<RateHeaders>, Refusal> {
     let home = home_slot(owner, pool_size);
     for probe in 0..PROBES.min(pool_size) {
-        let key = slot_key((home + probe) % pool_size);
+        let key = slot_key(pool, (home + probe) % pool_size);
         for _ in 0..MAX_CAS_ATTEMPTS {
             let (value, cas) = store.load(&key).map_err(|_| Refusal::Unavailable)?;
             let value = value.unwrap_or_default();
@@ -117,14 +129,14 @@ mod tests {
     fn each_client_counts_on_its_own() {
         let store = MemoryStore::default();
         for _ in 0..2 {
-            assert!(admit(&store, 16, "jwt:a", &limits(), 0).is_ok());
-            assert!(admit(&store, 16, "jwt:b", &limits(), 0).is_ok());
+            assert!(admit(&store, Pool::Local, 16, "jwt:a", &limits(), 0).is_ok());
+            assert!(admit(&store, Pool::Local, 16, "jwt:b", &limits(), 0).is_ok());
         }
         assert!(matches!(
-            admit(&store, 16, "jwt:a", &limits(), 0),
+            admit(&store, Pool::Local, 16, "jwt:a", &limits(), 0),
             Err(Refusal::RateLimited { .. })
         ));
-        assert!(admit(&store, 16, "jwt:a", &limits(), 10_000).is_ok());
+        assert!(admit(&store, Pool::Local, 16, "jwt:a", &limits(), 10_000).is_ok());
     }
 
     #[test]
@@ -132,15 +144,18 @@ mod tests {
         let store = MemoryStore::default();
         // Pool of 3: the first three clients take every slot.
         for client in ["jwt:a", "jwt:b", "jwt:c"] {
-            assert!(admit(&store, 3, client, &limits(), 0).is_ok(), "{client}");
+            assert!(
+                admit(&store, Pool::Local, 3, client, &limits(), 0).is_ok(),
+                "{client}"
+            );
         }
         assert_eq!(
-            admit(&store, 3, "jwt:d", &limits(), 1_000),
+            admit(&store, Pool::Local, 3, "jwt:d", &limits(), 1_000),
             Err(Refusal::RateLimited { retry_after_s: 10 })
         );
         assert!(store.len() <= 3, "memory stays bounded");
         // Once the others' windows have ended, the newcomer takes a slot over.
-        assert!(admit(&store, 3, "jwt:d", &limits(), 10_000).is_ok());
+        assert!(admit(&store, Pool::Local, 3, "jwt:d", &limits(), 10_000).is_ok());
         assert!(store.len() <= 3);
     }
 
@@ -148,7 +163,14 @@ mod tests {
     fn many_clients_never_grow_the_store_past_the_pool() {
         let store = MemoryStore::default();
         for n in 0..500 {
-            let _ = admit(&store, 50, &format!("jwt:client-{n}"), &limits(), 0);
+            let _ = admit(
+                &store,
+                Pool::Local,
+                50,
+                &format!("jwt:client-{n}"),
+                &limits(),
+                0,
+            );
         }
         assert!(store.len() <= 50);
     }

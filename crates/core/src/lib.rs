@@ -13,8 +13,11 @@ mod config_error;
 mod credential;
 mod deny;
 mod dynamic_consumers;
+mod global_answer;
+mod global_limits;
 mod jwt;
 mod limits;
+mod local_count;
 pub mod metrics;
 mod operation;
 mod pipeline;
@@ -22,17 +25,25 @@ mod plan;
 mod rewrite;
 mod subscription;
 mod template;
+mod verdict;
 
+pub use config::FailureMode;
 pub use config_error::ConfigError;
 pub use deny::{Denial, Outcome};
+pub use global_answer::{settle, Settled};
+pub use global_limits::{
+    GlobalLimits, LogThrottle, RlsAnswer, ServiceFailure, METHOD as RLS_METHOD,
+    SERVICE as RLS_SERVICE,
+};
 pub use jwt::key_fetch::{Answered, KeyCall, KeyFetch};
 pub use jwt::remote::FetchError;
 pub use jwt::token_cache::{random_hash_key, TokenCache};
 pub use limits::{create_entries, CounterStore, StoreError};
-pub use pipeline::{decide, Clock, Decision, Forward, RequestEnv, Trace, Verdict};
+pub use pipeline::{decide, Clock, RequestEnv};
 pub use plan::Plan;
 pub use rewrite::HeaderEdit;
 pub use subscription::KeyHash;
+pub use verdict::{Decision, Forward, GlobalCheck, Trace, Verdict};
 
 #[cfg(test)]
 mod testing;

@@ -12,7 +12,7 @@
 //! - Quota: fixed windows aligned to the Unix epoch (`now / renewal_period_s`), so a daily
 //!   quota renews at midnight UTC.
 
-use crate::config::LimitConfig;
+use crate::config::{LimitConfig, Scope};
 use crate::config_error::ConfigError;
 
 /// At most `calls` per `renewal_period_s` seconds.
@@ -22,9 +22,17 @@ pub struct Limit {
     pub renewal_period_s: u64,
 }
 
+/// The longest window: a year. Longer periods would overflow a window's arithmetic and no
+/// rate-limit service counts them.
+pub const MAX_PERIOD_S: u64 = 31_536_000;
+
 impl Limit {
-    /// A product's `rate_limit` or `quota` (`at` is its configuration path); absent = none.
-    pub fn compile(at: &str, limit: Option<LimitConfig>) -> Result<Option<Self>, ConfigError> {
+    /// A product's `rate_limit` or `quota` (`at` is its configuration path), and where it is
+    /// counted; absent = none.
+    pub fn compile(
+        at: &str,
+        limit: Option<LimitConfig>,
+    ) -> Result<Option<(Self, Scope)>, ConfigError> {
         let Some(limit) = limit else {
             return Ok(None);
         };
@@ -40,10 +48,17 @@ impl Limit {
                 "must be at least 1",
             ));
         }
-        Ok(Some(Self {
+        if limit.renewal_period_s > MAX_PERIOD_S {
+            return Err(ConfigError::rule(
+                format!("{at}.renewal_period_s"),
+                format!("must be at most {MAX_PERIOD_S} (a year)"),
+            ));
+        }
+        let compiled = Self {
             calls: limit.calls,
             renewal_period_s: limit.renewal_period_s,
-        }))
+        };
+        Ok(Some((compiled, limit.scope)))
     }
 }
 
@@ -114,6 +129,23 @@ pub struct Limits {
 impl Limits {
     pub fn any(&self) -> bool {
         self.rate.is_some() || self.quota.is_some()
+    }
+}
+
+/// The tighter of two reports: fewer calls left; on a tie, the longer wait.
+pub fn tightest(a: Option<RateHeaders>, b: Option<RateHeaders>) -> Option<RateHeaders> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(
+            if (b.remaining, std::cmp::Reverse(b.reset_s))
+                < (a.remaining, std::cmp::Reverse(a.reset_s))
+            {
+                b
+            } else {
+                a
+            },
+        ),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 
@@ -194,13 +226,10 @@ pub fn evaluate(
         )?);
     }
 
-    // The tightest limit is the one with the fewest calls left; on a tie, the longer wait.
-    let tightest = reports.into_iter().min_by(|a, b| {
-        a.remaining
-            .cmp(&b.remaining)
-            .then(b.reset_s.cmp(&a.reset_s))
-    });
-    Ok((next, tightest))
+    let reported = reports
+        .into_iter()
+        .fold(None, |best, report| tightest(best, Some(report)));
+    Ok((next, reported))
 }
 
 /// Takes one call from a window that has admitted `count` of `limit.calls`, or refuses.
@@ -240,6 +269,12 @@ pub trait CounterStore {
 /// Where a configured consumer's counters live in the store.
 pub fn counter_key(consumer_id: &str) -> String {
     format!("tollgate/c/{consumer_id}")
+}
+
+/// Where a configured consumer's global limits are counted locally while the rate-limit
+/// service fails (`failure_mode: local`).
+pub fn fallback_counter_key(consumer_id: &str) -> String {
+    format!("tollgate/g/{consumer_id}")
 }
 
 /// How many times a conflicting update is retried before the request is refused.

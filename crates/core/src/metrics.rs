@@ -6,13 +6,15 @@
 //! The series are fixed at configure time from operations, consumers and outcomes; only dynamic
 //! JWT consumers add series at run time, up to a cap per VM (then they count as `jwt:other`).
 
-use crate::pipeline::Trace;
+use crate::config::FailureMode;
 use crate::plan::Plan;
+use crate::verdict::Trace;
 use std::collections::HashMap;
 
 pub const REQUESTS: &str = "tollgate_requests_total";
 pub const UPSTREAM_LATENCY: &str = "tollgate_upstream_latency_ms";
 pub const UPSTREAM_RESPONSES: &str = "tollgate_upstream_responses_total";
+pub const LIMIT_SERVICE_FAILURES: &str = "tollgate_rate_limit_service_failures_total";
 
 /// The label value when there is no operation or no consumer.
 pub const NONE: &str = "-";
@@ -39,6 +41,22 @@ const WITHOUT_CONSUMER: [&str; 4] = [
     "invalid_credential",
     "forbidden",
 ];
+
+/// With `failure_mode: deny`, a consumer's request can also end in 503 when the rate-limit
+/// service fails.
+const UNAVAILABLE: &str = "unavailable";
+
+/// The outcomes a request with a known consumer can have under this plan.
+fn consumer_outcomes(plan: &Plan) -> Vec<&'static str> {
+    let mut outcomes = WITH_CONSUMER.to_vec();
+    if plan
+        .global_limits()
+        .is_some_and(|global| global.failure_mode == FailureMode::Deny)
+    {
+        outcomes.push(UNAVAILABLE);
+    }
+    outcomes
+}
 
 /// Upstream response classes counted per operation.
 pub const STATUS_CLASSES: [&str; 2] = ["4xx", "5xx"];
@@ -78,7 +96,9 @@ pub fn upstream_status_counter(operation: &str, class: &str) -> String {
 /// Series a dynamic consumer may add, per VM, before it counts as `jwt:other`.
 pub fn dynamic_series_cap(plan: &Plan) -> usize {
     plan.dynamic.map_or(0, |dynamic| {
-        dynamic.pool_size.saturating_mul(WITH_CONSUMER.len())
+        dynamic
+            .pool_size
+            .saturating_mul(consumer_outcomes(plan).len())
     })
 }
 
@@ -98,6 +118,8 @@ pub enum SeriesKey {
     },
     UpstreamLatency(usize),
     UpstreamStatus(usize, &'static str),
+    /// Calls to the rate-limit service that failed (no answer in time, an error, no cluster).
+    LimitServiceFailures,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +174,14 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
             request_counter(NONE, NONE, ALLOWED),
         ));
     }
+    if plan.global_limits().is_some() {
+        series.push(counter(
+            SeriesKey::LimitServiceFailures,
+            LIMIT_SERVICE_FAILURES.to_string(),
+        ));
+    }
     let dynamic = plan.dynamic.is_some();
+    let with_consumer = consumer_outcomes(plan);
     for (op_index, operation) in plan.operations.iter().enumerate() {
         let op = operation.name.as_str();
         let identifies = operation.auth != crate::config::AuthMode::None;
@@ -160,7 +189,7 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
             if !identifies {
                 break;
             }
-            for outcome in WITH_CONSUMER {
+            for &outcome in &with_consumer {
                 series.push(requests(
                     Some(op_index),
                     Some(consumer_index),
@@ -178,7 +207,7 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
             ));
         }
         if dynamic && identifies {
-            for outcome in WITH_CONSUMER {
+            for &outcome in &with_consumer {
                 series.push(counter(
                     SeriesKey::OtherDynamic {
                         operation: op_index,
@@ -277,6 +306,12 @@ impl<Id: Copy> SeriesIds<Id> {
                 .get(&SeriesKey::OtherDynamic { operation, outcome })
                 .copied()
         })
+    }
+
+    pub fn limit_service_failures(&self) -> Option<Id> {
+        self.configured
+            .get(&SeriesKey::LimitServiceFailures)
+            .copied()
     }
 
     pub fn upstream_latency(&self, operation: usize) -> Option<Id> {

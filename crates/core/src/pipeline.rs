@@ -7,41 +7,24 @@ use crate::credential::{
     bearer_token, presented_key, query_without, split_path, Headers, PresentedKey, PresentedToken,
 };
 use crate::deny::Denial;
+use crate::dynamic_consumers::Pool;
+use crate::global_limits::{self, Asked};
 use crate::jwt::claims::header_text;
 use crate::jwt::failure::JwtFailure;
 use crate::jwt::keys::KeySet;
 use crate::jwt::token_cache::TokenCache;
 use crate::jwt::verify::VerifiedToken;
 use crate::jwt::JwtPlan;
-use crate::limits::{CounterStore, RateHeaders, Refusal};
+use crate::limits::{CounterStore, RateHeaders};
+use crate::local_count::{self, Counter};
 use crate::operation::OperationId;
 use crate::plan::{Operation, Plan, ProductId};
 use crate::rewrite::{upstream_path, HeaderEdit};
 use crate::subscription::ConsumerId;
 use crate::template::{ClaimSource, NoClaims, TemplateValues};
+use crate::verdict::{forward_with_headers, Fallback};
+use crate::verdict::{Decision, Forward, GlobalCheck, Trace, Verdict};
 use std::rc::Rc;
-
-/// What to do with one request.
-#[derive(Debug, PartialEq)]
-pub enum Verdict<'p> {
-    /// Answer with this error; the upstream never sees the request.
-    Deny(Denial),
-    /// Forward with these changes.
-    Forward(Forward<'p>),
-    /// No operation matched and `unmatched` is `pass`: forward untouched.
-    PassThrough,
-}
-
-#[derive(Debug, PartialEq)]
-pub struct Forward<'p> {
-    pub operation: OperationId,
-    pub consumer: Option<Consumer<'p>>,
-    pub request_edits: Vec<HeaderEdit>,
-    /// New `:path`, when the key left the query or the operation rewrites the path.
-    pub path: Option<String>,
-    /// Edits for the response, rendered now while the request's identity is at hand.
-    pub response_edits: Vec<HeaderEdit>,
-}
 
 /// Who is calling: a configured consumer, or a JWT client admitted through
 /// `jwt.default_product` as its own consumer `jwt:<client>`.
@@ -88,28 +71,6 @@ pub struct RequestEnv<'a> {
     pub fetched_keys: Option<&'a KeySet>,
 }
 
-/// Everything `decide` found out about one request: what to do, and what the host needs to
-/// know besides (for metrics, logs and key refresh).
-#[derive(Debug, PartialEq)]
-pub struct Decision<'p> {
-    pub verdict: Verdict<'p>,
-    /// What the request turned out to be, as far as the pipeline got.
-    pub trace: Trace,
-    /// A token named a `kid` no key has: the provider may have rotated its keys.
-    pub unknown_kid: bool,
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Trace {
-    pub operation: Option<OperationId>,
-    /// The consumer's id, once known.
-    pub consumer: Option<String>,
-    /// Its index, for a configured consumer.
-    pub configured_consumer: Option<ConsumerId>,
-    /// The consumer came through `jwt.default_product`.
-    pub dynamic_consumer: bool,
-}
-
 impl<'a> RequestEnv<'a> {
     pub fn new(
         clock: &dyn Clock,
@@ -130,7 +91,7 @@ impl<'a> RequestEnv<'a> {
 }
 
 /// Decides what to do with a request, given all of its headers (pseudo-headers included).
-pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> Decision<'p> {
+pub fn decide(plan: &Plan, headers: &Headers, env: &mut RequestEnv) -> Decision {
     let mut trace = Trace::default();
     let mut unknown_kid = false;
     let verdict = run(plan, headers, env, &mut trace, &mut unknown_kid);
@@ -143,13 +104,13 @@ pub fn decide<'p>(plan: &'p Plan, headers: &Headers, env: &mut RequestEnv) -> De
 
 /// The pipeline itself; `trace` and `unknown_kid` record what it finds on the way, whatever
 /// step ends it.
-fn run<'p>(
-    plan: &'p Plan,
+fn run(
+    plan: &Plan,
     headers: &Headers,
     env: &mut RequestEnv,
     trace: &mut Trace,
     unknown_kid: &mut bool,
-) -> Verdict<'p> {
+) -> Verdict {
     let (Some(method), Some(path_and_query)) = (
         text_header(headers, ":method"),
         text_header(headers, ":path"),
@@ -183,8 +144,8 @@ fn run<'p>(
     if let Err(denial) = authorize(plan, operation, &caller) {
         return Verdict::Deny(denial);
     }
-    let rate_headers = match admit(plan, &caller, env) {
-        Ok(headers) => headers,
+    let admitted = match admit(plan, &caller, env) {
+        Ok(admitted) => admitted,
         Err(denial) => return Verdict::Deny(denial),
     };
     let request = Matched {
@@ -193,56 +154,75 @@ fn run<'p>(
         matched_len,
         query,
     };
-    Verdict::Forward(rewrite(plan, operation_id, operation, caller, request))
-        .with_rate_headers(plan, rate_headers)
-}
-
-impl Verdict<'_> {
-    fn with_rate_headers(mut self, plan: &Plan, headers: Option<RateHeaders>) -> Self {
-        if let (Verdict::Forward(forward), Some(names), Some(values)) =
-            (&mut self, &plan.rate_headers, headers)
-        {
-            forward.response_edits.extend([
-                HeaderEdit::Set(names.limit.clone(), values.limit.to_string()),
-                HeaderEdit::Set(names.remaining.clone(), values.remaining.to_string()),
-                HeaderEdit::Set(names.reset.clone(), values.reset_s.to_string()),
-            ]);
+    let forward = rewrite(plan, operation_id, operation, caller, request);
+    match (admitted, &plan.global) {
+        (
+            Admitted::AskGlobal {
+                local,
+                asked,
+                fallback,
+            },
+            Some(global),
+        ) => {
+            let consumer = forward.consumer.as_deref().unwrap_or_default();
+            Verdict::AskGlobal(Box::new(GlobalCheck {
+                message: global_limits::request(&global.domain, consumer, &asked),
+                forward,
+                local_headers: local,
+                asked,
+                fallback,
+            }))
         }
-        self
+        // A global limit loads only with a `global_limits` section.
+        (Admitted::AskGlobal { local, .. }, None) | (Admitted::Counted(local), _) => {
+            forward_with_headers(plan, forward, [local, None])
+        }
     }
 }
 
-/// Counts the request against its consumer's rate limit and quota.
-fn admit(plan: &Plan, caller: &Caller, env: &RequestEnv) -> Result<Option<RateHeaders>, Denial> {
+/// What counting found: done, or the global limits still to ask the service.
+enum Admitted {
+    Counted(Option<RateHeaders>),
+    AskGlobal {
+        local: Option<RateHeaders>,
+        asked: Vec<Asked>,
+        fallback: Fallback,
+    },
+}
+
+/// Counts the request against its consumer's local rate limit and quota; global ones are left
+/// for the rate-limit service.
+fn admit(plan: &Plan, caller: &Caller, env: &RequestEnv) -> Result<Admitted, Denial> {
     let Some(consumer) = &caller.consumer else {
-        return Ok(None);
+        return Ok(Admitted::Counted(None));
     };
     let Some(product) = plan.products.get(consumer.product()) else {
-        return Ok(None);
+        return Ok(Admitted::Counted(None));
     };
-    if !product.limits.any() {
-        return Ok(None);
+    let local = if product.limits.any() {
+        let counter = match consumer {
+            Consumer::Configured(_, configured) => Counter::Entry(&configured.counter_key),
+            Consumer::Dynamic { id, .. } => Counter::Slot {
+                pool: Pool::Local,
+                size: plan.dynamic.map_or(1, |dynamic| dynamic.pool_size),
+                owner: id,
+            },
+        };
+        local_count::count(env.counters, counter, &product.limits, env.now_ms)?
+    } else {
+        None
+    };
+    if !product.global.any() {
+        return Ok(Admitted::Counted(local));
     }
-    let counted = match consumer {
-        Consumer::Configured(_, configured) => crate::limits::admit(
-            env.counters,
-            &configured.counter_key,
-            &product.limits,
-            env.now_ms,
-        ),
-        Consumer::Dynamic { id, .. } => crate::dynamic_consumers::admit(
-            env.counters,
-            plan.dynamic.map_or(1, |dynamic| dynamic.pool_size),
-            id,
-            &product.limits,
-            env.now_ms,
-        ),
+    let fallback = match consumer {
+        Consumer::Configured(id, _) => Fallback::Configured(*id),
+        Consumer::Dynamic { id, .. } => Fallback::Dynamic(id.clone()),
     };
-    counted.map_err(|refusal| match refusal {
-        Refusal::RateLimited { retry_after_s } => Denial::rate_limited(retry_after_s),
-        Refusal::QuotaExceeded { retry_after_s } => Denial::quota_exceeded(retry_after_s),
-        // Contention beyond the retry bound, or a store error: refuse, briefly.
-        Refusal::Unavailable => Denial::rate_limited(1),
+    Ok(Admitted::AskGlobal {
+        local,
+        asked: global_limits::asked(&product.global),
+        fallback,
     })
 }
 
@@ -448,7 +428,7 @@ fn rewrite<'p>(
     operation: &Operation,
     caller: Caller<'p>,
     request: Matched,
-) -> Forward<'p> {
+) -> Forward {
     let Matched {
         headers,
         path,
@@ -513,7 +493,7 @@ fn rewrite<'p>(
 
     Forward {
         operation: operation_id,
-        consumer: caller.consumer,
+        consumer: caller.consumer.as_ref().map(|c| c.id().to_string()),
         request_edits,
         path,
         response_edits,

@@ -5,10 +5,12 @@
 
 use crate::checks::{check_header_name, check_identifier, check_path, check_query_name, is_token};
 use crate::config::{
-    AuthMode, Config, ConsumerConfig, HeaderRulesConfig, JwtConfig, OperationConfig, ProductConfig,
-    RateLimitHeadersConfig, Unmatched,
+    AuthMode, Config, ConsumerConfig, FailureMode, HeaderRulesConfig, JwtConfig, OperationConfig,
+    ProductConfig, RateLimitHeadersConfig, Scope, Unmatched,
 };
 use crate::config_error::ConfigError;
+use crate::dynamic_consumers::{slot_key, Pool};
+use crate::global_limits::GlobalLimits;
 use crate::jwt::key_fetch::KeyFetch;
 use crate::jwt::JwtPlan;
 use crate::limits::{Limit, Limits};
@@ -40,6 +42,8 @@ pub struct Plan {
     pub(crate) unmatched: Unmatched,
     /// Names of the rate-limit response headers; `None` = not sent.
     pub(crate) rate_headers: Option<RateHeaderNames>,
+    /// The rate-limit service of global limits, if any.
+    pub(crate) global: Option<GlobalLimits>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +64,10 @@ pub struct DynamicConsumers {
 #[derive(Debug)]
 pub struct Product {
     pub name: String,
+    /// Limits counted in this process.
     pub limits: Limits,
+    /// Limits counted by the rate-limit service (`"scope": "global"`).
+    pub global: Limits,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -70,6 +77,8 @@ pub struct Consumer {
     pub jwt_client_ids: Vec<String>,
     /// Where its counters live in the shared store (`tollgate/c/<id>`), built once here.
     pub counter_key: String,
+    /// Where its global limits are counted while the service fails (`tollgate/g/<id>`).
+    pub fallback_key: String,
 }
 
 #[derive(Debug)]
@@ -136,7 +145,11 @@ impl Plan {
         let key_query = config.subscription_key.query;
         check_query_name("subscription_key.query", &key_query)?;
 
-        let products = compile_products(config.products)?;
+        let global = config
+            .global_limits
+            .map(GlobalLimits::compile)
+            .transpose()?;
+        let products = compile_products(config.products, global.is_some())?;
         let product_ids: HashMap<&str, ProductId> = products
             .iter()
             .enumerate()
@@ -173,6 +186,7 @@ impl Plan {
             operations,
             unmatched: config.unmatched,
             rate_headers,
+            global,
         })
     }
 
@@ -180,18 +194,40 @@ impl Plan {
     /// limits, and the slot pool of dynamic JWT consumers when their product has limits.
     /// Created before any request (see `limits::create_entries`).
     pub fn counter_entries(&self) -> Vec<String> {
-        let limited =
-            |product: ProductId| self.products.get(product).is_some_and(|p| p.limits.any());
-        let mut keys: Vec<String> = self
-            .consumers
-            .iter()
-            .filter(|c| limited(c.product))
-            .map(|c| c.counter_key.clone())
-            .collect();
-        if let Some(dynamic) = self.dynamic.filter(|d| limited(d.product)) {
-            keys.extend((0..dynamic.pool_size).map(crate::dynamic_consumers::slot_key));
+        let product = |id: ProductId| self.products.get(id);
+        let local = |id| product(id).is_some_and(|p| p.limits.any());
+        // Global limits fall back to local counters only in `failure_mode: local`.
+        let fallback = |id| {
+            self.global
+                .as_ref()
+                .is_some_and(|g| g.failure_mode == FailureMode::Local)
+                && product(id).is_some_and(|p| p.global.any())
+        };
+        let mut keys = Vec::new();
+        for consumer in &self.consumers {
+            if local(consumer.product) {
+                keys.push(consumer.counter_key.clone());
+            }
+            if fallback(consumer.product) {
+                keys.push(consumer.fallback_key.clone());
+            }
+        }
+        if let Some(dynamic) = self.dynamic {
+            for (pool, used) in [
+                (Pool::Local, local(dynamic.product)),
+                (Pool::GlobalFallback, fallback(dynamic.product)),
+            ] {
+                if used {
+                    keys.extend((0..dynamic.pool_size).map(|slot| slot_key(pool, slot)));
+                }
+            }
         }
         keys
+    }
+
+    /// The rate-limit service of global limits, when the configuration has one.
+    pub fn global_limits(&self) -> Option<&GlobalLimits> {
+        self.global.as_ref()
     }
 
     pub fn operation_count(&self) -> usize {
@@ -232,6 +268,7 @@ impl Plan {
 
 fn compile_products(
     products: Option<BTreeMap<String, ProductConfig>>,
+    global_section: bool,
 ) -> Result<Vec<Product>, ConfigError> {
     let Some(products) = products else {
         return Ok(Vec::new());
@@ -247,11 +284,37 @@ fn compile_products(
         .map(|(name, product)| {
             let at = format!("products.{name}");
             check_identifier(&at, &name)?;
+            let mut limits = Limits::default();
+            let mut global = Limits::default();
+            for (place, config, local_slot, global_slot) in [
+                (
+                    "rate_limit",
+                    product.rate_limit,
+                    &mut limits.rate,
+                    &mut global.rate,
+                ),
+                ("quota", product.quota, &mut limits.quota, &mut global.quota),
+            ] {
+                let limit_at = format!("{at}.{place}");
+                match Limit::compile(&limit_at, config)? {
+                    None => {}
+                    Some((limit, Scope::Local)) => *local_slot = Some(limit),
+                    Some((limit, Scope::Global)) => {
+                        if !global_section {
+                            return Err(ConfigError::rule(
+                                format!("{limit_at}.scope"),
+                                "a global limit needs the 'global_limits' section (the \
+                                 rate-limit service that counts it)",
+                            ));
+                        }
+                        crate::global_limits::check_limit(&limit_at, &limit)?;
+                        *global_slot = Some(limit);
+                    }
+                }
+            }
             Ok(Product {
-                limits: Limits {
-                    rate: Limit::compile(&format!("{at}.rate_limit"), product.rate_limit)?,
-                    quota: Limit::compile(&format!("{at}.quota"), product.quota)?,
-                },
+                limits,
+                global,
                 name,
             })
         })
@@ -405,6 +468,7 @@ fn compile_consumers(
         }
         compiled.push(Consumer {
             counter_key: crate::limits::counter_key(&consumer.id),
+            fallback_key: crate::limits::fallback_counter_key(&consumer.id),
             id: consumer.id,
             product,
             jwt_client_ids,

@@ -43,7 +43,7 @@ fn request(method: &str, path: &str, extra: &[(&str, &[u8])]) -> Vec<(String, Ve
 
 const NOW: u64 = 1_800_000_000;
 
-fn run<'p>(plan: &'p Plan, headers: &Headers) -> Verdict<'p> {
+fn run(plan: &Plan, headers: &Headers) -> Verdict {
     let mut tokens = TokenCache::new(16, [7; 16]);
     let counters = MemoryStore::default();
     decide(
@@ -55,7 +55,7 @@ fn run<'p>(plan: &'p Plan, headers: &Headers) -> Verdict<'p> {
 }
 
 /// The whole decision, for what it reports besides the verdict.
-fn decision<'p>(plan: &'p Plan, headers: &Headers) -> Decision<'p> {
+fn decision(plan: &Plan, headers: &Headers) -> Decision {
     let mut tokens = TokenCache::new(16, [7; 16]);
     let counters = MemoryStore::default();
     decide(
@@ -135,7 +135,7 @@ fn forwarded(verdict: Verdict) -> Forwarded {
     match verdict {
         Verdict::Forward(f) => Forwarded {
             operation: f.operation,
-            consumer: f.consumer.as_ref().map(|c| c.id().to_string()),
+            consumer: f.consumer,
             request_edits: f.request_edits,
             path: f.path,
             response_edits: f.response_edits,
@@ -670,7 +670,7 @@ mod limits {
         Plan::from_json(config.to_string().as_bytes()).unwrap()
     }
 
-    fn call<'p>(plan: &'p Plan, store: &MemoryStore, key: &[u8], now_ms: u64) -> Verdict<'p> {
+    fn call(plan: &Plan, store: &MemoryStore, key: &[u8], now_ms: u64) -> Verdict {
         let mut tokens = TokenCache::new(0, [0; 16]);
         let headers = request("GET", "/op", &[(KEY, key)]);
         decide(

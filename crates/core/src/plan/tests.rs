@@ -752,3 +752,107 @@ fn rate_limit_headers_default_configurable_or_off() {
         "between 1 and",
     );
 }
+
+#[test]
+fn global_limits_are_compiled_apart_from_local_ones() {
+    let mut config = valid();
+    config["global_limits"] = json!({ "cluster": "tollgate_rls", "failure_mode": "deny" });
+    config["products"]["starter"]["quota"]["scope"] = json!("global");
+    config["products"]["starter"]["rate_limit"]["scope"] = json!("local");
+    let plan = compile(&config).unwrap();
+    let starter = &plan.products[plan.consumers[0].product];
+    assert_eq!(starter.limits.rate.map(|l| l.calls), Some(5));
+    assert_eq!(starter.limits.quota, None);
+    assert_eq!(starter.global.quota.map(|l| l.calls), Some(1000));
+    assert_eq!(starter.global.rate, None);
+    let global = plan.global_limits().unwrap();
+    assert_eq!(
+        (
+            global.cluster.as_str(),
+            global.domain.as_str(),
+            global.timeout_ms
+        ),
+        ("tollgate_rls", "tollgate", 50)
+    );
+    assert_eq!(global.failure_mode, crate::config::FailureMode::Deny);
+    // deny: no fallback entries, only the local rate limit's.
+    assert_eq!(plan.counter_entries(), vec!["tollgate/c/invoice-flow"]);
+    config["global_limits"]["failure_mode"] = json!("local");
+    assert_eq!(
+        compile(&config).unwrap().counter_entries(),
+        vec!["tollgate/c/invoice-flow", "tollgate/g/invoice-flow"]
+    );
+}
+
+#[test]
+fn global_limit_refusals() {
+    assert_refused(
+        |c| c["products"]["starter"]["quota"]["scope"] = json!("global"),
+        "products.starter.quota.scope",
+        "needs the 'global_limits' section",
+    );
+    let with_section = |edit: fn(&mut Value)| {
+        move |c: &mut Value| {
+            c["global_limits"] = json!({ "cluster": "tollgate_rls" });
+            edit(c);
+        }
+    };
+    assert_refused(
+        with_section(|c| {
+            c["products"]["starter"]["rate_limit"] =
+                json!({ "calls": 5, "renewal_period_s": 30, "scope": "global" })
+        }),
+        "products.starter.rate_limit.renewal_period_s",
+        "unit of the rate-limit service",
+    );
+    assert_refused(
+        with_section(|c| {
+            c["products"]["starter"]["quota"] =
+                json!({ "calls": 5_000_000_000u64, "renewal_period_s": 86400, "scope": "global" })
+        }),
+        "products.starter.quota.calls",
+        "at most 4294967295",
+    );
+    assert_refused(
+        with_section(|c| c["products"]["starter"]["quota"]["scope"] = json!("cluster")),
+        "products.starter.quota.scope",
+        "unknown variant",
+    );
+    assert_refused(
+        with_section(|c| c["global_limits"]["cluster"] = json!("")),
+        "global_limits.cluster",
+        "must name an Envoy cluster",
+    );
+    assert_refused(
+        |c| c["global_limits"] = json!({ "domain": "x" }),
+        "global_limits",
+        "missing field `cluster`",
+    );
+    assert_refused(
+        with_section(|c| c["global_limits"]["failure_mode"] = json!("open")),
+        "global_limits.failure_mode",
+        "unknown variant",
+    );
+    assert_refused(
+        with_section(|c| c["global_limits"]["timeout_ms"] = json!(0)),
+        "global_limits.timeout_ms",
+        "between 1 and",
+    );
+    assert_refused(
+        with_section(|c| c["global_limits"]["retries"] = json!(2)),
+        "global_limits.retries",
+        "unknown field `retries`",
+    );
+}
+
+#[test]
+fn no_window_is_longer_than_a_year() {
+    assert_refused(
+        |c| c["products"]["starter"]["quota"]["renewal_period_s"] = json!(31_536_001),
+        "products.starter.quota.renewal_period_s",
+        "at most 31536000",
+    );
+    let mut config = valid();
+    config["products"]["starter"]["quota"]["renewal_period_s"] = json!(31_536_000);
+    assert!(compile(&config).is_ok());
+}

@@ -1,0 +1,98 @@
+//! What the pipeline decides about a request, as plain values the glue carries out: deny,
+//! forward with edits, pass through untouched, or ask the rate-limit service first.
+
+use crate::deny::Denial;
+use crate::global_limits::Asked;
+use crate::limits::{tightest, RateHeaders};
+use crate::operation::OperationId;
+use crate::plan::Plan;
+use crate::rewrite::HeaderEdit;
+use crate::subscription::ConsumerId;
+
+/// Everything `decide` found out about one request: what to do, and what the host needs to
+/// know besides (for metrics, logs and key refresh).
+#[derive(Debug, PartialEq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// What the request turned out to be, as far as the pipeline got.
+    pub trace: Trace,
+    /// A token named a `kid` no key has: the provider may have rotated its keys.
+    pub unknown_kid: bool,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Trace {
+    pub operation: Option<OperationId>,
+    /// The consumer's id, once known.
+    pub consumer: Option<String>,
+    /// Its index, for a configured consumer.
+    pub configured_consumer: Option<ConsumerId>,
+    /// The consumer came through `jwt.default_product`.
+    pub dynamic_consumer: bool,
+}
+
+/// What to do with one request.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// Answer with this error; the upstream never sees the request.
+    Deny(Denial),
+    /// Forward with these changes.
+    Forward(Forward),
+    /// No operation matched and `unmatched` is `pass`: forward untouched.
+    PassThrough,
+    /// Admitted so far; the rate-limit service must count the global limits before the
+    /// request may go on (`global_answer::settle` reads its answer).
+    AskGlobal(Box<GlobalCheck>),
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Forward {
+    pub operation: OperationId,
+    /// The consumer's id, when the operation identifies its callers.
+    pub consumer: Option<String>,
+    pub request_edits: Vec<HeaderEdit>,
+    /// New `:path`, when the key left the query or the operation rewrites the path.
+    pub path: Option<String>,
+    /// Edits for the response, rendered now while the request's identity is at hand.
+    pub response_edits: Vec<HeaderEdit>,
+}
+
+/// A request waiting for the rate-limit service.
+#[derive(Debug, PartialEq)]
+pub struct GlobalCheck {
+    /// The serialized `ShouldRateLimit` request.
+    pub message: Vec<u8>,
+    /// The forward to make once admitted (rate-limit headers still to come).
+    pub(crate) forward: Forward,
+    /// What the local limits reported.
+    pub(crate) local_headers: Option<RateHeaders>,
+    /// The global limits asked, in descriptor order.
+    pub(crate) asked: Vec<Asked>,
+    /// Where this consumer is counted when the service fails and `failure_mode` is `local`.
+    pub(crate) fallback: Fallback,
+}
+
+/// The local counters that stand in for the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fallback {
+    Configured(ConsumerId),
+    /// A dynamic JWT consumer, by id (`jwt:<client>`).
+    Dynamic(String),
+}
+
+/// Forwards with the rate-limit headers of the tightest of the reports, when configured.
+pub(crate) fn forward_with_headers(
+    plan: &Plan,
+    mut forward: Forward,
+    reports: [Option<RateHeaders>; 2],
+) -> Verdict {
+    let [a, b] = reports;
+    if let (Some(names), Some(values)) = (&plan.rate_headers, tightest(a, b)) {
+        forward.response_edits.extend([
+            HeaderEdit::Set(names.limit.clone(), values.limit.to_string()),
+            HeaderEdit::Set(names.remaining.clone(), values.remaining.to_string()),
+            HeaderEdit::Set(names.reset.clone(), values.reset_s.to_string()),
+        ]);
+    }
+    Verdict::Forward(forward)
+}
