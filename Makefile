@@ -7,15 +7,21 @@ VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 WASM    := target/wasm32-wasip1/release/tollgate.wasm
 CLI     := target/debug/tollgate
+RLS     := target/release/tollgate-rls
+# Debian packages the tests and the demo run for real: Redis (global limits), openssl (test
+# certificates for rediss://). Installed when missing, with sudo when not root.
+APT_GET := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 SOURCES := $(shell find src crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
 
 .PHONY: all setup build run stop compose-config oci test fmt-check clippy unit integration bench clean
 
 all: build
 
-## setup: the wasm target and a virtualenv with Envoy, FastAPI, uvicorn and the test tools.
+## setup: the wasm target, Redis, and a virtualenv with Envoy, FastAPI, uvicorn and the test tools.
 setup: $(VENV)/.installed
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@command -v redis-server >/dev/null && command -v openssl >/dev/null || \
+	  ($(APT_GET) update -qq && $(APT_GET) install -y -qq redis-server openssl)
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 
@@ -25,14 +31,17 @@ $(VENV)/.installed: tests/requirements.txt backend/requirements.txt
 	$(PYTHON) -m pip install --quiet -r tests/requirements.txt -r backend/requirements.txt
 	touch $@
 
-## build: the filter (.wasm, release) and the native CLI.
-build: setup $(WASM) $(CLI)
+## build: the filter (.wasm, release), the native CLI and tollgate-rls (release).
+build: setup $(WASM) $(CLI) $(RLS)
 
 $(WASM): $(SOURCES) Cargo.lock
 	cargo build --release --target wasm32-wasip1 -p tollgate
 
 $(CLI): $(SOURCES) Cargo.lock
 	cargo build -p tollgate-cli
+
+$(RLS): $(SOURCES) Cargo.lock
+	cargo build --release -p tollgate-rls
 
 Cargo.lock:
 	cargo generate-lockfile
@@ -68,7 +77,7 @@ clippy: setup
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip1 -p tollgate -- -D warnings
 
-unit:
+unit: setup
 	cargo test --workspace
 
 integration: build

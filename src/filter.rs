@@ -355,6 +355,7 @@ impl Filter {
 
 fn increment(host: &impl Host, id: u32) {
     if let Err(err) = host.increment_metric(id) {
-        log::error!("tollgate: cannot increment metric {id} ({err})");
+        // Per request: at debug level, so a broken stat cannot flood the log.
+        log::debug!("tollgate: cannot increment metric {id} ({err})");
     }
 }

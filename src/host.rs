@@ -1,6 +1,7 @@
 //! What the filter needs from Envoy, as one trait: each method is one proxy-wasm host call.
-//! `proxy.rs` implements it with the SDK's `Result`-returning calls (the SDK's context methods
-//! panic on an unexpected host status); the tests implement it with a recording fake.
+//! `proxy.rs` implements it with the SDK's `hostcalls` (which return `Err` for the statuses a
+//! call documents, and themselves panic on any other); the tests implement it with a recording
+//! fake that can fail any call, including ones Envoy never fails.
 
 use std::fmt;
 use tollgate_core::metrics::SeriesKind;

@@ -23,6 +23,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 WASM = REPO / "target" / "wasm32-wasip1" / "release" / "tollgate.wasm"
 CLI = REPO / "target" / "debug" / "tollgate"
+RLS = REPO / "target" / "release" / "tollgate-rls"
+# The cluster of the rate-limit service in the reference config (HTTP/2, gRPC).
+RLS_CLUSTER = "tollgate_rls"
 REFERENCE_CONFIG = REPO / "envoy" / "envoy.yaml"
 
 
@@ -74,6 +77,7 @@ def render_envoy_config(
     wasm: Path = WASM,
     base: dict | None = None,
     extra_clusters: dict[str, int] | None = None,
+    rls_port: int | None = None,
 ) -> dict:
     """The reference Envoy config with other ports, `.wasm` path and plugin configuration."""
     config = copy.deepcopy(base if base is not None else load_reference())
@@ -87,6 +91,10 @@ def render_envoy_config(
     wasm_filter["vm_config"]["code"]["local"]["filename"] = str(wasm)
     value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config, indent=1)
     wasm_filter["configuration"]["value"] = value
+    if rls_port is not None:
+        rls = cluster_named(config, RLS_CLUSTER)
+        rls_endpoint = rls["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        rls_endpoint["address"]["socket_address"]["port_value"] = rls_port
     for name, port in (extra_clusters or {}).items():
         cluster = copy.deepcopy(backend)
         cluster["name"] = cluster["load_assignment"]["cluster_name"] = name
@@ -94,6 +102,21 @@ def render_envoy_config(
         address["address"]["socket_address"]["port_value"] = port
         config["static_resources"]["clusters"].append(cluster)
     return config
+
+
+def cluster_named(envoy_config: dict, name: str) -> dict:
+    for cluster in envoy_config["static_resources"]["clusters"]:
+        if cluster["name"] == name:
+            return cluster
+    raise KeyError(f"no cluster named {name!r}")
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def wait_until(check, what: str, timeout_s: float = 20.0, process: subprocess.Popen | None = None):
@@ -133,6 +156,76 @@ class Backend:
 
     def stop(self):
         stop(self.process)
+
+
+class Redis:
+    """A throwaway redis-server on 127.0.0.1 (no persistence); can be killed and restarted on
+    the same port to test what happens when Redis goes away."""
+
+    def __init__(self, workdir: Path, port: int | None = None, detach: bool = False):
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_path = workdir / f"redis-{self.port}.log"
+        self.detach = detach
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self):
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=self.log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=self.detach,
+        )
+        wait_until(lambda: port_open(self.port), "redis-server", process=self.process)
+
+    def kill(self):
+        """SIGKILL: Redis gone at once, as when its pod dies."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self):
+        if self.process is not None:
+            stop(self.process)
+
+
+class RateLimitService:
+    """The built tollgate-rls, counting in `redis`."""
+
+    def __init__(self, workdir: Path, redis_url: str, port: int | None = None,
+                 detach: bool = False):
+        self.port = port or free_port()
+        self.redis_url = redis_url
+        self.log_path = workdir / f"tollgate-rls-{self.port}.log"
+        self.detach = detach
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self):
+        if not RLS.exists():
+            raise RuntimeError(f"{RLS} is missing: run `make build`")
+        self.process = subprocess.Popen(
+            [str(RLS), "--listen", f"127.0.0.1:{self.port}"],
+            env={**os.environ, "TOLLGATE_RLS_REDIS": self.redis_url},
+            stdout=self.log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=self.detach,
+        )
+        wait_until(lambda: port_open(self.port), "tollgate-rls", process=self.process)
+
+    def kill(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self):
+        if self.process is not None:
+            stop(self.process)
 
 
 class Envoy:

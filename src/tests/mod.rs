@@ -184,6 +184,8 @@ fn limits_are_shared_through_the_host_store_by_every_filter() {
     );
 }
 
+/// Envoy fails only some of these (a dispatch, a stat, a CAS); the rest it would answer with a
+/// panic in the SDK. The glue must survive every one regardless.
 #[test]
 fn host_failures_are_survived() {
     let (host, plugin) = configured(&config());

@@ -327,23 +327,26 @@ fn compile_jwt(
     operations: &[Operation],
     product_ids: &HashMap<&str, ProductId>,
 ) -> Result<(Option<JwtPlan>, Option<DynamicConsumers>), ConfigError> {
-    let pool_size = crate::dynamic_consumers::pool_size(config.max_dynamic_consumers)?;
-    let dynamic = match config.default_product.take() {
-        None => None,
-        Some(name) => Some(DynamicConsumers {
-            product: *product_ids.get(name.as_str()).ok_or_else(|| {
-                ConfigError::rule("jwt.default_product", format!("unknown product '{name}'"))
-            })?,
-            pool_size,
-        }),
-    };
     let template_claims: BTreeSet<String> = operations
         .iter()
         .flat_map(|op| [&op.request_headers, &op.response_headers])
         .flat_map(HeaderRules::claim_names)
         .map(str::to_string)
         .collect();
-    Ok((Some(JwtPlan::compile(config, &template_claims)?), dynamic))
+    let default_product = config.default_product.take();
+    let max_dynamic_consumers = config.max_dynamic_consumers;
+    // The token rules first, then the consumer ones: a section with several faults is
+    // reported at the same one as ever.
+    let jwt = JwtPlan::compile(config, &template_claims)?;
+    let product = match default_product {
+        None => None,
+        Some(name) => Some(*product_ids.get(name.as_str()).ok_or_else(|| {
+            ConfigError::rule("jwt.default_product", format!("unknown product '{name}'"))
+        })?),
+    };
+    let pool_size = crate::dynamic_consumers::pool_size(max_dynamic_consumers)?;
+    let dynamic = product.map(|product| DynamicConsumers { product, pool_size });
+    Ok((Some(jwt), dynamic))
 }
 
 fn compile_rate_headers(

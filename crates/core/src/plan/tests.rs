@@ -856,3 +856,32 @@ fn no_window_is_longer_than_a_year() {
     config["products"]["starter"]["quota"]["renewal_period_s"] = json!(31_536_000);
     assert!(compile(&config).is_ok());
 }
+
+#[test]
+fn a_jwt_section_with_several_faults_is_refused_at_the_token_rule_first() {
+    let jwt = |extra: Value| {
+        let mut section = json!({
+            "jwks": { "keys": [{ "kty": "oct", "kid": "h", "k": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE" }] },
+            "algorithms": ["HS256"]
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            section[key] = value.clone();
+        }
+        move |c: &mut Value| c["jwt"] = section
+    };
+    assert_refused(
+        jwt(json!({ "algorithms": [], "default_product": "nope" })),
+        "jwt.algorithms",
+        "must not be empty",
+    );
+    assert_refused(
+        jwt(json!({ "issuers": [], "max_dynamic_consumers": 0 })),
+        "jwt.issuers",
+        "must not be empty",
+    );
+    assert_refused(
+        jwt(json!({ "default_product": "nope", "max_dynamic_consumers": 0 })),
+        "jwt.default_product",
+        "unknown product",
+    );
+}
