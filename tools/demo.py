@@ -1,7 +1,10 @@
 """`make run` / `make stop`: the demo stack on 127.0.0.1 with freshly made keys.
 
+Two Envoys with the filter (two replicas, as on AKS) in front of the sample FastAPI backend,
+sharing one count of global limits through tollgate-rls on a throwaway Redis.
+
 Keys are made with `tollgate new-key` on every start and printed once; only their hashes are
-written into `.run/envoy.yaml`, the reference `envoy/envoy.yaml` with the demo keys swapped in.
+written into `.run/envoy*.yaml`, the reference `envoy/envoy.yaml` with the demo keys swapped in.
 """
 
 from __future__ import annotations
@@ -33,14 +36,19 @@ def new_key() -> tuple[str, str]:
 
 
 def stop() -> None:
+    """Stops what `start` recorded: Envoys through their admin API, the other processes (each
+    in its own session) by process group."""
     if not PIDS.exists():
         return
-    backend_pid, envoy_admin = PIDS.read_text().split()
-    stack.quit_envoy(envoy_admin)
-    try:
-        os.killpg(int(backend_pid), signal.SIGTERM)
-    except (ProcessLookupError, PermissionError, ValueError):
-        pass
+    for line in PIDS.read_text().splitlines():
+        kind, _, target = line.partition(" ")
+        if kind == "envoy":
+            stack.quit_envoy(target)
+        elif kind == "process":
+            try:
+                os.killpg(int(target), signal.SIGTERM)
+            except (ProcessLookupError, PermissionError, ValueError):
+                pass
     PIDS.unlink()
     print("demo stopped")
 
@@ -55,21 +63,37 @@ def fresh_keys(plugin: dict) -> dict[str, list[str]]:
     return keys
 
 
-def print_keys_and_curls(keys: dict[str, list[str]], url: str, config: str) -> None:
+DEMO_BODY = '{"invoice_id": "INV-1", "amount": "12.50", "currency": "EUR", "due_date": "2026-12-31"}'
+
+
+def print_keys_and_curls(keys: dict[str, list[str]], urls: list[str], config: str) -> None:
     flow_primary, flow_secondary = keys["invoice-flow"]
     portal = keys["contoso-portal"][0]
+    partner = keys["partner-app"][0]
+    url = urls[0]
     print(f"""demo keys (made just now; only their hashes are in {config}):
   invoice-flow   (product starter)    primary   {flow_primary}
                                       secondary {flow_secondary}
   contoso-portal (product unlimited)  primary   {portal}
+  partner-app    (product partner)    primary   {partner}
 
 try:
   curl -i -X POST {url}/validate \\
        -H 'Ocp-Apim-Subscription-Key: {flow_primary}' \\
        -H 'Content-Type: application/json' \\
-       -d '{{"invoice_id": "INV-1", "amount": "12.50", "currency": "EUR", "due_date": "2026-12-31"}}'
+       -d '{DEMO_BODY}'
   curl -i -X POST {url}/validate                       # 401, missing key
   curl -i {url}/admin/x -H 'Ocp-Apim-Subscription-Key: {flow_primary}'   # 403, starter may not
+""")
+    if len(urls) < 2:
+        return
+    gateways = " ".join(urls * 6)
+    print(f"""partner-app has a global quota of 10 calls a day, shared by every gateway:
+  for url in {gateways}; do
+    curl -s -o /dev/null -w '%{{http_code}} ' -X POST $url/validate \\
+         -H 'Ocp-Apim-Subscription-Key: {partner}' -H 'Content-Type: application/json' \\
+         -d '{DEMO_BODY}'
+  done; echo      # 200 ten times across both gateways, then 403 from either
 """)
 
 
@@ -85,7 +109,7 @@ def compose_config() -> None:
     target.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
     (stack.REPO / ".env").write_text(f"TOLLGATE_ENVOY_CONFIG=./{target.relative_to(stack.REPO)}\n")
     print(f"wrote {target} and .env; now: docker compose up\n")
-    print_keys_and_curls(keys, "http://127.0.0.1:10000", str(target.relative_to(stack.REPO)))
+    print_keys_and_curls(keys, ["http://127.0.0.1:10000"], str(target.relative_to(stack.REPO)))
 
 
 def start() -> None:
@@ -100,26 +124,48 @@ def start() -> None:
     backend_cluster = reference["static_resources"]["clusters"][0]
     backend_address = backend_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
     backend_port = backend_address["endpoint"]["address"]["socket_address"]["port_value"]
+    rls_cluster = stack.cluster_named(reference, stack.RLS_CLUSTER)
+    rls_address = rls_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    rls_port = rls_address["endpoint"]["address"]["socket_address"]["port_value"]
 
     backend_port = port("TOLLGATE_DEMO_BACKEND_PORT", backend_port)
-    backend = stack.Backend(RUN, port=backend_port, detach=True)
-    envoy_config = stack.render_envoy_config(
-        plugin, listen_port=port("TOLLGATE_DEMO_PORT", ports["port_value"]),
-        admin_port=port("TOLLGATE_DEMO_ADMIN_PORT", admin["port_value"]),
-        backend_port=backend_port, base=reference)
+    rls_port = port("TOLLGATE_DEMO_RLS_PORT", rls_port)
+    listen = [port("TOLLGATE_DEMO_PORT", ports["port_value"]),
+              port("TOLLGATE_DEMO_PORT_B", ports["port_value"] + 1)]
+    admins = [port("TOLLGATE_DEMO_ADMIN_PORT", admin["port_value"]),
+              port("TOLLGATE_DEMO_ADMIN_PORT_B", admin["port_value"] + 1)]
+
+    started: list[str] = []
+
+    def record(line: str):
+        started.append(line)
+        PIDS.write_text("\n".join(started) + "\n")
+
     try:
-        envoy = stack.Envoy(RUN, envoy_config, name="envoy", concurrency=2, detach=True)
+        redis = stack.Redis(RUN, port=port("TOLLGATE_DEMO_REDIS_PORT", 6390), detach=True)
+        record(f"process {redis.process.pid}")
+        rls = stack.RateLimitService(RUN, redis.url, port=rls_port, detach=True)
+        record(f"process {rls.process.pid}")
+        backend = stack.Backend(RUN, port=backend_port, detach=True)
+        record(f"process {backend.process.pid}")
+        envoys = []
+        for name, listen_port, admin_port in zip(("envoy", "envoy-b"), listen, admins):
+            envoy_config = stack.render_envoy_config(
+                plugin, listen_port=listen_port, admin_port=admin_port,
+                backend_port=backend_port, rls_port=rls_port, base=reference)
+            envoys.append(stack.Envoy(RUN, envoy_config, name=name, concurrency=2, detach=True))
+            record(f"envoy {envoys[-1].admin}")
     except RuntimeError:
-        backend.stop()
+        stop()
         raise
-    PIDS.write_text(f"{backend.process.pid} {envoy.admin}\n")
 
     print(f"""
 tollgate demo is running (logs in {RUN}; stop with `make stop`)
-  gateway  {envoy.url}   ->  FastAPI backend http://127.0.0.1:{backend_port}
-  admin    {envoy.admin}/stats/prometheus
+  gateway A  {envoys[0].url}   gateway B  {envoys[1].url}   ->  FastAPI backend http://127.0.0.1:{backend_port}
+  global limits: tollgate-rls 127.0.0.1:{rls_port} on Redis {redis.url}
+  admin      {envoys[0].admin}/stats/prometheus   {envoys[1].admin}/stats/prometheus
 """)
-    print_keys_and_curls(keys, envoy.url, ".run/envoy.yaml")
+    print_keys_and_curls(keys, [envoy.url for envoy in envoys], ".run/envoy.yaml")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`make run`'s demo: it starts, prints keys, and the curl it prints is served."""
+"""`make run`'s demo: it starts, prints keys, the curl it prints is served, and the global
+quota it shows holds across its two gateways."""
 
 import os
 import re
@@ -14,7 +15,11 @@ def test_demo_serves_the_curl_it_prints(tmp_path):
                TOLLGATE_DEMO_DIR=str(tmp_path),
                TOLLGATE_DEMO_PORT=str(stack.free_port()),
                TOLLGATE_DEMO_ADMIN_PORT=str(stack.free_port()),
-               TOLLGATE_DEMO_BACKEND_PORT=str(stack.free_port()))
+               TOLLGATE_DEMO_BACKEND_PORT=str(stack.free_port()),
+               TOLLGATE_DEMO_PORT_B=str(stack.free_port()),
+               TOLLGATE_DEMO_ADMIN_PORT_B=str(stack.free_port()),
+               TOLLGATE_DEMO_RLS_PORT=str(stack.free_port()),
+               TOLLGATE_DEMO_REDIS_PORT=str(stack.free_port()))
     demo = [sys.executable, str(stack.REPO / "tools" / "demo.py")]
     started = subprocess.run([*demo, "start"], env=env, capture_output=True, text=True,
                              timeout=120, cwd=stack.REPO)
@@ -22,7 +27,7 @@ def test_demo_serves_the_curl_it_prints(tmp_path):
         assert started.returncode == 0, started.stderr
         output = started.stdout
         keys = re.findall(r"\b[0-9a-f]{64}\b", output)
-        assert len(set(keys)) == 3, output
+        assert len(set(keys)) == 4, output
         # Only hashes reach the generated config; the plaintext keys do not.
         written = (tmp_path / "envoy.yaml").read_text()
         assert not any(key in written for key in keys)
@@ -35,5 +40,11 @@ def test_demo_serves_the_curl_it_prints(tmp_path):
         assert status == "200", served.stdout
         assert '"valid":true' in body
         assert '"x-consumer-id","invoice-flow"' in body
+
+        # The printed loop over both gateways: ten admitted, then the shared quota is out.
+        loop = output[output.index("  for url in"):output.index("# 200 ten times")]
+        statuses = subprocess.run(["bash", "-c", loop], capture_output=True, text=True,
+                                  timeout=60).stdout.split()
+        assert statuses == ["200"] * 10 + ["403"] * 2, statuses
     finally:
         subprocess.run([*demo, "stop"], env=env, capture_output=True, timeout=60)
