@@ -89,5 +89,6 @@ clean:
 
 ## bench: tollgate against Envoy passthrough and native filters, one run (not a test).
 bench: build
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@command -v wrk >/dev/null || ($(APT_GET) update -qq && $(APT_GET) install -y -qq wrk)
+	cargo build --release -p tollgate-rls --example load
 	$(PYTHON) tools/bench.py

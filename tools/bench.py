@@ -15,6 +15,10 @@ Suites:
           api_key_auth + local_ratelimit keyed per consumer, tollgate
   jwt     RS256 bearer token: passthrough, native jwt_authn with and without its token cache,
           tollgate with one repeated token (cache hits) and a fresh token per request (misses)
+  global  subscription key + a global rate limit (never hit) counted by tollgate-rls on Redis:
+          passthrough, native api_key_auth + envoy.filters.http.ratelimit calling the same
+          tollgate-rls (with the same limit override), tollgate; then tollgate-rls alone:
+          ShouldRateLimit calls/s with the service pinned to core 0 (examples/load.rs)
 
 Not a test: nothing here asserts a timing.
 """
@@ -179,6 +183,47 @@ def native_jwt_filter(jwks: dict, cache: bool) -> dict:
             "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "entra"}}],
         },
     }
+
+
+def rls_cluster(config: dict, rls_port: int) -> dict:
+    """The reference config's tollgate_rls cluster, aimed at the bench's tollgate-rls."""
+    cluster = stack.cluster_named(config, stack.RLS_CLUSTER)
+    endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    endpoint["address"]["socket_address"]["port_value"] = rls_port
+    return config
+
+
+def native_global_filters(key: str, consumers: int) -> list[dict]:
+    """api_key_auth, then set_metadata holding the limit override, then Envoy's rate-limit
+    filter calling tollgate-rls: the same descriptor and override tollgate sends."""
+    return [
+        native_key_filter(key, consumers),
+        {"name": "envoy.filters.http.set_metadata",
+         "typed_config": {
+             "@type": "type.googleapis.com/envoy.extensions.filters.http.set_metadata.v3.Config",
+             "metadata": [{"metadata_namespace": "tollgate", "value": {
+                 "limit": {"requests_per_unit": 1_000_000_000, "unit": "MINUTE"}}}]}},
+        {"name": "envoy.filters.http.ratelimit",
+         "typed_config": {
+             "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+             "domain": "tollgate", "timeout": "0.05s", "failure_mode_deny": False,
+             "rate_limit_service": {
+                 "grpc_service": {"envoy_grpc": {"cluster_name": stack.RLS_CLUSTER}},
+                 "transport_api_version": "V3"}}},
+    ]
+
+
+def with_native_global_descriptor(config: dict) -> dict:
+    route = http_filters(config)["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+    route["rate_limits"] = [{
+        "actions": [
+            {"request_headers": {"header_name": "x-consumer-id", "descriptor_key": "consumer"}},
+            {"generic_key": {"descriptor_key": "limit", "descriptor_value": "rate_limit"}},
+        ],
+        "limit": {"dynamic_metadata": {"metadata_key": {
+            "key": "tollgate", "path": [{"key": "limit"}]}}},
+    }]
+    return config
 
 
 def upstream_config(port: int, admin_port: int) -> dict:
@@ -399,6 +444,43 @@ def jwt_suite(args, workdir: Path) -> tuple[str, list[Case]]:
     ])
 
 
+def global_suite(args, rls_port: int) -> tuple[str, list[Case]]:
+    key = secrets.token_hex(32)
+    header = ["-H", f"{KEY_HEADER}: {key}"]
+    plugin = key_plugin(key, args.consumers)
+    plugin["global_limits"] = {"cluster": stack.RLS_CLUSTER, "timeout_ms": 50}
+    plugin["products"]["starter"]["rate_limit"] = {
+        "calls": 1_000_000_000, "renewal_period_s": 60, "scope": "global"}
+
+    def config(port: int) -> dict:
+        return rls_cluster(base_config(plugin, port), rls_port)
+
+    return (f"Subscription key + global rate limit (never hit) through tollgate-rls on Redis, "
+            f"{args.consumers} consumers", [
+        Case("passthrough-global", "Envoy passthrough (router only)",
+             lambda port: with_filters(config(port), []), {}, header),
+        Case("native-global", "Envoy native api_key_auth + ratelimit filter → tollgate-rls "
+                              "(+ prefix_rewrite)",
+             lambda port: with_native_global_descriptor(with_filters(
+                 config(port), native_global_filters(key, args.consumers),
+                 prefix_rewrite="/api/v1/items")),
+             {KEY_HEADER: key}, header),
+        Case("tollgate-global", "tollgate: subscription key + global rate limit → tollgate-rls "
+                                "+ identity header + rewrite",
+             lambda port: config(port), {KEY_HEADER: key}, header),
+    ])
+
+
+def rls_throughput(rls_port: int, args) -> str:
+    """tollgate-rls alone: calls/s of a closed-loop gRPC client (core 1) against the service
+    pinned to core 0."""
+    load = subprocess.run(
+        pinned(1, [str(stack.REPO / "target" / "release" / "examples" / "load"),
+                   f"http://127.0.0.1:{rls_port}", str(args.seconds), str(args.connections)]),
+        capture_output=True, text=True, check=True)
+    return f"\n### tollgate-rls alone (service on core 0; client and Redis on core 1)\n\n{load.stdout.strip()}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=6)
@@ -406,7 +488,8 @@ def main():
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--consumers", type=int, default=1000)
     parser.add_argument("--fresh-tokens", type=int, default=3000)
-    parser.add_argument("--suite", choices=["keys", "limits", "jwt", "all"], default="all")
+    parser.add_argument("--suite", choices=["keys", "limits", "jwt", "global", "all"],
+                        default="all")
     args = parser.parse_args()
     if not stack.WASM.exists():
         sys.exit(f"{stack.WASM} is missing: run `make build`")
@@ -423,11 +506,29 @@ def main():
             suites.append(limits_suite(args))
         if args.suite in ("jwt", "all"):
             suites.append(jwt_suite(args, workdir))
+        redis = rls = None
+        if args.suite in ("global", "all"):
+            # Redis and the service share core 1 with wrk and the upstream, as a sidecar's
+            # neighbours would; the measured Envoy keeps core 0 to itself.
+            redis = stack.Redis(workdir)
+            rls = stack.RateLimitService(workdir, redis.url)
+            subprocess.run(["taskset", "-p", "-c", "1", str(redis.process.pid)],
+                           check=True, capture_output=True)
+            subprocess.run(["taskset", "-a", "-p", "-c", "1", str(rls.process.pid)],
+                           check=True, capture_output=True)
+            suites.append(global_suite(args, rls.port))
         try:
             tables = [run_suite(title, cases, workdir, upstream_port, args)
                       for title, cases in suites]
+            if rls is not None:
+                subprocess.run(["taskset", "-a", "-p", "-c", "0", str(rls.process.pid)],
+                               check=True, capture_output=True)
+                tables.append(rls_throughput(rls.port, args))
         finally:
             upstream.stop()
+            for process in (rls, redis):
+                if process is not None:
+                    process.stop()
 
     print(f"\n{args.rounds} rounds x {args.seconds} s, wrk -t1 -c{args.connections}; measured "
           f"Envoy --concurrency 1 on core 0, wrk + upstream on core 1; medians (extra: of "
