@@ -80,3 +80,47 @@ pub(crate) fn non_empty_list(at: &str, values: &[String]) -> Result<(), ConfigEr
     }
     Ok(())
 }
+
+/// A label value fit for a stat name: letters, digits and `_ - : @` kept, anything else
+/// (dots above all, which separate the name's parts) becomes `_`.
+pub fn metric_label(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '@') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Names that become metric labels must stay apart once labelled (`a.b` and `a_b` would
+/// share a series) and must not take a label tollgate reserves. `names` yields (path, name).
+pub(crate) fn check_distinct_labels<'a>(
+    names: impl Iterator<Item = (String, &'a str)>,
+    reserved: &[&str],
+) -> Result<(), ConfigError> {
+    let mut seen: std::collections::HashMap<String, (String, &str)> =
+        std::collections::HashMap::new();
+    for (at, name) in names {
+        let label = metric_label(name);
+        if reserved.contains(&label.as_str()) {
+            return Err(ConfigError::rule(
+                at,
+                format!("'{name}' is reserved (its metric label '{label}' means something else)"),
+            ));
+        }
+        if let Some((first_at, first)) = seen.get(&label) {
+            return Err(ConfigError::rule(
+                at,
+                format!(
+                    "'{name}' would share the metric label '{label}' with '{first}' ({first_at})"
+                ),
+            ));
+        }
+        seen.insert(label, (at, name));
+    }
+    Ok(())
+}

@@ -15,6 +15,7 @@ mod deny;
 mod dynamic_consumers;
 mod global_answer;
 mod global_limits;
+mod json_keys;
 mod jwt;
 mod limits;
 mod local_count;

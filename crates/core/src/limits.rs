@@ -110,7 +110,7 @@ impl CounterState {
             now_ms
                 >= self
                     .rate_start_ms
-                    .saturating_add(rate.renewal_period_s * 1000)
+                    .saturating_add(rate.renewal_period_s.saturating_mul(1000))
         });
         let quota_over = limits
             .quota
@@ -189,7 +189,13 @@ pub fn evaluate(
 
     if let Some(rate) = limits.rate {
         let window_ms = rate.renewal_period_s.saturating_mul(1000);
-        if now_ms >= next.rate_start_ms.saturating_add(window_ms) || now_ms < next.rate_start_ms {
+        // A clock read earlier than the window's start (another worker read the time before
+        // us but wrote first) counts in the current window: a window never moves backwards.
+        // Only a start more than a whole window ahead (a clock set back, a stale entry) is
+        // abandoned.
+        let ended = now_ms >= next.rate_start_ms.saturating_add(window_ms);
+        let far_ahead = now_ms.saturating_add(window_ms) <= next.rate_start_ms;
+        if ended || far_ahead {
             next.rate_start_ms = now_ms;
             next.rate_count = 0;
         }
@@ -207,7 +213,14 @@ pub fn evaluate(
     }
 
     if let Some(quota) = limits.quota {
-        let window = quota_window(quota, now_ms);
+        // A stamp from the window just before the stored one (a worker that read the clock
+        // earlier but writes later) counts in the stored window: windows never move backwards.
+        let read = quota_window(quota, now_ms);
+        let window = if read.saturating_add(1) == next.quota_window {
+            next.quota_window
+        } else {
+            read
+        };
         if next.quota_window != window {
             next.quota_window = window;
             next.quota_count = 0;

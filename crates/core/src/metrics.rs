@@ -4,7 +4,7 @@
 //! `tollgate_requests_total{operation="validate",consumer="invoice-flow",outcome="allowed"}`.
 //!
 //! The series are fixed at configure time from operations, consumers and outcomes; only dynamic
-//! JWT consumers add series at run time, up to a cap per VM (then they count as `jwt:other`).
+//! JWT consumers add series at run time, up to a cap per VM (then they count as `jwt:*`).
 
 use crate::config::FailureMode;
 use crate::plan::Plan;
@@ -19,7 +19,8 @@ pub const LIMIT_SERVICE_FAILURES: &str = "tollgate_rate_limit_service_failures_t
 /// The label value when there is no operation or no consumer.
 pub const NONE: &str = "-";
 /// Dynamic JWT consumers past the per-VM cap of their own series.
-pub const OTHER_DYNAMIC: &str = "jwt:other";
+/// A label no consumer can have: `label` never keeps a `*`, so no client id maps onto it.
+pub const OTHER_DYNAMIC: &str = "jwt:*";
 
 pub const ALLOWED: &str = "allowed";
 
@@ -61,20 +62,7 @@ fn consumer_outcomes(plan: &Plan) -> Vec<&'static str> {
 /// Upstream response classes counted per operation.
 pub const STATUS_CLASSES: [&str; 2] = ["4xx", "5xx"];
 
-/// A label value fit for a stat name: letters, digits and `_ - : @` kept, anything else
-/// (dots above all, which separate the name's parts) becomes `_`.
-pub fn label(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '@') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use crate::checks::metric_label as label;
 
 pub fn request_counter(operation: &str, consumer: &str, outcome: &str) -> String {
     format!(
@@ -82,6 +70,15 @@ pub fn request_counter(operation: &str, consumer: &str, outcome: &str) -> String
         label(operation),
         label(consumer),
         outcome
+    )
+}
+
+/// The counter of dynamic consumers past the per-VM cap: its consumer label is written as is
+/// (`label` would turn the `*` that keeps it apart into `_`).
+pub fn overflow_counter(operation: &str, outcome: &str) -> String {
+    format!(
+        "{REQUESTS}.op={}.consumer={OTHER_DYNAMIC}.outcome={outcome}",
+        label(operation)
     )
 }
 
@@ -93,7 +90,7 @@ pub fn upstream_status_counter(operation: &str, class: &str) -> String {
     format!("{UPSTREAM_RESPONSES}.op={}.class={class}", label(operation))
 }
 
-/// Series a dynamic consumer may add, per VM, before it counts as `jwt:other`.
+/// Series a dynamic consumer may add, per VM, before it counts as `jwt:*`.
 pub fn dynamic_series_cap(plan: &Plan) -> usize {
     plan.dynamic.map_or(0, |dynamic| {
         dynamic
@@ -213,7 +210,7 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
                         operation: op_index,
                         outcome,
                     },
-                    request_counter(op, OTHER_DYNAMIC, outcome),
+                    overflow_counter(op, outcome),
                 ));
             }
         }
@@ -243,7 +240,7 @@ pub fn status_class(status: Option<&[u8]>) -> Option<&'static str> {
 
 /// The host's handle of each series, found by index on the request path. Configured series are
 /// defined up front; a dynamic consumer's series is defined on its first request while the
-/// per-VM cap lasts, and counts under `jwt:other` after that.
+/// per-VM cap lasts, and counts under `jwt:*` after that.
 #[derive(Debug)]
 pub struct SeriesIds<Id> {
     configured: HashMap<SeriesKey, Id>,
@@ -331,6 +328,21 @@ impl<Id: Copy> SeriesIds<Id> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn no_client_id_lands_in_the_overflow_series() {
+        assert_eq!(
+            overflow_counter("op", ALLOWED),
+            "tollgate_requests_total.op=op.consumer=jwt:*.outcome=allowed"
+        );
+        for client in ["*", "other", "_", "%2A"] {
+            assert_ne!(
+                request_counter("op", &format!("jwt:{client}"), ALLOWED),
+                overflow_counter("op", ALLOWED),
+                "{client}"
+            );
+        }
+    }
 
     #[test]
     fn labels_never_carry_the_separator() {
@@ -473,11 +485,11 @@ mod tests {
                 .request(&dynamic_trace("a"), "op", outcome, |_, _| Some(101))
                 .is_some());
         }
-        // The cap is spent: a newcomer counts as jwt:other.
+        // The cap is spent: a newcomer counts as jwt:*.
         let other = ids.request(&dynamic_trace("b"), "op", ALLOWED, |_, _| {
             panic!("defined past the cap")
         });
-        let other_name = request_counter("op", OTHER_DYNAMIC, ALLOWED);
+        let other_name = overflow_counter("op", ALLOWED);
         let position = defined.iter().position(|n| n == &other_name).unwrap();
         assert_eq!(other, Some(u32::try_from(position).unwrap() + 1));
         assert!(ids.upstream_latency(0).is_some());

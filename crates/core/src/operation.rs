@@ -44,10 +44,14 @@ impl MethodSet {
         ))
     }
 
+    /// A list that holds GET also holds HEAD: HTTP servers (FastAPI among them) answer HEAD
+    /// with the GET handler, so HEAD must not slip past a GET operation's auth and limits.
     pub fn contains(&self, method: &str) -> bool {
         match &self.0 {
             None => true,
-            Some(methods) => methods.iter().any(|m| m == method),
+            Some(methods) => methods
+                .iter()
+                .any(|m| m == method || (method == "HEAD" && m == "GET")),
         }
     }
 }
@@ -120,6 +124,13 @@ mod tests {
         assert!(set.contains("GET"));
         assert!(!set.contains("DELETE"));
         assert!(MethodSet::any().contains("PATCH"));
+    }
+
+    #[test]
+    fn a_get_operation_also_answers_head() {
+        assert!(MethodSet::of(vec!["GET".into()]).contains("HEAD"));
+        assert!(!MethodSet::of(vec!["POST".into()]).contains("HEAD"));
+        assert!(!MethodSet::of(vec!["HEAD".into()]).contains("GET"));
     }
 
     #[test]

@@ -453,7 +453,10 @@ fn rewrite<'p>(
     // The upstream never sees a subscription key, whichever operation it was sent to.
     let mut request_edits = vec![HeaderEdit::Remove(plan.key_header.clone())];
     if let Some(jwt) = &plan.jwt {
-        if !jwt.forward_token {
+        // With a `jwt` section, a bearer token reaches the upstream only when it was verified
+        // for this request (and `forward_token` allows it): never an unverified one sent
+        // beside a key.
+        if !jwt.forward_token || caller.token.is_none() {
             request_edits.push(HeaderEdit::Remove("authorization".to_string()));
         }
         // Claim headers are ours on every operation: set from the token, or removed so a

@@ -3,7 +3,10 @@
 //! `dynamic_consumers`); every refusal names the path of the offending value
 //! (`operations[2].rewrite: must start with '/'`).
 
-use crate::checks::{check_header_name, check_identifier, check_path, check_query_name, is_token};
+use crate::checks::{
+    check_distinct_labels, check_header_name, check_identifier, check_path, check_query_name,
+    is_token,
+};
 use crate::config::{
     AuthMode, Config, ConsumerConfig, FailureMode, HeaderRulesConfig, JwtConfig, OperationConfig,
     ProductConfig, RateLimitHeadersConfig, Scope, Unmatched,
@@ -136,6 +139,7 @@ impl Plan {
             path: "configuration".to_string(),
             message: err.to_string(),
         })?;
+        crate::json_keys::reject_duplicate_keys(bytes)?;
         Self::compile(config)
     }
 
@@ -172,6 +176,7 @@ impl Plan {
             .collect();
 
         let rate_headers = compile_rate_headers(config.rate_limit_headers)?;
+        check_metric_labels(&consumers, &operations)?;
 
         Ok(Self {
             key_header: key_header_display.to_ascii_lowercase(),
@@ -654,6 +659,42 @@ fn compile_header_rules(
         }
     }
     Ok(compiled)
+}
+
+/// Consumer ids and operation names are metric labels: distinct once labelled, and not one of
+/// the labels tollgate uses itself (`-` for none; dynamic consumers are `jwt:<client>`, so a
+/// configured id may not start with `jwt:`).
+fn check_metric_labels(
+    consumers: &[Consumer],
+    operations: &[Operation],
+) -> Result<(), ConfigError> {
+    if let Some((index, consumer)) = consumers
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.id.starts_with("jwt:"))
+    {
+        return Err(ConfigError::rule(
+            format!("consumers[{index}].id"),
+            format!(
+                "'{}' may not start with 'jwt:', the prefix of dynamic JWT consumers",
+                consumer.id
+            ),
+        ));
+    }
+    check_distinct_labels(
+        consumers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("consumers[{i}].id"), c.id.as_str())),
+        &[crate::metrics::NONE],
+    )?;
+    check_distinct_labels(
+        operations
+            .iter()
+            .enumerate()
+            .map(|(i, op)| (format!("operations[{i}].name"), op.name.as_str())),
+        &[crate::metrics::NONE],
+    )
 }
 
 fn unknown_product(name: &str, product_ids: &HashMap<&str, ProductId>) -> String {

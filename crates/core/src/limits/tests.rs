@@ -257,3 +257,40 @@ fn create_entries_makes_missing_entries_and_reports_failures() {
         vec![("c", StoreError::CasMismatch)]
     );
 }
+
+#[test]
+fn a_late_writer_with_an_earlier_clock_never_moves_the_rate_window_back() {
+    let store = MemoryStore::default();
+    let limits = rate(5, 60);
+    // Worker A fills the window opened at T0 + 10 ms.
+    for _ in 0..5 {
+        assert!(admit(&store, "c", &limits, T0 + 10).is_ok());
+    }
+    // Worker B read the clock at T0 (before A's first request) and writes now: refused, not
+    // a fresh window.
+    for _ in 0..5 {
+        assert!(matches!(
+            admit(&store, "c", &limits, T0),
+            Err(Refusal::RateLimited { .. })
+        ));
+    }
+    // A start more than a window ahead (a clock set back) is abandoned, not waited for.
+    assert!(admit(&store, "c", &limits, T0 - 61_000).is_ok());
+}
+
+#[test]
+fn a_late_writer_from_the_previous_quota_window_counts_in_the_current_one() {
+    let store = MemoryStore::default();
+    let limits = quota(5, 60);
+    let window_start = (T0 / 60_000 + 1) * 60_000;
+    for _ in 0..5 {
+        assert!(admit(&store, "c", &limits, window_start).is_ok());
+    }
+    // A stamp a millisecond before the window began: the current window, which is full.
+    assert!(matches!(
+        admit(&store, "c", &limits, window_start - 1),
+        Err(Refusal::QuotaExceeded { .. })
+    ));
+    // A later window starts anew; a much earlier one (a changed period) does too.
+    assert!(admit(&store, "c", &limits, window_start + 60_000).is_ok());
+}

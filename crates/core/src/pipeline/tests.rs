@@ -114,6 +114,23 @@ fn the_trace_says_how_far_a_request_got() {
     );
 }
 
+#[test]
+fn head_is_held_to_the_get_operation() {
+    let config = json!({
+        "products": { "p": {} },
+        "consumers": [{ "id": "c", "product": "p", "keys": [hash("k")] }],
+        "operations": [{ "name": "data", "methods": ["GET"], "path": "/data" }],
+        "unmatched": "pass"
+    });
+    let plan = Plan::from_json(config.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        denied(run(&plan, &request("HEAD", "/data", &[]))).status,
+        401
+    );
+    let with_key = request("HEAD", "/data", &[("ocp-apim-subscription-key", b"k")]);
+    assert!(matches!(run(&plan, &with_key), Verdict::Forward(_)));
+}
+
 fn denied(verdict: Verdict) -> Denial {
     match verdict {
         Verdict::Deny(denial) => denial,
@@ -468,6 +485,37 @@ mod jwt {
             Outcome::InvalidCredential,
             "a wrong key is not rescued by a token"
         );
+    }
+
+    #[test]
+    fn an_unverified_token_beside_a_key_never_reaches_the_upstream() {
+        let plan = jwt_plan(|_| {});
+        // alg: none, unsigned: the key authenticates the request, the token is never checked.
+        let unsigned = b"Bearer eyJhbGciOiJub25lIn0.eyJhenAiOiJjbGllbnQtMSJ9.";
+        for path in ["/either", "/key"] {
+            let f = forwarded(run(
+                &plan,
+                &request(
+                    "GET",
+                    path,
+                    &[(KEY, b"primary"), ("authorization", unsigned)],
+                ),
+            ));
+            assert!(
+                f.request_edits
+                    .contains(&HeaderEdit::Remove("authorization".into())),
+                "{path}"
+            );
+        }
+        // A verified token is forwarded (forward_token defaults to true).
+        let auth = bearer(&rs256(claims()));
+        let f = forwarded(run(
+            &plan,
+            &request("GET", "/jwt", &[("authorization", &auth)]),
+        ));
+        assert!(!f
+            .request_edits
+            .contains(&HeaderEdit::Remove("authorization".into())));
     }
 
     #[test]

@@ -885,3 +885,55 @@ fn a_jwt_section_with_several_faults_is_refused_at_the_token_rule_first() {
         "unknown product",
     );
 }
+
+#[test]
+fn a_key_given_twice_in_any_object_is_refused() {
+    let text = valid()
+        .to_string()
+        .replacen("\"products\":{", "\"products\":{\"starter\":{},", 1);
+    let err = Plan::from_json(text.as_bytes()).unwrap_err().to_string();
+    assert!(
+        err.starts_with("products.starter: duplicate key 'starter'"),
+        "{err}"
+    );
+    // A repeated struct field is refused by the typed parse already.
+    let text = valid()
+        .to_string()
+        .replacen("{", "{\"unmatched\":\"pass\",", 1);
+    assert!(Plan::from_json(text.as_bytes()).is_err());
+}
+
+#[test]
+fn names_that_would_share_a_metric_label_are_refused() {
+    assert_refused(
+        |c| {
+            c["consumers"][1]["id"] = json!("invoice.flow");
+            c["consumers"][0]["id"] = json!("invoice_flow");
+        },
+        "consumers[1].id",
+        "would share the metric label 'invoice_flow'",
+    );
+    assert_refused(
+        |c| c["consumers"][0]["id"] = json!("jwt:client"),
+        "consumers[0].id",
+        "may not start with 'jwt:'",
+    );
+    assert_refused(
+        |c| c["consumers"][0]["id"] = json!("-"),
+        "consumers[0].id",
+        "is reserved",
+    );
+    assert_refused(
+        |c| c["operations"][1]["name"] = json!("-"),
+        "operations[1].name",
+        "is reserved",
+    );
+    assert_refused(
+        |c| {
+            c["operations"][0]["name"] = json!("v_1");
+            c["operations"][1]["name"] = json!("v.1");
+        },
+        "operations[1].name",
+        "would share the metric label 'v_1'",
+    );
+}
