@@ -57,13 +57,14 @@ stop:
 compose-config: build
 	$(PYTHON) tools/demo.py compose-config
 
-## oci: the filter's OCI images (Istio's, and the init image for a plain sidecar).
+## oci: the filter's OCI images (Istio's, and the init image for a plain sidecar) and tollgate-rls'.
 OCI_REPO ?= tollgate-wasm
 OCI_TAG  ?= dev
 oci: build
 	@if docker info >/dev/null 2>&1; then \
 	  docker build -f oci/wasm.Dockerfile -t $(OCI_REPO):$(OCI_TAG) . && \
 	  docker build -f oci/wasm-init.Dockerfile -t $(OCI_REPO)-init:$(OCI_TAG) . && \
+	  docker build -f oci/rls.Dockerfile -t tollgate-rls:$(OCI_TAG) . && \
 	  echo "push both, then set WasmPlugin.spec.sha256 to the digest docker push prints"; \
 	else echo "no Docker engine here: nothing built (oci/*.Dockerfile need one)"; fi
 

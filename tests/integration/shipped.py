@@ -1,5 +1,6 @@
 """Every configuration the repository ships: Envoy bootstraps (envoy/, k8s ConfigMaps, the
-compose setup) and tollgate plugin configurations (inside those, and Istio WasmPlugins)."""
+compose setup), tollgate plugin configurations (inside those, and Istio WasmPlugins), the
+docker compose file and the Envoy clusters global limits are counted through."""
 
 from __future__ import annotations
 
@@ -69,3 +70,35 @@ def with_local_module(bootstrap: dict) -> dict:
     for block in wasm_filters(bootstrap):
         block["vm_config"]["code"]["local"]["filename"] = str(stack.WASM)
     return bootstrap
+
+
+def compose_file() -> dict:
+    """docker-compose.yml."""
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def plugin_of(bootstrap: dict) -> dict:
+    """The tollgate plugin configuration of a bootstrap with one Wasm filter."""
+    (block,) = wasm_filters(bootstrap)
+    return json.loads(block["configuration"]["value"])
+
+
+def clusters(bootstrap: dict) -> dict[str, dict]:
+    """The static clusters of a bootstrap, by name."""
+    return {c["name"]: c for c in bootstrap.get("static_resources", {}).get("clusters", [])}
+
+
+def cluster_endpoints(cluster: dict) -> list[tuple[str, int]]:
+    """(address, port) of every endpoint of a static or DNS cluster."""
+    return [(e["endpoint"]["address"]["socket_address"]["address"],
+             e["endpoint"]["address"]["socket_address"]["port_value"])
+            for group in cluster["load_assignment"]["endpoints"]
+            for e in group["lb_endpoints"]]
+
+
+def speaks_http2(cluster: dict) -> bool:
+    """Whether Envoy talks HTTP/2 to the cluster, as a gRPC service needs."""
+    options = cluster.get("typed_extension_protocol_options", {}).get(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {})
+    return (options.get("@type", "").endswith("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
+            and "http2_protocol_options" in options.get("explicit_http_config", {}))

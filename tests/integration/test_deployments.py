@@ -1,27 +1,41 @@
-"""The ways users run tollgate: Envoy configs, the AKS sidecar, Istio, docker compose.
+"""The ways users run tollgate: Envoy configs, the AKS sidecar, Istio, docker compose, and
+tollgate-rls (the rate-limit service of global limits) beside each.
 
 No cluster and no Docker engine run on this machine: these tests load every shipped Envoy
 configuration in a real Envoy (`--mode validate`, which runs the filter's on_configure), run
-`tollgate check` on every shipped plugin configuration, and read the manifests."""
+`tollgate check` on every shipped plugin configuration, read the manifests, the compose file
+and the Dockerfiles, and check the manifests against Kubernetes' and Istio's schemas when the
+schema tools are installed."""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import re
 import shutil
 import subprocess
 
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
 import stack
-from shipped import (REPO, envoy_bootstraps, manifests, plugin_configurations,
-                     wasm_filters, with_local_module)
+from shipped import (REPO, cluster_endpoints, clusters, compose_file, envoy_bootstraps,
+                     manifests, plugin_configurations, plugin_of, speaks_http2, wasm_filters,
+                     with_local_module)
 
 BOOTSTRAPS = envoy_bootstraps()
 PLUGINS = plugin_configurations()
 MANIFESTS = dict(manifests())
+
+# The gRPC service name Envoy calls and tollgate-rls reports health for.
+RLS_SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
+# spec.sha256 of a WasmPlugin, as Istio's CRD schema has it (../shared/k8s-schemas/).
+ISTIO_SHA256 = r"(^$|^[a-f0-9]{64}$)"
+# Istio's CRD, copied unchanged with its LICENSE and SOURCE.md (a clone has no ../shared).
+ISTIO_CRD = REPO / "tests" / "data" / "k8s-schemas" / "istio-wasmplugin-crd.yaml"
 
 
 def test_everything_expected_is_shipped():
@@ -30,6 +44,15 @@ def test_everything_expected_is_shipped():
     assert "envoy/envoy-compose.yaml" in wheres
     assert any(w.startswith("k8s/sidecar/configmap.yaml") for w in wheres)
     assert any(w.startswith("k8s/istio/wasmplugin.yaml") for w, _ in PLUGINS)
+    for manifest in ("k8s/rls/deployment.yaml:Deployment/tollgate-rls",
+                     "k8s/rls/deployment.yaml:PodDisruptionBudget/tollgate-rls",
+                     "k8s/rls/service.yaml:Service/tollgate-rls",
+                     "k8s/rls/examples/redis-secret.yaml:Secret/tollgate-rls-redis",
+                     "k8s/rls/dev/redis.yaml:Deployment/tollgate-redis",
+                     "k8s/rls/dev/redis.yaml:Service/tollgate-redis"):
+        assert manifest in MANIFESTS, manifest
+    assert (REPO / "oci" / "rls.Dockerfile").exists()
+    assert (REPO / ".dockerignore").exists()
 
 
 @pytest.mark.parametrize("where,bootstrap", BOOTSTRAPS, ids=[w for w, _ in BOOTSTRAPS])
@@ -129,7 +152,8 @@ def test_istio_wasmplugin_carries_what_istio_needs():
     assert spec["phase"] == "AUTHN"
     assert spec["failStrategy"] == "FAIL_CLOSE"
     assert spec["url"].startswith("oci://")
-    assert spec["sha256"]
+    # Istio's schema: empty (no check) or 64 lowercase hex digits, no "sha256:" prefix.
+    assert re.fullmatch(ISTIO_SHA256, spec["sha256"]), spec["sha256"]
     assert spec["selector"]["matchLabels"].items() <= deployment["spec"]["template"][
         "metadata"]["labels"].items()
     assert spec["pluginConfig"]["operations"]
@@ -168,3 +192,270 @@ def test_docker_compose_accepts_the_file():
     result = subprocess.run(["docker", "compose", "config", "--quiet"], cwd=REPO,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# --- Global limits: tollgate-rls and the clusters that reach it ---------------------------
+
+def rls_deployment() -> dict:
+    return MANIFESTS["k8s/rls/deployment.yaml:Deployment/tollgate-rls"]
+
+
+def rls_service() -> dict:
+    return MANIFESTS["k8s/rls/service.yaml:Service/tollgate-rls"]
+
+
+def rls_host_and_port() -> tuple[str, int]:
+    """tollgate-rls's Service as the cluster's DNS knows it."""
+    service = rls_service()
+    (port,) = service["spec"]["ports"]
+    name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+    return f"{name}.{namespace}.svc.cluster.local", port["port"]
+
+
+@pytest.mark.parametrize("where,bootstrap", BOOTSTRAPS, ids=[w for w, _ in BOOTSTRAPS])
+def test_global_limits_go_through_an_http2_cluster_of_the_bootstrap(where, bootstrap):
+    section = plugin_of(bootstrap).get("global_limits")
+    if section is None:
+        pytest.skip(f"{where} has no global limits")
+    cluster = clusters(bootstrap).get(section["cluster"])
+    assert cluster, f"{where}: no cluster {section['cluster']!r} for global limits"
+    assert speaks_http2(cluster), f"{where}: gRPC to the rate-limit service needs HTTP/2"
+    assert cluster_endpoints(cluster), where
+
+
+def test_every_environment_ships_a_global_product():
+    """The reference, compose, the sidecar and Istio each show a global limit in use."""
+    shown = {where.split(":")[0] for where, plugin in PLUGINS
+             if any(isinstance(limit, dict) and limit.get("scope") == "global"
+                    for product in json.loads(plugin)["products"].values()
+                    for limit in product.values())}
+    assert {"envoy/envoy.yaml", "envoy/envoy-compose.yaml", "k8s/sidecar/configmap.yaml",
+            "k8s/istio/wasmplugin.yaml"} <= shown, shown
+
+
+def test_rls_deployment_carries_what_aks_needs():
+    deployment = rls_deployment()
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] >= 2
+    (container,) = pod["containers"]
+    assert re.fullmatch(r"[a-z0-9.-]+(/[a-z0-9._-]+)+/tollgate-rls:[\w.-]+", container["image"]), \
+        container["image"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": 8081}
+    assert container["args"] == ["--listen", "0.0.0.0:8081"]
+
+    # Ready only while Redis answers: Kubernetes' own gRPC probe on the RLS service's health.
+    readiness = container["readinessProbe"]
+    assert readiness["grpc"] == {"port": 8081, "service": RLS_SERVICE}
+    # Liveness must not follow Redis (every health name of tollgate-rls does), or a Redis
+    # outage would restart every pod: the port accepting connections is enough.
+    liveness = container["livenessProbe"]
+    assert "grpc" not in liveness and "httpGet" not in liveness
+    assert liveness["tcpSocket"]["port"] in ("grpc", 8081)
+
+    # The Redis URL (it carries the access key) from the Secret, never written here.
+    env = {e["name"]: e for e in container["env"]}
+    redis = env["TOLLGATE_RLS_REDIS"]
+    assert "value" not in redis
+    assert redis["valueFrom"]["secretKeyRef"] == {"name": "tollgate-rls-redis", "key": "url"}
+    dumped = yaml.safe_dump(deployment)
+    assert "redis://" not in dumped and "rediss://" not in dumped
+    assert "--redis" not in container["args"]
+
+    # Non-root, read-only, no capabilities, no way up.
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]["memory"]
+
+    # Drains and upgrades keep one replica serving.
+    budget = MANIFESTS["k8s/rls/deployment.yaml:PodDisruptionBudget/tollgate-rls"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert 1 <= budget["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    assert budget["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+
+
+def test_rls_service_speaks_grpc_over_http2():
+    service = rls_service()
+    deployment = rls_deployment()
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"][
+        "labels"].items()
+    assert service["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    (port,) = service["spec"]["ports"]
+    # `grpc` and kubernetes.io/h2c: Istio (and gateways) then use HTTP/2 to it.
+    assert port["name"] == "grpc"
+    assert port["appProtocol"] == "kubernetes.io/h2c"
+    assert port["port"] == 8081
+    container_ports = [p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0][
+        "ports"]]
+    assert port["targetPort"] in container_ports
+
+
+def test_rls_redis_secret_is_an_example_of_azure_cache_for_redis():
+    secret = MANIFESTS["k8s/rls/examples/redis-secret.yaml:Secret/tollgate-rls-redis"]
+    assert secret["metadata"]["namespace"] == rls_deployment()["metadata"]["namespace"]
+    url = secret["stringData"]["url"]
+    # TLS on 6380, a placeholder where the key goes: nothing real is committed.
+    assert re.fullmatch(r"rediss://:<access-key>@<name>\.redis\.cache\.windows\.net:6380/0", url), url
+    text = (REPO / "k8s" / "rls" / "examples" / "redis-secret.yaml").read_text()
+    assert "kubectl" in text and "create secret generic tollgate-rls-redis" in text
+
+
+def test_dev_redis_keeps_nothing_and_matches_the_secret_it_documents():
+    deployment = MANIFESTS["k8s/rls/dev/redis.yaml:Deployment/tollgate-redis"]
+    service = MANIFESTS["k8s/rls/dev/redis.yaml:Service/tollgate-redis"]
+    assert deployment["spec"]["replicas"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--save") + 1] == "" and args[args.index("--appendonly") + 1] == "no"
+    assert all("persistentVolumeClaim" not in v for v in pod.get("volumes", []))
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"][
+        "labels"].items()
+    assert [p["port"] for p in service["spec"]["ports"]] == [6379]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    url = f"redis://{service['metadata']['name']}:6379/0"
+    assert url in (REPO / "k8s" / "rls" / "dev" / "redis.yaml").read_text()
+    assert "Azure Cache for Redis" in (REPO / "k8s" / "rls" / "dev" / "redis.yaml").read_text()
+
+
+def test_sidecar_bootstrap_reaches_tollgate_rls_over_http2():
+    configmap = MANIFESTS["k8s/sidecar/configmap.yaml:ConfigMap/invoice-validator-envoy"]
+    bootstrap = yaml.safe_load(configmap["data"]["envoy.yaml"])
+    cluster = clusters(bootstrap)[plugin_of(bootstrap)["global_limits"]["cluster"]]
+    assert cluster["name"] == "tollgate_rls"
+    assert speaks_http2(cluster)
+    assert cluster["type"] == "STRICT_DNS"
+    assert cluster_endpoints(cluster) == [rls_host_and_port()]
+
+
+def test_istio_wasmplugin_reaches_tollgate_rls_through_the_sidecars_cluster():
+    plugin = MANIFESTS["k8s/istio/wasmplugin.yaml:WasmPlugin/tollgate"]
+    cluster = plugin["spec"]["pluginConfig"]["global_limits"]["cluster"]
+    # Istio names a Service's cluster outbound|PORT|SUBSET|FQDN; a plugin cannot add its own.
+    assert re.fullmatch(r"outbound\|8081\|\|tollgate-rls\.[a-z0-9-]+\.svc\.cluster\.local", cluster), \
+        cluster
+    host, port = rls_host_and_port()
+    assert cluster == f"outbound|{port}||{host}"
+
+
+def test_istio_wasmplugin_passes_istio_schema():
+    crd = yaml.safe_load(ISTIO_CRD.read_text())
+    plugin = MANIFESTS["k8s/istio/wasmplugin.yaml:WasmPlugin/tollgate"]
+    group, version = plugin["apiVersion"].split("/")
+    assert crd["spec"]["group"] == group
+    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    assert served["served"]
+    schema = served["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert re.fullmatch(schema["properties"]["sha256"]["pattern"], plugin["spec"]["sha256"])
+    assert schema["properties"]["sha256"]["pattern"] == ISTIO_SHA256
+    unknown = set(plugin["spec"]) - set(schema["properties"])
+    assert not unknown, f"fields Istio's schema does not know: {unknown}"
+    jsonschema.validate(plugin["spec"], schema)
+
+
+def test_k8s_manifests_pass_kubernetes_schemas():
+    for name, doc in MANIFESTS.items():
+        if doc["apiVersion"].startswith("extensions.istio.io/"):
+            continue  # a CRD: test_istio_wasmplugin_passes_istio_schema
+        try:
+            kubernetes_validate.validate(doc, "1.31.0", strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{name}: {e.message}")
+
+
+def test_compose_file_runs_tollgate_rls_on_a_throwaway_redis():
+    services = compose_file()["services"]
+    redis, rls, envoy = services["redis"], services["tollgate-rls"], services["envoy"]
+    assert redis["image"].startswith("redis:7")
+    command = redis["command"]
+    assert command[command.index("--save") + 1] == "" and "--appendonly" in command
+    assert "volumes" not in redis
+    # Only Envoy is published; Redis and tollgate-rls stay inside the compose network.
+    assert "ports" not in redis and "ports" not in rls
+    assert rls["build"] == {"context": ".", "dockerfile": "oci/rls.Dockerfile"}
+    assert rls["environment"]["TOLLGATE_RLS_REDIS"] == "redis://redis:6379/0"
+    assert "redis" in rls["depends_on"]
+    assert "tollgate-rls" in envoy["depends_on"]
+    listen = rls["command"][rls["command"].index("--listen") + 1]
+    assert listen == "0.0.0.0:8081"
+
+    bootstrap = yaml.safe_load((REPO / "envoy" / "envoy-compose.yaml").read_text())
+    cluster = clusters(bootstrap)[plugin_of(bootstrap)["global_limits"]["cluster"]]
+    assert cluster["type"] == "STRICT_DNS"
+    assert cluster_endpoints(cluster) == [("tollgate-rls", int(listen.rsplit(":", 1)[1]))]
+
+
+def test_compose_config_has_the_reference_consumers_and_products():
+    """`make compose-config` swaps in fresh keys consumer by consumer and prints the
+    reference's demo: both need the same consumers (ids, products, number of keys)."""
+    reference = plugin_of(yaml.safe_load((REPO / "envoy" / "envoy.yaml").read_text()))
+    compose = plugin_of(yaml.safe_load((REPO / "envoy" / "envoy-compose.yaml").read_text()))
+
+    def shape(plugin: dict) -> list[tuple[str, str, int]]:
+        return [(c["id"], c["product"], len(c["keys"])) for c in plugin["consumers"]]
+
+    assert shape(compose) == shape(reference)
+    assert compose["products"] == reference["products"]
+    assert {k: v for k, v in compose["global_limits"].items() if k != "cluster"} == \
+        {k: v for k, v in reference["global_limits"].items() if k != "cluster"}
+
+
+def test_rls_image_builds_the_locked_service_and_runs_it_as_nonroot_on_distroless():
+    dockerfile = (REPO / "oci" / "rls.Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)(?: AS (\w+))?$", dockerfile, re.M)
+    assert len(stages) == 2, stages
+    (builder, name), (runtime, _) = stages
+    # A Rust image new enough for the crate, on the Debian the runtime image is built from.
+    version = re.fullmatch(r"rust:1\.(\d+)(?:\.\d+)?-bookworm", builder)
+    assert version, builder
+    needed = re.search(r'^rust-version = "1\.(\d+)"', (REPO / "crates" / "rls" / "Cargo.toml")
+                       .read_text(), re.M)
+    assert int(version.group(1)) >= int(needed.group(1))
+    assert re.search(r"^RUN cargo build --release -p tollgate-rls --locked$", dockerfile, re.M)
+    assert runtime.startswith("gcr.io/distroless/") and "debian12" in runtime
+    assert re.search(rf"^COPY --from={name} /src/target/release/tollgate-rls /tollgate-rls$",
+                     dockerfile, re.M)
+    users = re.findall(r"^USER (\S+)$", dockerfile, re.M)
+    assert users and users[-1] in ("65532", "65532:65532"), \
+        "a numeric non-root user, so Kubernetes' runAsNonRoot can check it"
+    assert re.search(r'^ENTRYPOINT \["/tollgate-rls"\]$', dockerfile, re.M)
+    assert re.search(r'^CMD \["--listen", "0\.0\.0\.0:8081"\]$', dockerfile, re.M)
+    assert re.search(r"^EXPOSE 8081$", dockerfile, re.M)
+    # Nothing secret is baked in.
+    assert "TOLLGATE_RLS_REDIS" not in re.sub(r"^#.*$", "", dockerfile, flags=re.M)
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether Docker leaves `path` out of the build context (last matching pattern wins; a
+    pattern matching a parent directory matches everything under it)."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        if any(fnmatch.fnmatchcase(c, pattern) for c in candidates):
+            ignored = not negated
+    return ignored
+
+
+def test_dockerignore_keeps_what_the_images_copy_and_drops_the_rest():
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    for dockerfile in sorted((REPO / "oci").glob("*.Dockerfile")):
+        for line in re.findall(r"^COPY (?!--from)(.+)$", dockerfile.read_text(), re.M):
+            *sources, _ = line.split()
+            for source in sources:
+                assert (REPO / source).exists(), f"{dockerfile.name}: {source}"
+                assert not dockerignored(source, patterns), f"{dockerfile.name} needs {source}"
+    for heavy in ("target/release/tollgate-rls", "target/debug/tollgate", ".venv/bin/python",
+                  ".git/HEAD", ".run/envoy.yaml"):
+        assert dockerignored(heavy, patterns), heavy
