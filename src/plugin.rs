@@ -8,7 +8,7 @@ use crate::host::Host;
 use std::cell::RefCell;
 use std::rc::Rc;
 use tollgate_core::metrics::{configured_series, dynamic_series_cap, SeriesIds};
-use tollgate_core::{create_entries, random_hash_key, Answered, KeyCall, Plan, TokenCache};
+use tollgate_core::{random_hash_key, Answered, KeyCall, Plan, TokenCache};
 
 /// How often `on_tick` checks whether a key fetch is due.
 pub const TICK_PERIOD_S: u64 = 1;
@@ -56,8 +56,7 @@ impl Plugin {
                 TokenCache::default()
             }
         };
-        let counter_keys = plan.counter_entries();
-        for (key, err) in create_entries(host, &counter_keys) {
+        for (key, err) in plan.prepare_counters(host) {
             log::error!("tollgate: cannot create counter entry {key} ({err:?})");
         }
         let metrics = SeriesIds::define(

@@ -12,6 +12,8 @@ use crate::limits::{
     evaluate, CounterState, CounterStore, Limits, RateHeaders, Refusal, StoreError,
     MAX_CAS_ATTEMPTS, STATE_BYTES,
 };
+use siphasher::sip::SipHasher13;
+use std::hash::Hasher;
 
 pub const DEFAULT_POOL_SIZE: usize = 1000;
 pub const MAX_POOL_SIZE: u64 = 100_000;
@@ -47,12 +49,33 @@ pub fn slot_key(pool: Pool, index: usize) -> String {
     }
 }
 
-/// FNV-1a: stable across VMs and runs, unlike std's randomly keyed hasher.
-fn home_slot(owner: &str, pool_size: usize) -> usize {
-    let hash = owner.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    usize::try_from(hash % pool_size.max(1) as u64).unwrap_or(0)
+/// Where the pool's hash key lives: one per Envoy process, so every worker finds a client's
+/// slots in the same place; random, so nobody can choose client ids that collide.
+pub const POOL_KEY: &str = "tollgate/d/key";
+
+/// Creates the pool's hash key if there is none (at configure time, like the counters).
+pub fn create_pool_key(store: &dyn CounterStore) -> Result<(), StoreError> {
+    if store.load(POOL_KEY)?.0.is_some() {
+        return Ok(());
+    }
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).map_err(|_| StoreError::Unavailable)?;
+    store.store(POOL_KEY, &key, None)
+}
+
+/// The first slot a client may use: SipHash-1-3 of its id under the process's pool key (read
+/// per request, so all workers agree once configure has run; all zeros until it has).
+fn home_slot(store: &dyn CounterStore, owner: &str, pool_size: usize) -> Result<usize, Refusal> {
+    let stored = store.load(POOL_KEY).map_err(|_| Refusal::Unavailable)?.0;
+    let mut key = [0u8; 16];
+    if let Some(stored) = stored {
+        for (byte, from) in key.iter_mut().zip(stored) {
+            *byte = from;
+        }
+    }
+    let mut hasher = SipHasher13::new_with_key(&key);
+    hasher.write(owner.as_bytes());
+    Ok(usize::try_from(hasher.finish() % pool_size.max(1) as u64).unwrap_or(0))
 }
 
 fn encode(state: &CounterState, owner: &str) -> Vec<u8> {
@@ -78,35 +101,50 @@ pub fn admit(
     limits: &Limits,
     now_ms: u64,
 ) -> Result<Option<RateHeaders>, Refusal> {
-    let home = home_slot(owner, pool_size);
-    for probe in 0..PROBES.min(pool_size) {
-        let key = slot_key(pool, (home + probe) % pool_size);
-        for _ in 0..MAX_CAS_ATTEMPTS {
+    let size = pool_size.max(1);
+    let home = home_slot(store, owner, size)?;
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        // The client's own slot wins over a free one, wherever it is among its probes: a
+        // client that moved on while its home slot was busy must not come back to a fresh
+        // counter there when the slot frees (and so escape its exhausted window).
+        let mut own = None;
+        let mut free = None;
+        for probe in 0..PROBES.min(size) {
+            let key = slot_key(pool, (home + probe) % size);
             let (value, cas) = store.load(&key).map_err(|_| Refusal::Unavailable)?;
             let value = value.unwrap_or_default();
             let (state, holder) = decode(&value);
-            let start_from = if holder == owner.as_bytes() {
-                state
-            } else if holder.is_empty() || state.idle(limits, now_ms) {
-                CounterState::default()
-            } else {
-                break; // held by another active client: try the next slot
-            };
-            let (next, headers) = evaluate(start_from, limits, now_ms)?;
-            match store.store(&key, &encode(&next, owner), cas) {
-                Ok(()) => return Ok(headers),
-                Err(StoreError::CasMismatch) => continue,
-                Err(StoreError::Unavailable) => return Err(Refusal::Unavailable),
+            if holder == owner.as_bytes() {
+                own = Some((key, state, cas));
+                break;
+            }
+            if free.is_none() && (holder.is_empty() || state.idle(limits, now_ms)) {
+                free = Some((key, CounterState::default(), cas));
             }
         }
+        let Some((key, start_from, cas)) = own.or(free) else {
+            return Err(pool_full(limits));
+        };
+        let (next, headers) = evaluate(start_from, limits, now_ms)?;
+        match store.store(&key, &encode(&next, owner), cas) {
+            Ok(()) => return Ok(headers),
+            // Someone wrote one of the slots since: look again.
+            Err(StoreError::CasMismatch) => continue,
+            Err(StoreError::Unavailable) => return Err(Refusal::Unavailable),
+        }
     }
+    Err(Refusal::Unavailable)
+}
+
+/// Every slot the client may use is held by an active client: wait for a window to end.
+fn pool_full(limits: &Limits) -> Refusal {
     let window_s = limits
         .rate
         .or(limits.quota)
         .map_or(FULL_RETRY_AFTER_S, |limit| limit.renewal_period_s);
-    Err(Refusal::RateLimited {
+    Refusal::RateLimited {
         retry_after_s: FULL_RETRY_AFTER_S.min(window_s).max(1),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -176,9 +214,61 @@ mod tests {
     }
 
     #[test]
-    fn home_slot_is_stable() {
-        assert_eq!(home_slot("jwt:a", 1000), home_slot("jwt:a", 1000));
-        assert!(home_slot("jwt:a", 7) < 7);
-        assert_eq!(home_slot("x", 0), 0);
+    fn home_slot_is_stable_and_keyed() {
+        let store = MemoryStore::default();
+        create_pool_key(&store).unwrap();
+        let home = |owner, size| home_slot(&store, owner, size).unwrap();
+        assert_eq!(home("jwt:a", 1000), home("jwt:a", 1000));
+        assert!(home("jwt:a", 7) < 7);
+        assert_eq!(home("x", 0), 0);
+        let (key, _) = store.load(POOL_KEY).unwrap();
+        create_pool_key(&store).unwrap();
+        assert_eq!(
+            store.load(POOL_KEY).unwrap().0,
+            key,
+            "an existing key is kept"
+        );
+        // Another process (another key) puts the same clients elsewhere.
+        let other = MemoryStore::default();
+        create_pool_key(&other).unwrap();
+        let spread = |store: &MemoryStore| -> Vec<usize> {
+            (0..32)
+                .map(|n| home_slot(store, &format!("jwt:{n}"), 1000).unwrap())
+                .collect()
+        };
+        assert_ne!(spread(&store), spread(&other));
+    }
+
+    #[test]
+    fn a_client_in_a_later_slot_never_escapes_its_window_through_its_freed_home() {
+        let store = MemoryStore::default();
+        create_pool_key(&store).unwrap();
+        // Two clients with the same home slot in a pool of 2.
+        let home_of = |owner: &str| home_slot(&store, owner, 2).unwrap();
+        let first = "jwt:a".to_string();
+        let second = (0..)
+            .map(|n| format!("jwt:b{n}"))
+            .find(|owner| home_of(owner) == home_of(&first))
+            .unwrap();
+        let limits = Limits {
+            rate: Some(Limit {
+                calls: 2,
+                renewal_period_s: 10,
+            }),
+            quota: None,
+        };
+        let t0 = 1_800_000_000_000;
+        assert!(admit(&store, Pool::Local, 2, &first, &limits, t0).is_ok());
+        // The second client lives in the other slot and uses up its window.
+        for _ in 0..2 {
+            assert!(admit(&store, Pool::Local, 2, &second, &limits, t0 + 5_000).is_ok());
+        }
+        // At 10 s the first client's window is over (its home slot is idle), the second
+        // client's is not: it stays refused.
+        assert!(matches!(
+            admit(&store, Pool::Local, 2, &second, &limits, t0 + 10_000),
+            Err(Refusal::RateLimited { .. })
+        ));
+        assert!(admit(&store, Pool::Local, 2, &second, &limits, t0 + 15_000).is_ok());
     }
 }

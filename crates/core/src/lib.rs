@@ -39,7 +39,7 @@ pub use global_limits::{
 pub use jwt::key_fetch::{Answered, KeyCall, KeyFetch};
 pub use jwt::remote::FetchError;
 pub use jwt::token_cache::{random_hash_key, TokenCache};
-pub use limits::{create_entries, CounterStore, StoreError};
+pub use limits::{CounterStore, StoreError};
 pub use pipeline::{decide, Clock, RequestEnv};
 pub use plan::Plan;
 pub use rewrite::HeaderEdit;

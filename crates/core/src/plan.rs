@@ -16,7 +16,7 @@ use crate::dynamic_consumers::{slot_key, Pool};
 use crate::global_limits::GlobalLimits;
 use crate::jwt::key_fetch::KeyFetch;
 use crate::jwt::JwtPlan;
-use crate::limits::{Limit, Limits};
+use crate::limits::{create_entries, CounterStore, Limit, Limits, StoreError};
 use crate::operation::{first_match, MethodSet, OperationId, PathMatch, Route};
 use crate::rewrite::HeaderRules;
 use crate::subscription::{ConsumerId, KeyHash, KeyTable};
@@ -228,6 +228,22 @@ impl Plan {
             }
         }
         keys
+    }
+
+    /// Creates, before any request, every counter entry the plan can use (existing ones keep
+    /// their counts) and the dynamic pool's hash key; returns what could not be created.
+    pub fn prepare_counters(&self, store: &dyn CounterStore) -> Vec<(String, StoreError)> {
+        let keys = self.counter_entries();
+        let mut failed: Vec<(String, StoreError)> = create_entries(store, &keys)
+            .into_iter()
+            .map(|(key, err)| (key.to_string(), err))
+            .collect();
+        if self.dynamic.is_some() {
+            if let Err(err) = crate::dynamic_consumers::create_pool_key(store) {
+                failed.push((crate::dynamic_consumers::POOL_KEY.to_string(), err));
+            }
+        }
+        failed
     }
 
     /// The rate-limit service of global limits, when the configuration has one.
