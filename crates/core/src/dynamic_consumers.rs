@@ -9,7 +9,7 @@
 
 use crate::config_error::ConfigError;
 use crate::limits::{
-    evaluate, CounterState, CounterStore, Limits, RateHeaders, Refusal, StoreError,
+    evaluate, give_back, CounterState, CounterStore, Limits, RateHeaders, Refusal, StoreError,
     MAX_CAS_ATTEMPTS, STATE_BYTES,
 };
 use siphasher::sip::SipHasher13;
@@ -92,7 +92,7 @@ fn decode(bytes: &[u8]) -> (CounterState, &[u8]) {
     )
 }
 
-/// Counts one request of dynamic consumer `owner`.
+/// Counts one request of dynamic consumer `owner`; returns the headers and the state written.
 pub fn admit(
     store: &dyn CounterStore,
     pool: Pool,
@@ -100,7 +100,7 @@ pub fn admit(
     owner: &str,
     limits: &Limits,
     now_ms: u64,
-) -> Result<Option<RateHeaders>, Refusal> {
+) -> Result<(Option<RateHeaders>, CounterState), Refusal> {
     let size = pool_size.max(1);
     let home = home_slot(store, owner, size)?;
     for _ in 0..MAX_CAS_ATTEMPTS {
@@ -127,13 +127,51 @@ pub fn admit(
         };
         let (next, headers) = evaluate(start_from, limits, now_ms)?;
         match store.store(&key, &encode(&next, owner), cas) {
-            Ok(()) => return Ok(headers),
+            Ok(()) => return Ok((headers, next)),
             // Someone wrote one of the slots since: look again.
             Err(StoreError::CasMismatch) => continue,
             Err(StoreError::Unavailable) => return Err(Refusal::Unavailable),
         }
     }
     Err(Refusal::Unavailable)
+}
+
+/// Takes back one request of `owner` counted at `written`, in its own slot if it still holds
+/// one (see `limits::give_back`).
+pub fn refund(
+    store: &dyn CounterStore,
+    pool: Pool,
+    pool_size: usize,
+    owner: &str,
+    limits: &Limits,
+    written: &CounterState,
+) -> Result<(), StoreError> {
+    let size = pool_size.max(1);
+    let home = home_slot(store, owner, size).map_err(|_| StoreError::Unavailable)?;
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let mut own = None;
+        for probe in 0..PROBES.min(size) {
+            let key = slot_key(pool, (home + probe) % size);
+            let (value, cas) = store.load(&key)?;
+            let value = value.unwrap_or_default();
+            let (state, holder) = decode(&value);
+            if holder == owner.as_bytes() {
+                own = Some((key, state, cas));
+                break;
+            }
+        }
+        let Some((key, state, cas)) = own else {
+            return Ok(());
+        };
+        let Some(next) = give_back(state, written, limits) else {
+            return Ok(());
+        };
+        match store.store(&key, &encode(&next, owner), cas) {
+            Err(StoreError::CasMismatch) => continue,
+            done => return done,
+        }
+    }
+    Err(StoreError::Unavailable)
 }
 
 /// Every slot the client may use is held by an active client: wait for a window to end.

@@ -31,10 +31,20 @@ pub fn settle(
     let GlobalCheck {
         forward,
         local_headers,
+        local_counted,
         asked,
         fallback,
         ..
     } = check;
+    // A refusal gives the local limits' count back: counted only when admitted by all.
+    let refuse = |denial: Denial| {
+        if let Some((limits, written)) = &local_counted {
+            if let Some(counter) = local_counter(plan, &fallback) {
+                local_count::give_back(counters, counter, limits, written);
+            }
+        }
+        Verdict::Deny(denial)
+    };
     let failure = match interpret(&asked, answer, now_ms) {
         Ok(Counted::Admitted(global)) => {
             return Settled {
@@ -51,7 +61,7 @@ pub fn settle(
                 LimitKind::Quota => Denial::quota_exceeded(retry_after_s),
             };
             return Settled {
-                verdict: Verdict::Deny(denial),
+                verdict: refuse(denial),
                 failure: None,
             };
         }
@@ -75,21 +85,37 @@ pub fn settle(
                 }),
             };
             let counted = match counter {
-                Some(counter) => local_count::count(counters, counter, &as_limits(&asked), now_ms),
+                Some(counter) => local_count::count(counters, counter, &as_limits(&asked), now_ms)
+                    .map(|(headers, _)| headers),
                 // A consumer the plan does not hold: refuse rather than count nowhere.
                 None => Err(Denial::rate_limited(1)),
             };
             match counted {
                 Ok(headers) => forward_with_headers(plan, forward, [local_headers, headers]),
-                Err(denial) => Verdict::Deny(denial),
+                Err(denial) => refuse(denial),
             }
         }
-        FailureMode::Deny => Verdict::Deny(Denial::limit_service_unavailable()),
+        FailureMode::Deny => refuse(Denial::limit_service_unavailable()),
         FailureMode::Allow => forward_with_headers(plan, forward, [local_headers, None]),
     };
     Settled {
         verdict,
         failure: Some(failure),
+    }
+}
+
+/// The counters of the consumer's local limits.
+fn local_counter<'p>(plan: &'p Plan, consumer: &'p Fallback) -> Option<Counter<'p>> {
+    match consumer {
+        Fallback::Configured(id) => plan
+            .consumers
+            .get(*id)
+            .map(|configured| Counter::Entry(&configured.counter_key)),
+        Fallback::Dynamic(owner) => Some(Counter::Slot {
+            pool: Pool::Local,
+            size: plan.dynamic.map_or(1, |dynamic| dynamic.pool_size),
+            owner,
+        }),
     }
 }
 

@@ -294,12 +294,23 @@ pub fn fallback_counter_key(consumer_id: &str) -> String {
 pub const MAX_CAS_ATTEMPTS: usize = 32;
 
 /// Counts one request for the consumer whose counters live at `key`.
+#[cfg(test)]
 pub fn admit(
     store: &dyn CounterStore,
     key: &str,
     limits: &Limits,
     now_ms: u64,
 ) -> Result<Option<RateHeaders>, Refusal> {
+    admit_counted(store, key, limits, now_ms).map(|(headers, _)| headers)
+}
+
+/// `admit`, also returning the state it wrote, for `give_back`.
+pub fn admit_counted(
+    store: &dyn CounterStore,
+    key: &str,
+    limits: &Limits,
+    now_ms: u64,
+) -> Result<(Option<RateHeaders>, CounterState), Refusal> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         let (value, cas) = store.load(key).map_err(|_| Refusal::Unavailable)?;
         let state = value
@@ -308,12 +319,57 @@ pub fn admit(
             .unwrap_or_default();
         let (next, headers) = evaluate(state, limits, now_ms)?;
         match store.store(key, &next.encode(), cas) {
-            Ok(()) => return Ok(headers),
+            Ok(()) => return Ok((headers, next)),
             Err(StoreError::CasMismatch) => continue,
             Err(StoreError::Unavailable) => return Err(Refusal::Unavailable),
         }
     }
     Err(Refusal::Unavailable)
+}
+
+/// The state with one request counted at `written` taken back: only from windows that are
+/// still the ones it was counted in (a window that has moved on owes nothing). `None` when
+/// there is nothing to take back.
+pub fn give_back(
+    state: CounterState,
+    written: &CounterState,
+    limits: &Limits,
+) -> Option<CounterState> {
+    let mut next = state;
+    if limits.rate.is_some() && state.rate_start_ms == written.rate_start_ms && state.rate_count > 0
+    {
+        next.rate_count -= 1;
+    }
+    if limits.quota.is_some() && state.quota_window == written.quota_window && state.quota_count > 0
+    {
+        next.quota_count -= 1;
+    }
+    (next != state).then_some(next)
+}
+
+/// Takes back one request counted at `written` in the entry at `key` (a global limit refused
+/// the request after its local limits had counted it: counted only when admitted by all).
+pub fn refund(
+    store: &dyn CounterStore,
+    key: &str,
+    limits: &Limits,
+    written: &CounterState,
+) -> Result<(), StoreError> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (value, cas) = store.load(key)?;
+        let state = value
+            .as_deref()
+            .map(CounterState::decode)
+            .unwrap_or_default();
+        let Some(next) = give_back(state, written, limits) else {
+            return Ok(());
+        };
+        match store.store(key, &next.encode(), cas) {
+            Err(StoreError::CasMismatch) => continue,
+            done => return done,
+        }
+    }
+    Err(StoreError::Unavailable)
 }
 
 /// Creates the entry at `key` if there is none. Run at configure time, before any request,

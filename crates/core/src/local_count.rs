@@ -4,7 +4,7 @@
 
 use crate::deny::Denial;
 use crate::dynamic_consumers::{self, Pool};
-use crate::limits::{self, CounterStore, Limits, RateHeaders, Refusal};
+use crate::limits::{self, CounterState, CounterStore, Limits, RateHeaders, Refusal};
 
 /// Whose counters.
 pub(crate) enum Counter<'a> {
@@ -18,15 +18,16 @@ pub(crate) enum Counter<'a> {
     },
 }
 
-/// Counts one request in `limits`, or says which APIM error refuses it.
+/// Counts one request in `limits`, or says which APIM error refuses it. Returns the headers
+/// and the state written (for `give_back`).
 pub(crate) fn count(
     counters: &dyn CounterStore,
     counter: Counter,
     limits: &Limits,
     now_ms: u64,
-) -> Result<Option<RateHeaders>, Denial> {
+) -> Result<(Option<RateHeaders>, CounterState), Denial> {
     let counted = match counter {
-        Counter::Entry(key) => limits::admit(counters, key, limits, now_ms),
+        Counter::Entry(key) => limits::admit_counted(counters, key, limits, now_ms),
         Counter::Slot { pool, size, owner } => {
             dynamic_consumers::admit(counters, pool, size, owner, limits, now_ms)
         }
@@ -37,4 +38,20 @@ pub(crate) fn count(
         // Contention beyond the retry bound, or a store error: refuse, briefly.
         Refusal::Unavailable => Denial::rate_limited(1),
     })
+}
+
+/// Takes back one request counted at `written` (a later limit refused it). Best effort: a
+/// store that fails now leaves the count, erring towards refusing, never towards admitting.
+pub(crate) fn give_back(
+    counters: &dyn CounterStore,
+    counter: Counter,
+    limits: &Limits,
+    written: &CounterState,
+) {
+    let _ = match counter {
+        Counter::Entry(key) => limits::refund(counters, key, limits, written),
+        Counter::Slot { pool, size, owner } => {
+            dynamic_consumers::refund(counters, pool, size, owner, limits, written)
+        }
+    };
 }

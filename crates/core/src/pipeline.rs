@@ -15,7 +15,7 @@ use crate::jwt::keys::KeySet;
 use crate::jwt::token_cache::TokenCache;
 use crate::jwt::verify::VerifiedToken;
 use crate::jwt::JwtPlan;
-use crate::limits::{CounterStore, RateHeaders};
+use crate::limits::{CounterState, CounterStore, Limits, RateHeaders};
 use crate::local_count::{self, Counter};
 use crate::operation::OperationId;
 use crate::plan::{Operation, Plan, ProductId};
@@ -159,6 +159,7 @@ fn run(
         (
             Admitted::AskGlobal {
                 local,
+                local_counted,
                 asked,
                 fallback,
             },
@@ -169,6 +170,7 @@ fn run(
                 message: global_limits::request(&global.domain, consumer, &asked),
                 forward,
                 local_headers: local,
+                local_counted,
                 asked,
                 fallback,
             }))
@@ -185,6 +187,7 @@ enum Admitted {
     Counted(Option<RateHeaders>),
     AskGlobal {
         local: Option<RateHeaders>,
+        local_counted: Option<(Limits, CounterState)>,
         asked: Vec<Asked>,
         fallback: Fallback,
     },
@@ -199,7 +202,7 @@ fn admit(plan: &Plan, caller: &Caller, env: &RequestEnv) -> Result<Admitted, Den
     let Some(product) = plan.products.get(consumer.product()) else {
         return Ok(Admitted::Counted(None));
     };
-    let local = if product.limits.any() {
+    let (local, local_counted) = if product.limits.any() {
         let counter = match consumer {
             Consumer::Configured(_, configured) => Counter::Entry(&configured.counter_key),
             Consumer::Dynamic { id, .. } => Counter::Slot {
@@ -208,9 +211,11 @@ fn admit(plan: &Plan, caller: &Caller, env: &RequestEnv) -> Result<Admitted, Den
                 owner: id,
             },
         };
-        local_count::count(env.counters, counter, &product.limits, env.now_ms)?
+        let (headers, written) =
+            local_count::count(env.counters, counter, &product.limits, env.now_ms)?;
+        (headers, Some((product.limits, written)))
     } else {
-        None
+        (None, None)
     };
     if !product.global.any() {
         return Ok(Admitted::Counted(local));
@@ -221,6 +226,7 @@ fn admit(plan: &Plan, caller: &Caller, env: &RequestEnv) -> Result<Admitted, Den
     };
     Ok(Admitted::AskGlobal {
         local,
+        local_counted,
         asked: global_limits::asked(&product.global),
         fallback,
     })

@@ -3,7 +3,7 @@
 
 use crate::deny::Denial;
 use crate::global_limits::Asked;
-use crate::limits::{tightest, RateHeaders};
+use crate::limits::{tightest, CounterState, Limits, RateHeaders};
 use crate::operation::OperationId;
 use crate::plan::Plan;
 use crate::rewrite::HeaderEdit;
@@ -66,6 +66,9 @@ pub struct GlobalCheck {
     pub(crate) forward: Forward,
     /// What the local limits reported.
     pub(crate) local_headers: Option<RateHeaders>,
+    /// The local limits and the state their counting wrote, to give the count back if a
+    /// global limit refuses the request (counted only when admitted by all).
+    pub(crate) local_counted: Option<(Limits, CounterState)>,
     /// The global limits asked, in descriptor order.
     pub(crate) asked: Vec<Asked>,
     /// Where this consumer is counted when the service fails and `failure_mode` is `local`.

@@ -35,6 +35,8 @@ pub enum ConfigError {
     /// `--help` was asked for: not an error, but no configuration either.
     Help,
     UnknownFlag(String),
+    /// A value where a flag was expected (not echoed: it may hold a password).
+    UnexpectedValue,
     MissingValue(&'static str),
     InvalidListen(String),
     InvalidTimeout(String),
@@ -48,6 +50,9 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Help => f.write_str("help requested"),
             ConfigError::UnknownFlag(flag) => write!(f, "unknown argument {flag:?}"),
+            ConfigError::UnexpectedValue => {
+                f.write_str("unexpected argument (values are given after a flag)")
+            }
             ConfigError::MissingValue(flag) => write!(f, "{flag} needs a value"),
             ConfigError::InvalidListen(value) => {
                 write!(f, "--listen {value:?} is not an ADDR:PORT")
@@ -95,7 +100,13 @@ where
                 redis = Some(value);
                 continue;
             }
-            _ => return Err(ConfigError::UnknownFlag(arg)),
+            // Only the flag's name is echoed: a mistyped `--redis-url=redis://:pw@...` must not
+            // print the password.
+            _ if flag.starts_with('-') => {
+                let name = flag.split('=').next().unwrap_or_default();
+                return Err(ConfigError::UnknownFlag(name.to_string()));
+            }
+            _ => return Err(ConfigError::UnexpectedValue),
         };
         let (name, target) = slot;
         *target = match inline {
@@ -209,6 +220,12 @@ mod tests {
                 Err(ConfigError::InvalidTimeout(bad.to_string()))
             );
         }
+        let typo = parse(args(&["--redis-url=redis://:S3cret@h:6379"]), None).unwrap_err();
+        assert_eq!(typo, ConfigError::UnknownFlag("--redis-url".to_string()));
+        assert!(!typo.to_string().contains("S3cret"));
+        let stray = parse(args(&["redis://:S3cret@h:6379"]), None).unwrap_err();
+        assert_eq!(stray, ConfigError::UnexpectedValue);
+        assert!(!stray.to_string().contains("S3cret"));
         let err = parse(args(&["--redis", "http://u:pw@h"]), None).unwrap_err();
         assert_eq!(
             err,

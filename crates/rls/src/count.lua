@@ -2,7 +2,8 @@
 -- Redis runs a script atomically, so concurrent requests can never both see room for one call.
 --
 -- KEYS[k]  one counter per distinct (domain, entries, unit, window)
--- ARGV[k]  for k = 1..#KEYS: when KEYS[k] expires (Unix ms: end of its window plus a margin)
+-- ARGV[k]  for k = 1..#KEYS: how long KEYS[k] lives (ms: to the end of its window plus a
+--          margin; relative, so Redis' clock need not agree with the service's)
 -- then, per descriptor in request order, three values:
 --          index of its key in KEYS (1-based), its limit, its addend
 -- Returns {admitted, count_1, over_1, count_2, over_2, ...}: admitted and over are 1 or 0;
@@ -41,7 +42,7 @@ if admitted == 1 then
   for k = 1, nkeys do
     if added[k] > 0 then
       current[k] = redis.call('INCRBY', KEYS[k], added[k])
-      redis.call('PEXPIREAT', KEYS[k], ARGV[k])
+      redis.call('PEXPIRE', KEYS[k], ARGV[k])
     end
   end
 end

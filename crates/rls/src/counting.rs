@@ -77,6 +77,8 @@ pub struct Window {
     pub end_ms: u64,
     /// Whole seconds until the window ends, rounded up, never 0 (`duration_until_reset`).
     pub reset_after_s: u64,
+    /// Milliseconds until the window ends, from the instant it was computed for.
+    pub left_ms: u64,
 }
 
 impl Window {
@@ -90,12 +92,16 @@ impl Window {
             index,
             end_ms,
             reset_after_s: left_ms.div_ceil(1_000).max(1),
+            left_ms,
         }
     }
 
-    /// When the counter key may disappear: the end of the window plus [`EXPIRY_MARGIN_MS`].
-    pub fn expire_at_ms(&self) -> u64 {
-        self.end_ms.saturating_add(EXPIRY_MARGIN_MS)
+    /// How long the counter key may live: to the end of the window plus
+    /// [`EXPIRY_MARGIN_MS`]. Relative (`PEXPIRE`), so a Redis whose clock differs from the
+    /// service's never drops a live counter at once (an absolute `PEXPIREAT` already in Redis'
+    /// past deletes the key, and the window would count nothing).
+    pub fn expire_after_ms(&self) -> u64 {
+        self.left_ms.saturating_add(EXPIRY_MARGIN_MS)
     }
 }
 
@@ -199,7 +205,7 @@ mod tests {
         assert!(w.end_ms > now_ms && w.end_ms - now_ms <= 60_000);
         // 14.75 s left, rounded up.
         assert_eq!(w.reset_after_s, 15);
-        assert_eq!(w.expire_at_ms(), w.end_ms + EXPIRY_MARGIN_MS);
+        assert_eq!(w.expire_after_ms(), w.end_ms - now_ms + EXPIRY_MARGIN_MS);
     }
 
     #[test]

@@ -57,7 +57,7 @@ where
             Some(p) => p,
             None => {
                 keys.push(c.key.clone());
-                expiries.push(c.window.expire_at_ms());
+                expiries.push(c.window.expire_after_ms());
                 keys.len() - 1
             }
         };
@@ -123,6 +123,17 @@ mod tests {
             vec![65_000, 65_000, 1, 5, 1, 2, 3, 2, 1, 9, 1],
             "expiry per key (end of minute 0 plus 5 s), then index, limit, addend"
         );
+    }
+
+    #[test]
+    fn expiries_are_relative_so_redis_clock_need_not_agree() {
+        // 30 s into a minute: the key lives 30 s + the margin, whatever time Redis thinks it
+        // is (an absolute deadline already past on Redis' clock would delete the key at once).
+        let late = Counted {
+            window: Window::at(1_800_000_030_000, Unit::Minute),
+            ..counted("a", 5, 1)
+        };
+        assert_eq!(call_for([&late]).args.first(), Some(&35_000));
     }
 
     #[test]

@@ -259,3 +259,76 @@ fn dynamic_consumers_ask_under_their_own_id_and_fall_back_to_their_pool() {
         "no fallback counters to keep"
     );
 }
+
+fn over_quota() -> Vec<u8> {
+    proto::RateLimitResponse {
+        overall_code: proto::CODE_OVER_LIMIT,
+        statuses: vec![proto::DescriptorStatus {
+            code: proto::CODE_OVER_LIMIT,
+            current_limit: None,
+            limit_remaining: 0,
+            duration_until_reset: Some(proto::Duration {
+                seconds: 5_000,
+                nanos: 0,
+            }),
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_request_the_global_quota_refuses_gives_its_local_count_back() {
+    // Local rate limit 3 an hour, global quota (counted by the service).
+    let config = json!({
+        "global_limits": { "cluster": "tollgate_rls", "failure_mode": "deny" },
+        "products": { "p": {
+            "rate_limit": { "calls": 3, "renewal_period_s": 3600 },
+            "quota": { "calls": 2, "renewal_period_s": 86400, "scope": "global" } } },
+        "consumers": [{ "id": "c", "product": "p", "keys": [KeyHash::of(b"key").to_config_string()] }],
+        "operations": [{ "name": "op", "path": "/op" }]
+    });
+    let plan = Plan::from_json(config.to_string().as_bytes()).unwrap();
+    let store = MemoryStore::default();
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        let answer = if n < 2 { quota_ok() } else { over_quota() };
+        let settled = settle(
+            &plan,
+            check(&plan, &store),
+            RlsAnswer::Message(&answer),
+            &store,
+            NOW_MS,
+        );
+        statuses.push(match &settled.verdict {
+            Verdict::Forward(_) => 200,
+            other => denial(other).0,
+        });
+    }
+    // Every refusal is the quota's 403: the refused requests did not use up the local rate
+    // limit (which `check` would otherwise have refused with 429 from the fourth request on).
+    assert_eq!(statuses, vec![200, 200, 403, 403, 403, 403]);
+    // The service failing under `deny` gives the count back too.
+    for _ in 0..4 {
+        let settled = settle(
+            &plan,
+            check(&plan, &store),
+            RlsAnswer::Status(14),
+            &store,
+            NOW_MS,
+        );
+        assert_eq!(denial(&settled.verdict).0, 503);
+    }
+}
+
+fn quota_ok() -> Vec<u8> {
+    proto::RateLimitResponse {
+        overall_code: proto::CODE_OK,
+        statuses: vec![proto::DescriptorStatus {
+            code: proto::CODE_OK,
+            current_limit: None,
+            limit_remaining: 1,
+            duration_until_reset: None,
+        }],
+    }
+    .encode_to_vec()
+}

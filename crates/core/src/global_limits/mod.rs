@@ -16,6 +16,18 @@ pub const METHOD: &str = "ShouldRateLimit";
 pub const DEFAULT_DOMAIN: &str = "tollgate";
 pub const DEFAULT_TIMEOUT_MS: u64 = 50;
 pub const MAX_TIMEOUT_MS: u64 = 10_000;
+/// tollgate-rls refuses longer domains (and entry keys and values).
+pub const MAX_DOMAIN_BYTES: usize = 256;
+
+/// Envoy's `grpcCall` tries the name as a serialized `GrpcService` first and only then as a
+/// cluster name; a name whose bytes are valid protobuf parses as a `GrpcService` with no target
+/// and Envoy aborts (`PANIC_DUE_TO_PROTO_UNSET`). Any message type accepts any well-formed
+/// wire data (unknown fields are kept), so an empty one tells.
+fn reads_as_grpc_service(cluster: &str) -> bool {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct AnyMessage {}
+    AnyMessage::decode(cluster.as_bytes()).is_ok()
+}
 
 /// The periods a rate-limit service counts in, with the wire value of their unit
 /// (`envoy.type.v3.RateLimitUnit`: SECOND 1, MINUTE 2, HOUR 3, DAY 4, MONTH 5, YEAR 6,
@@ -50,17 +62,29 @@ pub struct GlobalLimits {
 
 impl GlobalLimits {
     pub fn compile(config: GlobalLimitsConfig) -> Result<Self, ConfigError> {
-        if config.cluster.is_empty() {
+        if config.cluster.is_empty() || !config.cluster.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ConfigError::rule(
                 "global_limits.cluster",
-                "must name an Envoy cluster (HTTP/2) of the rate-limit service",
+                "must name an Envoy cluster (HTTP/2) of the rate-limit service: printable \
+                 ASCII, no spaces",
+            ));
+        }
+        if reads_as_grpc_service(&config.cluster) {
+            return Err(ConfigError::rule(
+                "global_limits.cluster",
+                format!(
+                    "'{}' cannot be used: Envoy first reads the name as a serialized \
+                     GrpcService, and these bytes parse as one (Envoy would abort on the first \
+                     call); rename the cluster (e.g. 'tollgate_rls')",
+                    config.cluster
+                ),
             ));
         }
         let domain = config.domain.unwrap_or_else(|| DEFAULT_DOMAIN.to_string());
-        if domain.is_empty() {
+        if domain.is_empty() || domain.len() > MAX_DOMAIN_BYTES {
             return Err(ConfigError::rule(
                 "global_limits.domain",
-                "must not be empty",
+                format!("must be 1 to {MAX_DOMAIN_BYTES} bytes (what the service accepts)"),
             ));
         }
         let timeout_ms = config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
@@ -212,7 +236,9 @@ pub enum ServiceFailure {
 impl fmt::Display for ServiceFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotDispatched => f.write_str("call not made (is the cluster defined?)"),
+            Self::NotDispatched => {
+                f.write_str("call not made (no such cluster, or no healthy endpoint)")
+            }
             Self::Status(status) => {
                 write!(f, "gRPC status {status} ({})", grpc_status_name(*status))
             }

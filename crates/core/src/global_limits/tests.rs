@@ -74,6 +74,12 @@ fn the_section_has_defaults_and_refuses_what_cannot_work() {
         GlobalLimits::compile(bad).unwrap_err().path(),
         "global_limits.domain"
     );
+    let mut long = config("c");
+    long.domain = Some("d".repeat(MAX_DOMAIN_BYTES + 1));
+    assert_eq!(
+        GlobalLimits::compile(long).unwrap_err().path(),
+        "global_limits.domain"
+    );
     for timeout in [0, MAX_TIMEOUT_MS + 1] {
         let mut bad = config("c");
         bad.timeout_ms = Some(timeout);
@@ -301,4 +307,29 @@ fn the_log_throttle_allows_a_line_a_second() {
     assert!(!throttle.allow(10_999));
     assert!(throttle.allow(11_000));
     assert!(!throttle.allow(11_001));
+}
+
+#[test]
+fn cluster_names_that_envoy_would_read_as_a_grpc_service_are_refused() {
+    let config = |cluster: &str| GlobalLimitsConfig {
+        cluster: cluster.into(),
+        domain: None,
+        timeout_ms: None,
+        failure_mode: None,
+    };
+    // Valid protobuf wire data: Envoy parses them as a GrpcService without a target and aborts.
+    for name in ["xx", "hh", "pp", "ax_limits", "aaaaaaaaa"] {
+        let err = GlobalLimits::compile(config(name)).unwrap_err();
+        assert_eq!(err.path(), "global_limits.cluster", "{name}");
+        assert!(err.message().contains("serialized GrpcService"), "{name}");
+    }
+    for name in [
+        "tollgate_rls",
+        "rls",
+        "ratelimit",
+        "outbound|8081||tollgate-rls.invoice.svc.cluster.local",
+    ] {
+        assert!(GlobalLimits::compile(config(name)).is_ok(), "{name}");
+    }
+    assert!(GlobalLimits::compile(config("with space")).is_err());
 }

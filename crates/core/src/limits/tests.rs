@@ -294,3 +294,36 @@ fn a_late_writer_from_the_previous_quota_window_counts_in_the_current_one() {
     // A later window starts anew; a much earlier one (a changed period) does too.
     assert!(admit(&store, "c", &limits, window_start + 60_000).is_ok());
 }
+
+#[test]
+fn a_count_is_given_back_only_in_the_window_it_was_made() {
+    let limits = Limits {
+        rate: Some(Limit {
+            calls: 5,
+            renewal_period_s: 60,
+        }),
+        quota: Some(Limit {
+            calls: 9,
+            renewal_period_s: 86_400,
+        }),
+    };
+    let store = MemoryStore::default();
+    let (_, written) = admit_counted(&store, "c", &limits, T0).unwrap();
+    assert!(admit(&store, "c", &limits, T0 + 1).is_ok());
+    refund(&store, "c", &limits, &written).unwrap();
+    let (value, _) = store.load("c").unwrap();
+    let state = CounterState::decode(&value.unwrap());
+    assert_eq!((state.rate_count, state.quota_count), (1, 1));
+    // A window that has moved on owes nothing.
+    let moved = CounterState {
+        rate_start_ms: written.rate_start_ms + 60_000,
+        quota_window: written.quota_window + 1,
+        ..written
+    };
+    assert_eq!(give_back(moved, &written, &limits), None);
+    assert_eq!(
+        give_back(CounterState::default(), &CounterState::default(), &limits),
+        None,
+        "never below zero"
+    );
+}
