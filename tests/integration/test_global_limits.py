@@ -241,3 +241,13 @@ def test_a_missing_cluster_is_a_service_failure_not_a_crash(workdir, backend, rl
     finally:
         envoy.stop()
     assert "panicked" not in envoy.log()
+
+
+def test_a_cluster_name_envoy_would_misread_is_refused_at_load(tmp_path):
+    """`xx` is valid protobuf: Envoy would parse it as a GrpcService and abort on the first
+    call. The filter refuses it when the configuration loads, and so does `tollgate check`."""
+    path = tmp_path / "plugin.json"
+    path.write_text(__import__("json").dumps(plugin(cluster="xx")))
+    checked = stack.tollgate_cli("check", str(path))
+    assert checked.returncode != 0
+    assert "global_limits.cluster" in checked.stderr and "GrpcService" in checked.stderr
