@@ -1,10 +1,16 @@
 //! One request: its headers go to `tollgate_core::decide`, and the decision is
 //! carried out with host calls (a local reply, or header edits and a forward). On the response:
 //! the response edits and the upstream metrics. Every failed host call is logged.
+//!
+//! A request whose token names a key the fetched set lacks may wait for a refetch: it parks
+//! itself where the plugin (the root context, which receives the keys) can find it, and the
+//! plugin decides it again once the fetch ends.
 
 use crate::host::Host;
-use std::cell::RefCell;
-use std::rc::Rc;
+use crate::plugin;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
 use tollgate_core::metrics::{self, SeriesIds};
 use tollgate_core::{
     decide, settle, Decision, Denial, Forward, GlobalCheck, HeaderEdit, KeyFetch, LogThrottle,
@@ -18,10 +24,40 @@ pub struct Shared {
     /// Verified tokens of this VM.
     pub tokens: RefCell<TokenCache>,
     pub metrics: RefCell<SeriesIds<u32>>,
-    /// The fetch of remote signing keys, when the configuration has a key source.
-    pub keys: Option<RefCell<KeyFetch>>,
+    /// The fetch of remote signing keys, when the configuration has a key source (the VM
+    /// remembers it, so a later configuration of the same source starts from its keys).
+    pub keys: Option<Rc<RefCell<KeyFetch>>>,
     /// Keeps rate-limit service failures to a log line a second.
     pub log_throttle: RefCell<LogThrottle>,
+    /// Paused requests the root context must reach (waiting for keys, or for a rate-limit
+    /// answer that comes to the root), by context id. A request that ended meanwhile is a
+    /// dead `Weak`.
+    pub parked: RefCell<HashMap<u32, Weak<RefCell<Filter>>>>,
+    /// Rate-limit calls made by a request decided from the root context, by call token: the
+    /// answer comes to the root, which hands it on to this context id.
+    pub routed_calls: RefCell<HashMap<u32, u32>>,
+    /// A request brought the tick forward; the next tick sets the period back.
+    pub quick_tick: Cell<bool>,
+}
+
+impl Shared {
+    /// Makes `filter` (context `id`) reachable from the root context.
+    fn park(&self, id: u32, filter: Weak<RefCell<Filter>>) {
+        if let Ok(mut parked) = self.parked.try_borrow_mut() {
+            // Requests that ended while parked leave dead entries: drop them as we go.
+            parked.retain(|_, filter| filter.strong_count() > 0);
+            parked.insert(id, filter);
+        }
+    }
+
+    /// The parked request `id`, taken out, if it still exists.
+    pub fn unpark(&self, id: u32) -> Option<Rc<RefCell<Filter>>> {
+        self.parked
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut parked| parked.remove(&id))
+            .and_then(|filter| filter.upgrade())
+    }
 }
 
 /// What the host does with the request after `on_request_headers`.
@@ -29,7 +65,8 @@ pub struct Shared {
 pub enum Next {
     /// Forward it (edited).
     Continue,
-    /// Hold it: a local reply was sent, or the rate-limit service is asked first.
+    /// Hold it: a local reply was sent, or the rate-limit service is asked first, or it waits
+    /// for a key fetch.
     Stop,
 }
 
@@ -46,23 +83,89 @@ struct Waiting {
 
 pub struct Filter {
     shared: Rc<Shared>,
+    /// The host's id of this request's context.
+    context_id: u32,
+    /// This filter as the plugin holds it while it is parked.
+    me: Weak<RefCell<Filter>>,
     waiting: Option<Waiting>,
+    /// It waited for a key fetch once: it never waits again.
+    waited_for_keys: bool,
+    /// Decided again from the root context: a rate-limit call it makes answers to the root.
+    from_root: bool,
     response_edits: Vec<HeaderEdit>,
     /// For a forwarded request: its operation and when it left the filter.
     forwarded: Option<(usize, u64)>,
 }
 
+/// The proxy's entry points hold each filter in a `RefCell` the plugin reaches too. A VM runs
+/// one callback at a time, so the borrow never fails; were it to, the request is refused,
+/// never let through unchecked.
+pub fn on_request_headers(filter: &RefCell<Filter>, host: &impl Host) -> Next {
+    match filter.try_borrow_mut() {
+        Ok(mut filter) => filter.on_request_headers(host),
+        Err(_) => {
+            log::error!("tollgate: request filter busy; refusing");
+            let body = br#"{"statusCode": 500, "message": "Internal server error."}"#;
+            let headers = [("content-type", "application/json")];
+            if let Err(err) = host.send_response(500, &headers, body) {
+                log::error!("tollgate: cannot send the 500 reply ({err})");
+            }
+            Next::Stop
+        }
+    }
+}
+
+pub fn on_response_headers(filter: &RefCell<Filter>, host: &impl Host) {
+    match filter.try_borrow_mut() {
+        Ok(mut filter) => filter.on_response_headers(host),
+        Err(_) => log::error!("tollgate: request filter busy; response left as is"),
+    }
+}
+
+pub fn on_grpc_call_response(
+    filter: &RefCell<Filter>,
+    host: &impl Host,
+    token: u32,
+    status: u32,
+    size: usize,
+) {
+    match filter.try_borrow_mut() {
+        Ok(mut filter) => filter.on_grpc_call_response(host, token, status, size),
+        Err(_) => log::error!("tollgate: request filter busy; rate-limit answer dropped"),
+    }
+}
+
 impl Filter {
-    pub fn new(shared: Rc<Shared>) -> Self {
+    pub fn new(shared: Rc<Shared>, context_id: u32, me: Weak<RefCell<Filter>>) -> Self {
         Self {
             shared,
+            context_id,
+            me,
             waiting: None,
+            waited_for_keys: false,
+            from_root: false,
             response_edits: Vec::new(),
             forwarded: None,
         }
     }
 
     pub fn on_request_headers(&mut self, host: &impl Host) -> Next {
+        self.decide(host)
+    }
+
+    /// The key fetch this request waited for ended, or its wait did. Called from the root
+    /// context with this request's context in effect: decide again with the keys at hand, then
+    /// let the request go on or answer it.
+    pub fn keys_ready(&mut self, host: &impl Host) {
+        self.from_root = true;
+        if self.decide(host) == Next::Continue {
+            if let Err(err) = host.resume_request() {
+                log::error!("tollgate: cannot resume the request ({err})");
+            }
+        }
+    }
+
+    fn decide(&mut self, host: &impl Host) -> Next {
         let headers = host.request_headers().unwrap_or_else(|err| {
             // The pipeline answers a request without :method or :path with 400.
             log::error!("tollgate: cannot read the request headers ({err})");
@@ -90,8 +193,12 @@ impl Filter {
         } = decide(&shared.plan, &headers, &mut env);
         drop(cached);
         if unknown_kid {
-            // The provider may have rotated its keys: the plugin refetches at its next tick,
-            // no sooner than `unknown_kid_refetch_s` after the last fetch.
+            // The provider may have rotated its keys: wait for a refetch once, if the bound
+            // allows one; else the plugin refetches at its next tick the bound allows.
+            let denied = matches!(verdict, Verdict::Deny(_));
+            if denied && !self.waited_for_keys && self.wait_for_keys(host, now_ms) {
+                return Next::Stop;
+            }
             if let Some(mut fetch) = shared
                 .keys
                 .as_ref()
@@ -104,6 +211,17 @@ impl Filter {
             Verdict::AskGlobal(check) => self.ask_global(host, check, trace, now_ms),
             verdict => self.carry_out(host, verdict, &trace, now_ms),
         }
+    }
+
+    /// Parks the request until the key fetch ends, when the core says it should wait.
+    fn wait_for_keys(&mut self, host: &impl Host, now_ms: u64) -> bool {
+        let shared = Rc::clone(&self.shared);
+        let waits = plugin::wait_for_keys(&shared, host, self.context_id, now_ms);
+        if waits {
+            self.waited_for_keys = true;
+            shared.park(self.context_id, self.me.clone());
+        }
+        waits
     }
 
     /// Carries out a final verdict: a local reply, or the edits of a forward.
@@ -173,6 +291,18 @@ impl Filter {
                     check,
                     trace,
                 });
+                if self.from_root {
+                    // The call was made from the root's callback: its answer comes there.
+                    shared.park(self.context_id, self.me.clone());
+                    if let (Ok(mut routed), Ok(parked)) = (
+                        shared.routed_calls.try_borrow_mut(),
+                        shared.parked.try_borrow(),
+                    ) {
+                        // Calls of requests that ended are never answered: drop them.
+                        routed.retain(|_, id| parked.contains_key(id));
+                        routed.insert(token, self.context_id);
+                    }
+                }
                 Next::Stop
             }
             Err(()) => {

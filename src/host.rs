@@ -50,8 +50,13 @@ pub type HeaderList = Vec<(String, Vec<u8>)>;
 pub trait Host: Clock + CounterStore {
     /// The plugin configuration (root context).
     fn plugin_configuration(&self) -> Result<Option<Vec<u8>>, HostError>;
-    /// Calls `on_tick` every `seconds` (root context).
-    fn set_tick_period_s(&self, seconds: u64) -> Result<(), HostError>;
+    /// Calls the root context's `on_tick` every `ms` milliseconds, the first time `ms` from
+    /// now. From a request's context it sets its root context's timer (Envoy does so), which is
+    /// how a request brings a key fetch forward.
+    fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError>;
+    /// Makes the host calls that follow act on the context `context_id` (a paused request,
+    /// from the root context that learnt it may go on). Fails for a context that is gone.
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError>;
 
     fn define_metric(&self, kind: SeriesKind, name: &str) -> Result<u32, HostError>;
     fn increment_metric(&self, id: u32) -> Result<(), HostError>;
@@ -73,11 +78,13 @@ pub trait Host: Clock + CounterStore {
         body: &[u8],
     ) -> Result<(), HostError>;
 
-    /// Lets a request held in `on_request_headers` go on (after the rate-limit service).
+    /// Lets a request held in `on_request_headers` go on (after the rate-limit service, or a
+    /// key fetch).
     fn resume_request(&self) -> Result<(), HostError>;
 
     /// A unary gRPC call through `cluster` (a request's context); returns the token its answer
-    /// will carry to `on_grpc_call_response`.
+    /// will carry to `on_grpc_call_response` (of the context whose callback made the call: the
+    /// root's, for a request decided from the root context).
     fn dispatch_grpc_call(
         &self,
         cluster: &str,

@@ -2,12 +2,14 @@
 //! `Filter`, and `ProxyWasm` performs their host calls with the SDK's `Result`-returning
 //! functions.
 
-use crate::filter::{Filter, Next};
+use crate::filter::{self, Filter, Next};
 use crate::host::{HeaderList, Host, HostError};
 use crate::plugin::Plugin;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 use tollgate_core::metrics::SeriesKind;
 use tollgate_core::{Clock, CounterStore, StoreError};
@@ -19,7 +21,9 @@ proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
         log::error!("tollgate panicked: {info}");
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(TollgateRoot::default()) });
+    proxy_wasm::set_root_context(|root_id| -> Box<dyn RootContext> {
+        Box::new(TollgateRoot { plugin: Plugin::new(root_id) })
+    });
 }}
 
 /// The host: proxy-wasm host calls act on the context of the callback being run.
@@ -67,8 +71,12 @@ impl Host for ProxyWasm {
         hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).map_err(host_error)
     }
 
-    fn set_tick_period_s(&self, seconds: u64) -> Result<(), HostError> {
-        hostcalls::set_tick_period(Duration::from_secs(seconds)).map_err(host_error)
+    fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError> {
+        hostcalls::set_tick_period(Duration::from_millis(ms)).map_err(host_error)
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        hostcalls::set_effective_context(context_id).map_err(host_error)
     }
 
     fn define_metric(&self, kind: SeriesKind, name: &str) -> Result<u32, HostError> {
@@ -173,7 +181,6 @@ impl Host for ProxyWasm {
     }
 }
 
-#[derive(Default)]
 struct TollgateRoot {
     plugin: Plugin,
 }
@@ -189,6 +196,13 @@ impl Context for TollgateRoot {
         self.plugin
             .on_http_call_response(&ProxyWasm, token_id, body_size);
     }
+
+    // The SDK hands a call's answer to the context whose callback made it: a request decided
+    // again from here (after a key fetch) has its rate-limit answer come to the root.
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        self.plugin
+            .on_grpc_call_response(&ProxyWasm, token_id, status_code, response_size);
+    }
 }
 
 impl RootContext for TollgateRoot {
@@ -196,8 +210,8 @@ impl RootContext for TollgateRoot {
         self.plugin.configure(&ProxyWasm)
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let filter = self.plugin.new_filter()?;
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let filter = self.plugin.new_filter(context_id)?;
         Some(Box::new(TollgateHttp { filter }))
     }
 
@@ -210,27 +224,33 @@ impl RootContext for TollgateRoot {
     }
 }
 
+/// The plugin reaches a paused request's filter too (to decide it again after a key fetch).
 struct TollgateHttp {
-    filter: Filter,
+    filter: Rc<RefCell<Filter>>,
 }
 
 impl Context for TollgateHttp {
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        self.filter
-            .on_grpc_call_response(&ProxyWasm, token_id, status_code, response_size);
+        filter::on_grpc_call_response(
+            &self.filter,
+            &ProxyWasm,
+            token_id,
+            status_code,
+            response_size,
+        );
     }
 }
 
 impl HttpContext for TollgateHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        match self.filter.on_request_headers(&ProxyWasm) {
+        match filter::on_request_headers(&self.filter, &ProxyWasm) {
             Next::Continue => Action::Continue,
             Next::Stop => Action::Pause,
         }
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.filter.on_response_headers(&ProxyWasm);
+        filter::on_response_headers(&self.filter, &ProxyWasm);
         Action::Continue
     }
 }

@@ -10,6 +10,8 @@ use tollgate_core::{Clock, CounterStore, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The context the reply was sent in.
+    pub context: u32,
     pub status: u32,
     pub headers: Vec<(String, String)>,
     pub body: String,
@@ -63,7 +65,11 @@ pub struct FakeHost {
     pub request: RefCell<HeaderList>,
     pub response: RefCell<HeaderList>,
     pub replies: RefCell<Vec<Reply>>,
-    pub tick_period_s: Cell<Option<u64>>,
+    pub tick_period_ms: Cell<Option<u64>>,
+    /// The context host calls act on (0: the root, until a test or the glue sets another).
+    pub effective: Cell<u32>,
+    /// Contexts that are gone: making one effective fails.
+    pub gone: RefCell<Vec<u32>>,
     pub dispatched: RefCell<Vec<Dispatched>>,
     /// The answer `http_call_response_*` reads.
     pub call_answer: RefCell<CallAnswer>,
@@ -74,6 +80,8 @@ pub struct FakeHost {
     pub grpc_answer: RefCell<Option<Vec<u8>>>,
     /// How many times a held request was resumed.
     pub resumed: Cell<usize>,
+    /// The contexts resumed, in order.
+    pub resumed_contexts: RefCell<Vec<u32>>,
     /// Host calls made, by name, to count them per request.
     pub calls: RefCell<Vec<&'static str>>,
     /// Calls that fail with `HostError::InternalFailure`.
@@ -187,9 +195,18 @@ impl Host for FakeHost {
         Ok(self.configuration.borrow().clone())
     }
 
-    fn set_tick_period_s(&self, seconds: u64) -> Result<(), HostError> {
+    fn set_tick_period_ms(&self, ms: u64) -> Result<(), HostError> {
         self.call("set_tick_period")?;
-        self.tick_period_s.set(Some(seconds));
+        self.tick_period_ms.set(Some(ms));
+        Ok(())
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
+        self.call("set_effective_context")?;
+        if self.gone.borrow().contains(&context_id) {
+            return Err(HostError::BadArgument);
+        }
+        self.effective.set(context_id);
         Ok(())
     }
 
@@ -273,6 +290,7 @@ impl Host for FakeHost {
     ) -> Result<(), HostError> {
         self.call("send_http_response")?;
         self.replies.borrow_mut().push(Reply {
+            context: self.effective.get(),
             status,
             headers: headers
                 .iter()
@@ -286,6 +304,9 @@ impl Host for FakeHost {
     fn resume_request(&self) -> Result<(), HostError> {
         self.call("resume_http_request")?;
         self.resumed.set(self.resumed.get() + 1);
+        self.resumed_contexts
+            .borrow_mut()
+            .push(self.effective.get());
         Ok(())
     }
 

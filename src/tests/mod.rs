@@ -2,17 +2,16 @@
 //! host call the glue makes (or must not make) is checked without Envoy.
 
 mod fake_host;
+mod remote_keys;
 
 use crate::filter::Next;
 use crate::plugin::Plugin;
 use fake_host::FakeHost;
-use jwt_simple::prelude::{Claims, Duration, HS256Key, MACLike};
 use serde_json::{json, Value};
 use tollgate_core::metrics::{request_counter, SeriesKind};
 use tollgate_core::KeyHash;
 
 const KEY: &str = "primary-key-of-invoice-flow";
-const HMAC_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 fn config() -> Value {
     json!({
@@ -58,7 +57,7 @@ fn a_refused_or_missing_configuration_fails_configure() {
     let host = FakeHost::with_configuration(&json!({ "operations": [] }));
     let mut plugin = Plugin::default();
     assert!(!plugin.configure(&host));
-    assert!(plugin.new_filter().is_none(), "no filter without a plan");
+    assert!(plugin.new_filter(2).is_none(), "no filter without a plan");
     let host = FakeHost::default();
     assert!(!plugin.configure(&host));
     let host = FakeHost::with_configuration(&config());
@@ -79,15 +78,18 @@ fn configure_creates_counters_and_defines_metrics_without_a_timer() {
         host.metric(&request_counter("validate", "invoice-flow", "allowed")),
         Some(0)
     );
-    assert_eq!(host.tick_period_s.get(), None, "no remote keys, no timer");
+    assert_eq!(host.tick_period_ms.get(), None, "no remote keys, no timer");
 }
 
 #[test]
 fn an_admitted_request_is_edited_counted_and_its_response_rewritten() {
     let (host, plugin) = configured(&config());
-    let mut filter = plugin.new_filter().unwrap();
+    let filter = plugin.new_filter(2).unwrap();
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
-    assert_eq!(filter.on_request_headers(&host), Next::Continue);
+    assert_eq!(
+        filter.borrow_mut().on_request_headers(&host),
+        Next::Continue
+    );
     assert!(host.replies.borrow().is_empty());
     assert_eq!(host.request_header("ocp-apim-subscription-key"), None);
     assert_eq!(
@@ -105,7 +107,7 @@ fn an_admitted_request_is_edited_counted_and_its_response_rewritten() {
 
     host.now_ms.set(host.now_ms.get() + 25);
     host.respond(&[(":status", "503"), ("server", "uvicorn")]);
-    filter.on_response_headers(&host);
+    filter.borrow_mut().on_response_headers(&host);
     assert_eq!(host.response_header_text("server"), None);
     assert_eq!(
         host.response_header_text("x-ratelimit-remaining")
@@ -133,9 +135,9 @@ fn an_admitted_request_is_edited_counted_and_its_response_rewritten() {
 #[test]
 fn a_denied_request_gets_the_apim_reply_and_never_reaches_the_upstream() {
     let (host, plugin) = configured(&config());
-    let mut filter = plugin.new_filter().unwrap();
+    let filter = plugin.new_filter(2).unwrap();
     post(&host, &[]);
-    assert_eq!(filter.on_request_headers(&host), Next::Stop);
+    assert_eq!(filter.borrow_mut().on_request_headers(&host), Next::Stop);
     let replies = host.replies.borrow();
     let reply = replies.first().unwrap();
     assert_eq!(reply.status, 401);
@@ -158,7 +160,7 @@ fn a_denied_request_gets_the_apim_reply_and_never_reaches_the_upstream() {
     drop(replies);
     // Nothing was forwarded, so the response phase observes nothing.
     host.respond(&[(":status", "401")]);
-    filter.on_response_headers(&host);
+    filter.borrow_mut().on_response_headers(&host);
     assert_eq!(
         host.metric("tollgate_upstream_responses_total.op=validate.class=4xx"),
         Some(0)
@@ -170,9 +172,9 @@ fn limits_are_shared_through_the_host_store_by_every_filter() {
     let (host, plugin) = configured(&config());
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let mut filter = plugin.new_filter().unwrap();
+        let filter = plugin.new_filter(2).unwrap();
         post(&host, &[("ocp-apim-subscription-key", KEY)]);
-        filter.on_request_headers(&host);
+        filter.borrow_mut().on_request_headers(&host);
         statuses.push(host.replies.borrow().first().map_or(200, |r| r.status));
     }
     assert_eq!(statuses, vec![200, 200, 429]);
@@ -190,18 +192,18 @@ fn limits_are_shared_through_the_host_store_by_every_filter() {
 fn host_failures_are_survived() {
     let (host, plugin) = configured(&config());
     // Headers unreadable: the core sees a request without :method and answers 400.
-    let mut filter = plugin.new_filter().unwrap();
+    let filter = plugin.new_filter(2).unwrap();
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
     host.fail("get_request_headers");
-    assert_eq!(filter.on_request_headers(&host), Next::Stop);
+    assert_eq!(filter.borrow_mut().on_request_headers(&host), Next::Stop);
     assert_eq!(host.replies.borrow().first().map(|r| r.status), Some(400));
     host.failing.borrow_mut().clear();
 
     // The shared store down: refused (429, Retry-After 1), never admitted uncounted.
-    let mut filter = plugin.new_filter().unwrap();
+    let filter = plugin.new_filter(2).unwrap();
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
     host.fail("get_shared_data");
-    assert_eq!(filter.on_request_headers(&host), Next::Stop);
+    assert_eq!(filter.borrow_mut().on_request_headers(&host), Next::Stop);
     let replies = host.replies.borrow();
     let reply = replies.first().unwrap();
     assert_eq!(
@@ -212,26 +214,49 @@ fn host_failures_are_survived() {
     host.failing.borrow_mut().clear();
 
     // Edits and replies that fail are logged; the filter goes on.
-    let mut filter = plugin.new_filter().unwrap();
+    let filter = plugin.new_filter(2).unwrap();
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
     host.fail("set_request_header");
     host.fail("increment_metric");
-    assert_eq!(filter.on_request_headers(&host), Next::Continue);
+    assert_eq!(
+        filter.borrow_mut().on_request_headers(&host),
+        Next::Continue
+    );
     host.fail("set_response_header");
     host.respond(&[(":status", "200")]);
-    filter.on_response_headers(&host);
-    let mut filter = plugin.new_filter().unwrap();
+    filter.borrow_mut().on_response_headers(&host);
+    let filter = plugin.new_filter(2).unwrap();
     post(&host, &[]);
     host.fail("send_http_response");
-    assert_eq!(filter.on_request_headers(&host), Next::Stop);
+    assert_eq!(filter.borrow_mut().on_request_headers(&host), Next::Stop);
+}
+
+#[test]
+fn a_busy_filter_refuses_the_request_rather_than_let_it_through() {
+    let (host, plugin) = configured(&config());
+    let filter = plugin.new_filter(2).unwrap();
+    post(&host, &[("ocp-apim-subscription-key", KEY)]);
+    let busy = filter.borrow_mut();
+    assert_eq!(
+        crate::filter::on_request_headers(&filter, &host),
+        Next::Stop
+    );
+    crate::filter::on_response_headers(&filter, &host);
+    crate::filter::on_grpc_call_response(&filter, &host, 1, 0, 0);
+    drop(busy);
+    assert_eq!(host.replies.borrow().first().map(|r| r.status), Some(500));
+    assert_eq!(
+        host.request_header("ocp-apim-subscription-key").as_deref(),
+        Some(KEY)
+    );
 }
 
 #[test]
 fn host_calls_per_admitted_request_are_bounded() {
     let (host, plugin) = configured(&config());
-    let mut filter = plugin.new_filter().unwrap();
+    let filter = plugin.new_filter(2).unwrap();
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
-    filter.on_request_headers(&host);
+    filter.borrow_mut().on_request_headers(&host);
     let calls = host.calls.borrow().clone();
     // Headers once; counter get + CAS; one metric; key removed, identity set, path set.
     assert_eq!(
@@ -246,184 +271,6 @@ fn host_calls_per_admitted_request_are_bounded() {
             "set_request_header",
         ]
     );
-}
-
-fn jwt_config(jwt: Value) -> Value {
-    json!({
-        "products": { "p": {} },
-        "consumers": [{ "id": "portal", "product": "p", "jwt_client_ids": ["client-1"] }],
-        "jwt": jwt,
-        "operations": [{ "name": "op", "path": "/", "auth": "jwt" }]
-    })
-}
-
-fn jwks() -> Value {
-    json!({ "keys": [{ "kty": "oct", "kid": "h1", "k": b64(HMAC_SECRET) }] })
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Encoder};
-    Base64UrlSafeNoPadding::encode_to_string(bytes).unwrap()
-}
-
-fn token(kid: &str, now_ms: u64) -> String {
-    let mut claims =
-        Claims::with_custom_claims(json!({ "azp": "client-1" }), Duration::from_secs(600));
-    claims.issued_at = Some(jwt_simple::prelude::UnixTimeStamp::from_secs(now_ms / 1000));
-    claims.expires_at = Some(jwt_simple::prelude::UnixTimeStamp::from_secs(
-        now_ms / 1000 + 600,
-    ));
-    HS256Key::from_bytes(HMAC_SECRET)
-        .with_key_id(kid)
-        .authenticate(claims)
-        .unwrap()
-}
-
-fn get_with(host: &FakeHost, token: &str) {
-    let bearer = format!("Bearer {token}");
-    host.request(&[
-        (":method", "GET"),
-        (":path", "/"),
-        (":authority", "api.example"),
-        ("authorization", bearer.as_str()),
-    ]);
-}
-
-#[test]
-fn remote_keys_are_discovered_fetched_and_used() {
-    // A fetched set never supplies HMAC secrets in production (issue: refuse them); the fake
-    // provider serves one here only to sign test tokens cheaply.
-    let config = jwt_config(json!({
-        "algorithms": ["HS256"],
-        "openid_config": { "url": "https://idp.example/t/.well-known/openid-configuration",
-                           "cluster": "idp", "timeout_ms": 3000 }
-    }));
-    let (host, mut plugin) = configured(&config);
-    assert_eq!(host.tick_period_s.get(), Some(1));
-    let discovery = host.dispatched.borrow().first().cloned().unwrap();
-    assert_eq!(
-        (
-            discovery.cluster.as_str(),
-            discovery.authority.as_str(),
-            discovery.path.as_str(),
-            discovery.timeout_ms
-        ),
-        (
-            "idp",
-            "idp.example",
-            "/t/.well-known/openid-configuration",
-            3000
-        )
-    );
-
-    // Before any key arrives, a token cannot be verified.
-    let mut filter = plugin.new_filter().unwrap();
-    get_with(&host, &token("h1", host.now_ms.get()));
-    assert_eq!(filter.on_request_headers(&host), Next::Stop);
-    assert_eq!(host.replies.borrow().first().map(|r| r.status), Some(401));
-
-    *host.call_answer.borrow_mut() = (
-        Some(b"200".to_vec()),
-        Some(br#"{"jwks_uri":"https://idp.example/t/keys"}"#.to_vec()),
-    );
-    plugin.on_http_call_response(&host, discovery.token, 41);
-    let jwks_call = host.dispatched.borrow().get(1).cloned().unwrap();
-    assert_eq!(
-        (jwks_call.cluster.as_str(), jwks_call.path.as_str()),
-        ("idp", "/t/keys")
-    );
-
-    let body = jwks().to_string().into_bytes();
-    let size = body.len();
-    *host.call_answer.borrow_mut() = (Some(b"200".to_vec()), Some(body));
-    plugin.on_http_call_response(&host, jwks_call.token, size);
-
-    let mut filter = plugin.new_filter().unwrap();
-    get_with(&host, &token("h1", host.now_ms.get()));
-    assert_eq!(filter.on_request_headers(&host), Next::Continue);
-    assert!(host.replies.borrow().is_empty());
-
-    // Nothing more is due until the refresh interval (3600 s).
-    host.now_ms.set(host.now_ms.get() + 60_000);
-    plugin.tick(&host);
-    assert_eq!(host.dispatched.borrow().len(), 2);
-    host.now_ms.set(host.now_ms.get() + 3_600_000);
-    plugin.tick(&host);
-    assert_eq!(host.dispatched.borrow().len(), 3);
-}
-
-#[test]
-fn an_unknown_kid_brings_a_refetch_and_failures_keep_the_keys() {
-    let config = jwt_config(json!({
-        "algorithms": ["HS256"],
-        "jwks_uri": { "url": "https://idp.example/keys", "cluster": "idp" },
-        "unknown_kid_refetch_s": 60
-    }));
-    let (host, mut plugin) = configured(&config);
-    let body = jwks().to_string().into_bytes();
-    let size = body.len();
-    *host.call_answer.borrow_mut() = (Some(b"200".to_vec()), Some(body));
-    plugin.on_http_call_response(&host, 1, size);
-
-    // A provider outage: the last good set stays in use.
-    host.now_ms.set(host.now_ms.get() + 3_600_000);
-    plugin.tick(&host);
-    assert_eq!(host.dispatched.borrow().len(), 2);
-    *host.call_answer.borrow_mut() = (Some(b"503".to_vec()), None);
-    plugin.on_http_call_response(&host, 2, 0);
-    let mut filter = plugin.new_filter().unwrap();
-    get_with(&host, &token("h1", host.now_ms.get()));
-    assert_eq!(filter.on_request_headers(&host), Next::Continue);
-
-    // A token with a kid the set lacks: refused, and a refetch once the bound allows.
-    host.now_ms.set(host.now_ms.get() + 10_000);
-    plugin.tick(&host);
-    assert_eq!(
-        host.dispatched.borrow().len(),
-        3,
-        "a failure retries after 10 s"
-    );
-    *host.call_answer.borrow_mut() = (Some(b"200".to_vec()), Some(jwks().to_string().into_bytes()));
-    plugin.on_http_call_response(&host, 3, size);
-    let mut filter = plugin.new_filter().unwrap();
-    get_with(&host, &token("rotated", host.now_ms.get()));
-    assert_eq!(filter.on_request_headers(&host), Next::Stop);
-    host.now_ms.set(host.now_ms.get() + 59_000);
-    plugin.tick(&host);
-    assert_eq!(host.dispatched.borrow().len(), 3);
-    host.now_ms.set(host.now_ms.get() + 1_000);
-    plugin.tick(&host);
-    assert_eq!(
-        host.dispatched.borrow().len(),
-        4,
-        "refetched after unknown_kid_refetch_s"
-    );
-}
-
-#[test]
-fn a_refused_timer_or_call_is_survived_and_retried() {
-    let config = jwt_config(json!({
-        "algorithms": ["HS256"],
-        "jwks_uri": { "url": "https://idp.example/keys", "cluster": "idp" }
-    }));
-    let host = FakeHost::with_configuration(&config);
-    host.fail("set_tick_period");
-    host.fail("dispatch_http_call");
-    let mut plugin = Plugin::default();
-    assert!(
-        plugin.configure(&host),
-        "a timer failure is logged, not fatal"
-    );
-    assert!(host.dispatched.borrow().is_empty());
-    host.failing.borrow_mut().clear();
-    plugin.tick(&host);
-    assert_eq!(
-        host.dispatched.borrow().len(),
-        1,
-        "retried at the next tick"
-    );
-    // An answer to a call that is not ours is ignored.
-    plugin.on_http_call_response(&host, 99, 0);
 }
 
 fn global_config(failure_mode: &str) -> Value {
@@ -457,9 +304,9 @@ const RLS_OVER: &[u8] = &[0x08, 0x02, 0x12, 0x06, 0x08, 0x02, 0x22, 0x02, 0x08, 
 #[test]
 fn a_global_limit_holds_the_request_until_the_service_answers() {
     let (host, plugin) = configured(&global_config("local"));
-    let mut filter = plugin.new_filter().unwrap();
+    let filter = plugin.new_filter(2).unwrap();
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
-    assert_eq!(filter.on_request_headers(&host), Next::Stop);
+    assert_eq!(filter.borrow_mut().on_request_headers(&host), Next::Stop);
     let call = host.grpc_calls.borrow().first().cloned().unwrap();
     assert_eq!(
         (
@@ -486,11 +333,15 @@ fn a_global_limit_holds_the_request_until_the_service_answers() {
     );
 
     // An answer for another call changes nothing.
-    filter.on_grpc_call_response(&host, call.token + 1, 0, 0);
+    filter
+        .borrow_mut()
+        .on_grpc_call_response(&host, call.token + 1, 0, 0);
     assert_eq!(host.resumed.get(), 0);
 
     *host.grpc_answer.borrow_mut() = Some(RLS_OK.to_vec());
-    filter.on_grpc_call_response(&host, call.token, 0, RLS_OK.len());
+    filter
+        .borrow_mut()
+        .on_grpc_call_response(&host, call.token, 0, RLS_OK.len());
     assert_eq!(host.resumed.get(), 1);
     assert_eq!(
         host.request_header("x-consumer-id").as_deref(),
@@ -501,7 +352,7 @@ fn a_global_limit_holds_the_request_until_the_service_answers() {
         Some(1)
     );
     host.respond(&[(":status", "200")]);
-    filter.on_response_headers(&host);
+    filter.borrow_mut().on_response_headers(&host);
     assert_eq!(
         host.response_header_text("x-ratelimit-remaining")
             .as_deref(),
@@ -520,12 +371,14 @@ fn a_global_limit_holds_the_request_until_the_service_answers() {
 #[test]
 fn over_the_global_limit_is_a_429_and_the_request_never_resumes() {
     let (host, plugin) = configured(&global_config("local"));
-    let mut filter = plugin.new_filter().unwrap();
+    let filter = plugin.new_filter(2).unwrap();
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
-    filter.on_request_headers(&host);
+    filter.borrow_mut().on_request_headers(&host);
     let token = host.grpc_calls.borrow().first().unwrap().token;
     *host.grpc_answer.borrow_mut() = Some(RLS_OVER.to_vec());
-    filter.on_grpc_call_response(&host, token, 0, RLS_OVER.len());
+    filter
+        .borrow_mut()
+        .on_grpc_call_response(&host, token, 0, RLS_OVER.len());
     assert_eq!(host.resumed.get(), 0);
     let replies = host.replies.borrow();
     let reply = replies.first().unwrap();
@@ -543,11 +396,13 @@ fn over_the_global_limit_is_a_429_and_the_request_never_resumes() {
 fn a_failing_service_is_counted_and_its_failure_mode_applies() {
     // deny: 503 from the answer's error status.
     let (host, plugin) = configured(&global_config("deny"));
-    let mut filter = plugin.new_filter().unwrap();
+    let filter = plugin.new_filter(2).unwrap();
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
-    filter.on_request_headers(&host);
+    filter.borrow_mut().on_request_headers(&host);
     let token = host.grpc_calls.borrow().first().unwrap().token;
-    filter.on_grpc_call_response(&host, token, 14, 0);
+    filter
+        .borrow_mut()
+        .on_grpc_call_response(&host, token, 14, 0);
     assert_eq!(host.replies.borrow().first().map(|r| r.status), Some(503));
     assert_eq!(
         host.metric("tollgate_rate_limit_service_failures_total"),
@@ -563,9 +418,9 @@ fn a_failing_service_is_counted_and_its_failure_mode_applies() {
     host.fail("dispatch_grpc_call");
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let mut filter = plugin.new_filter().unwrap();
+        let filter = plugin.new_filter(2).unwrap();
         post(&host, &[("ocp-apim-subscription-key", KEY)]);
-        let next = filter.on_request_headers(&host);
+        let next = filter.borrow_mut().on_request_headers(&host);
         statuses.push(match next {
             Next::Continue => 200,
             Next::Stop => host.replies.borrow().first().map_or(0, |r| r.status),
@@ -579,11 +434,13 @@ fn a_failing_service_is_counted_and_its_failure_mode_applies() {
 
     // allow: admitted, still counted as a failure.
     let (host, plugin) = configured(&global_config("allow"));
-    let mut filter = plugin.new_filter().unwrap();
+    let filter = plugin.new_filter(2).unwrap();
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
-    filter.on_request_headers(&host);
+    filter.borrow_mut().on_request_headers(&host);
     let token = host.grpc_calls.borrow().first().unwrap().token;
-    filter.on_grpc_call_response(&host, token, 4, 0);
+    filter
+        .borrow_mut()
+        .on_grpc_call_response(&host, token, 4, 0);
     assert_eq!(host.resumed.get(), 1);
     assert_eq!(
         host.metric("tollgate_rate_limit_service_failures_total"),

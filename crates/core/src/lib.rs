@@ -47,4 +47,6 @@ pub use subscription::KeyHash;
 pub use verdict::{Decision, Forward, GlobalCheck, Trace, Verdict};
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod testing;

@@ -112,9 +112,11 @@ impl CounterState {
                     .rate_start_ms
                     .saturating_add(rate.renewal_period_s.saturating_mul(1000))
         });
+        // Only a later window ends the stored one: a stamp from the window before counts in
+        // the stored window (see `evaluate`), so that window is still running.
         let quota_over = limits
             .quota
-            .is_none_or(|quota| quota_window(quota, now_ms) != self.quota_window);
+            .is_none_or(|quota| quota_window(quota, now_ms) > self.quota_window);
         (rate_over || self.rate_count == 0) && (quota_over || self.quota_count == 0)
     }
 }

@@ -332,24 +332,27 @@ fn verified_token<'p>(
     };
     let hash = env.tokens.hash(token);
     let now = env.now_unix_s();
-    if let Some(verified) = env.tokens.get(&hash, now) {
+    let fetched = env.fetched_keys;
+    // A cached verdict holds only while its key (or, for a failure, the key set) does.
+    if let Some(verified) = env.tokens.get(&hash, now, fetched) {
         return Ok((jwt, verified));
     }
-    if let Some(failure) = env.tokens.failure(&hash, now) {
+    if let Some(failure) = env.tokens.failure_with(&hash, now, fetched) {
         return Err(Denial::invalid_jwt(failure));
     }
-    let verified = match jwt.verifier.verify(token, now, env.fetched_keys) {
-        Ok(verified) => Rc::new(verified),
+    match jwt.verifier.verify(token, now, fetched) {
+        Ok(verified) => {
+            let token = Rc::new(verified.token);
+            env.tokens
+                .insert_verified(hash, Rc::clone(&token), verified.key, now);
+            Ok((jwt, token))
+        }
         Err(failure) => {
             *unknown_kid |= failure.may_mean_rotated_keys();
-            if failure.is_lasting() {
-                env.tokens.insert_failure(hash, failure, now);
-            }
-            return Err(Denial::invalid_jwt(failure));
+            env.tokens.remember_failure(hash, failure, fetched, now);
+            Err(Denial::invalid_jwt(failure))
         }
-    };
-    env.tokens.insert(hash, Rc::clone(&verified), now);
-    Ok((jwt, verified))
+    }
 }
 
 /// The consumer a verified token names through `jwt.consumer_claim`.

@@ -22,6 +22,9 @@ pub enum JwtFailure {
     SigningKeyNotFound,
     /// No candidate key verifies the signature.
     SignatureInvalid,
+    /// The token has no `kid` and no key at hand verifies it, while keys are fetched: its key
+    /// may come with the next set. Clients see the same text as [`Self::SignatureInvalid`].
+    NoKeyVerifies,
     /// The token carries no `exp` claim.
     NoExpiry,
     /// `exp` (plus the clock skew) has passed.
@@ -46,7 +49,7 @@ impl JwtFailure {
             Self::AlgorithmNotAllowed => "algorithm is not allowed",
             Self::AlgorithmMismatch => "algorithm does not match the signing key",
             Self::SigningKeyNotFound => "signing key not found",
-            Self::SignatureInvalid => "signature is invalid",
+            Self::SignatureInvalid | Self::NoKeyVerifies => "signature is invalid",
             Self::NoExpiry => "token has no expiry",
             Self::Expired => "token has expired",
             Self::NotYetValid => "token is not yet valid",
@@ -56,12 +59,20 @@ impl JwtFailure {
         }
     }
 
-    /// Whether the failure stays true for the same token, so it is worth remembering for
-    /// [`super::token_cache::FAILURE_TTL_S`]. A missing key may be fetched and an early token
-    /// may become valid, so those are verified again.
+    /// Whether the failure stays true for the same token whatever the keys, so it is worth
+    /// remembering for [`super::token_cache::FAILURE_TTL_S`]. A missing key may be fetched and
+    /// an early token may become valid, so those are verified again.
     pub const fn is_lasting(self) -> bool {
+        matches!(self.persistence(), Persistence::Lasting)
+    }
+
+    /// How long the failure stays true for the same token.
+    pub const fn persistence(self) -> Persistence {
         match self {
-            Self::SigningKeyNotFound | Self::NotYetValid | Self::IssuedInFuture => false,
+            Self::SigningKeyNotFound | Self::NotYetValid | Self::IssuedInFuture => {
+                Persistence::Passing
+            }
+            Self::NoKeyVerifies => Persistence::UntilKeysChange,
             Self::TooLarge
             | Self::Malformed
             | Self::UnsupportedCriticalHeader
@@ -71,14 +82,26 @@ impl JwtFailure {
             | Self::NoExpiry
             | Self::Expired
             | Self::IssuerNotAllowed
-            | Self::AudienceNotAllowed => true,
+            | Self::AudienceNotAllowed => Persistence::Lasting,
         }
     }
 
-    /// Whether the provider may have rotated its keys: worth a (bounded) refetch.
+    /// Whether the provider may have rotated its keys: worth a (bounded) refetch, which the
+    /// request waits for.
     pub const fn may_mean_rotated_keys(self) -> bool {
-        matches!(self, Self::SigningKeyNotFound)
+        matches!(self, Self::SigningKeyNotFound | Self::NoKeyVerifies)
     }
+}
+
+/// How long a failure stays true for the same token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Whatever the keys (a bad signature under a named key, an expiry, a wrong issuer).
+    Lasting,
+    /// Until the fetched key set changes.
+    UntilKeysChange,
+    /// It may change any moment (a key not fetched yet, a token not valid yet): not remembered.
+    Passing,
 }
 
 impl fmt::Display for JwtFailure {
@@ -93,8 +116,9 @@ impl std::error::Error for JwtFailure {}
 mod tests {
     use super::JwtFailure::{self, *};
 
-    /// Every variant, its text as clients have always seen it, and whether it is remembered.
-    const ALL: [(JwtFailure, &str, bool); 13] = [
+    /// Every variant, its text as clients have always seen it, and whether it is remembered
+    /// whatever the keys.
+    const ALL: [(JwtFailure, &str, bool); 14] = [
         (TooLarge, "token is too large", true),
         (Malformed, "token is malformed", true),
         (
@@ -110,6 +134,7 @@ mod tests {
         ),
         (SigningKeyNotFound, "signing key not found", false),
         (SignatureInvalid, "signature is invalid", true),
+        (NoKeyVerifies, "signature is invalid", false),
         (NoExpiry, "token has no expiry", true),
         (Expired, "token has expired", true),
         (NotYetValid, "token is not yet valid", false),
@@ -133,13 +158,26 @@ mod tests {
     }
 
     #[test]
-    fn only_a_missing_key_may_mean_rotated_keys() {
+    fn only_a_missing_key_or_an_unknown_signer_may_mean_rotated_keys() {
         for (failure, _, _) in ALL {
             assert_eq!(
                 failure.may_mean_rotated_keys(),
-                failure == SigningKeyNotFound,
+                failure == SigningKeyNotFound || failure == NoKeyVerifies,
                 "{failure:?}"
             );
+        }
+    }
+
+    #[test]
+    fn an_unknown_signer_is_remembered_only_until_the_keys_change() {
+        use super::Persistence;
+        for (failure, _, lasting) in ALL {
+            let expected = match (failure, lasting) {
+                (NoKeyVerifies, _) => Persistence::UntilKeysChange,
+                (_, true) => Persistence::Lasting,
+                (_, false) => Persistence::Passing,
+            };
+            assert_eq!(failure.persistence(), expected, "{failure:?}");
         }
     }
 }

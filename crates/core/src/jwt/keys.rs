@@ -1,12 +1,15 @@
 //! Signing keys: a JSON Web Key Set parsed once at configure time into ready-to-use public keys,
 //! and the choice of key for a token (by `kid`, and by algorithm family). A set that cannot be
 //! used is refused with a [`JwksError`] naming the key and, as a [`JwkError`], what is wrong.
+//! (A fetched set is more forgiving: see `fetched.rs`.)
 
 use super::algorithm::{Algorithm, KeyFamily};
 use crate::config::{JwkConfig, JwksConfig};
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
 use jwt_simple::prelude::{ES256PublicKey, ES384PublicKey, Ed25519PublicKey};
 use rsa::{BoxedUint, PublicKey as RsaPublicKey};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::fmt;
 
 /// RSA moduli below 2048 bits are refused at load (NIST SP 800-131A); Entra ID uses 2048.
@@ -131,6 +134,11 @@ pub enum JwkError {
         /// The key's `kty`.
         kty: String,
     },
+    /// An `oct` key (an HMAC secret) in a fetched set: a public endpoint never supplies one.
+    SymmetricKeyFetched,
+    /// An entry of a fetched set's `keys` that is no JWK object (no `kty`, a member that is
+    /// not a string).
+    NotAKey,
 }
 
 impl fmt::Display for JwkError {
@@ -167,6 +175,12 @@ impl fmt::Display for JwkError {
             Self::AlgorithmDoesNotFitKeyType { alg, kty } => {
                 write!(f, "alg '{}' does not fit a key of type '{kty}'", alg.name())
             }
+            Self::SymmetricKeyFetched => {
+                f.write_str("kty 'oct' (an HMAC secret) is never taken from a key endpoint")
+            }
+            Self::NotAKey => {
+                f.write_str("not a JSON Web Key (kty and every member must be strings)")
+            }
         }
     }
 }
@@ -193,11 +207,16 @@ impl KeyMaterial {
     }
 }
 
+/// What makes a key the same key in the next fetched set: a SHA-256 over its `kid`, `alg`, type
+/// and public numbers. A cached token stays verified only while its key's identity is in the set.
+pub type KeyIdentity = [u8; 32];
+
 pub struct VerificationKey {
     pub kid: Option<String>,
     /// The JWK's own `alg`, when it names one: the key then verifies only that algorithm.
     pub alg: Option<Algorithm>,
     pub material: KeyMaterial,
+    pub identity: KeyIdentity,
 }
 
 impl VerificationKey {
@@ -229,6 +248,10 @@ pub enum KeyChoiceError {
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: Vec<VerificationKey>,
+    /// Which fetch made the set (0 for the inline set): a cache entry bound to this generation
+    /// needs no further look.
+    generation: u64,
+    identities: HashSet<KeyIdentity>,
 }
 
 impl KeySet {
@@ -236,8 +259,7 @@ impl KeySet {
     pub fn from_jwks(jwks: &JwksConfig) -> Result<Self, JwksError> {
         let mut keys = Vec::with_capacity(jwks.keys.len());
         for (index, jwk) in jwks.keys.iter().enumerate() {
-            // A key published for encryption never verifies a signature.
-            if jwk.key_use.as_deref() == Some("enc") {
+            if !for_signing(jwk) {
                 continue;
             }
             keys.push(parse_jwk(jwk).map_err(|error| JwksError::Key { index, error })?);
@@ -245,11 +267,30 @@ impl KeySet {
         if keys.is_empty() {
             return Err(JwksError::NoSigningKey);
         }
-        Ok(Self { keys })
+        Ok(Self::new(keys, 0))
+    }
+
+    /// A set of parsed keys, as fetch number `generation` brought them.
+    pub(super) fn new(keys: Vec<VerificationKey>, generation: u64) -> Self {
+        let identities = keys.iter().map(|key| key.identity).collect();
+        Self {
+            keys,
+            generation,
+            identities,
+        }
     }
 
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether a key with this identity is in the set.
+    pub fn holds(&self, identity: &KeyIdentity) -> bool {
+        self.identities.contains(identity)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -293,7 +334,12 @@ impl KeySet {
     }
 }
 
-fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, JwkError> {
+/// A key published for encryption (`use: enc`) never verifies a signature: it is left out.
+pub(super) fn for_signing(jwk: &JwkConfig) -> bool {
+    jwk.key_use.as_deref() != Some("enc")
+}
+
+pub(super) fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, JwkError> {
     let alg = match &jwk.alg {
         None => None,
         Some(name) => Some(
@@ -301,11 +347,15 @@ fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, JwkError> {
                 .ok_or_else(|| JwkError::UnsupportedAlgorithm { alg: name.clone() })?,
         ),
     };
+    // The public numbers, hashed into the key's identity.
+    let mut numbers: Vec<Vec<u8>> = Vec::new();
     let material = match jwk.kty.as_str() {
         "RSA" => {
             let n = field(&jwk.n, "n")?;
             let e = field(&jwk.e, "e")?;
-            rsa_key(&n, &e)?
+            let key = rsa_key(&n, &e)?;
+            numbers = vec![n, e];
+            key
         }
         "EC" => {
             let x = field(&jwk.x, "x")?;
@@ -314,6 +364,7 @@ fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, JwkError> {
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
+            numbers.push(point.clone());
             match jwk.crv.as_deref() {
                 Some("P-256") if x.len() == 32 && y.len() == 32 => {
                     KeyMaterial::P256(ES256PublicKey::from_bytes(&point).map_err(|_| {
@@ -340,9 +391,9 @@ fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, JwkError> {
         "OKP" => match jwk.crv.as_deref() {
             Some("Ed25519") => {
                 let x = field(&jwk.x, "x")?;
-                KeyMaterial::Ed25519(
-                    Ed25519PublicKey::from_bytes(&x).map_err(|_| JwkError::NotEd25519)?,
-                )
+                let key = Ed25519PublicKey::from_bytes(&x).map_err(|_| JwkError::NotEd25519)?;
+                numbers.push(x);
+                KeyMaterial::Ed25519(key)
             }
             other => {
                 return Err(JwkError::UnsupportedOkpCurve {
@@ -355,6 +406,7 @@ fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, JwkError> {
             if k.len() < MIN_HMAC_BYTES {
                 return Err(JwkError::HmacKeyTooShort);
             }
+            // Inline keys never leave their set, so the secret need not be in the identity.
             KeyMaterial::Hmac(k)
         }
         other => {
@@ -363,10 +415,12 @@ fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, JwkError> {
             })
         }
     };
+    let identity = key_identity(jwk, &numbers);
     let key = VerificationKey {
         kid: jwk.kid.clone(),
         alg,
         material,
+        identity,
     };
     if let Some(alg) = alg {
         if !key.fits(alg) {
@@ -377,6 +431,29 @@ fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, JwkError> {
         }
     }
     Ok(key)
+}
+
+/// SHA-256 over `kid`, `alg`, `kty`, `crv` and the public numbers, each length-prefixed so no
+/// two different keys hash the same input.
+fn key_identity(jwk: &JwkConfig, numbers: &[Vec<u8>]) -> KeyIdentity {
+    let mut hasher = Sha256::new();
+    let texts = [
+        jwk.kid.as_deref(),
+        jwk.alg.as_deref(),
+        Some(jwk.kty.as_str()),
+        jwk.crv.as_deref(),
+    ];
+    for text in texts {
+        let bytes = text.map_or(&[][..], str::as_bytes);
+        hasher.update([u8::from(text.is_some())]);
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    }
+    for number in numbers {
+        hasher.update((number.len() as u64).to_be_bytes());
+        hasher.update(number);
+    }
+    hasher.finalize().into()
 }
 
 fn field(value: &Option<String>, name: &'static str) -> Result<Vec<u8>, JwkError> {
@@ -474,6 +551,14 @@ mod tests {
                     kty: "RSA".into(),
                 },
                 "alg 'ES256' does not fit a key of type 'RSA'",
+            ),
+            (
+                JwkError::SymmetricKeyFetched,
+                "kty 'oct' (an HMAC secret) is never taken from a key endpoint",
+            ),
+            (
+                JwkError::NotAKey,
+                "not a JSON Web Key (kty and every member must be strings)",
             ),
         ] {
             assert_eq!(error.to_string(), text, "{error:?}");

@@ -4,9 +4,15 @@
 pub mod algorithm;
 pub mod claims;
 pub mod failure;
+pub mod failure_log;
+pub mod fetched;
+pub mod key_binding;
 pub mod key_fetch;
+pub mod key_waiters;
 pub mod keys;
 pub mod remote;
+pub mod schedule;
+pub mod signature;
 pub mod token_cache;
 pub mod verify;
 
@@ -92,6 +98,7 @@ impl JwtPlan {
                 algorithms,
                 rules,
                 kept_claims: kept.into_iter().collect(),
+                keys_fetched: remote.is_some(),
             },
             consumer_claim,
             required_claims,

@@ -17,7 +17,10 @@ fn plan_with(jwt: Value) -> Plan {
 }
 
 fn verify(plan: &Plan, token: &str) -> Result<crate::jwt::verify::VerifiedToken, JwtFailure> {
-    plan.jwt.as_ref().unwrap().verifier.verify(token, NOW, None)
+    let verifier = &plan.jwt.as_ref().unwrap().verifier;
+    verifier
+        .verify(token, NOW, None)
+        .map(|verified| verified.token)
 }
 
 /// A token with this header and payload and the signature of `signed_from`.
@@ -230,4 +233,136 @@ fn the_forging_hmac_matches_jwt_simple() {
     let token = k.authenticate(claims()).unwrap();
     let (input, tag) = token.rsplit_once('.').unwrap();
     assert_eq!(b64(&hmac_sha256(&k.to_bytes(), input.as_bytes())), tag);
+}
+
+/// A plan whose keys come from `jwks_uri`, and a fetched set of `kids` (generation 1).
+fn remote_plan_and_keys(kids: &[&str]) -> (Plan, crate::jwt::keys::KeySet) {
+    let mut section = jwt_section();
+    section.as_object_mut().unwrap().remove("jwks");
+    section["jwks_uri"] = json!({ "url": "https://idp.example/keys", "cluster": "idp" });
+    (plan_with(section), fetched_set(kids, 1))
+}
+
+/// The public keys `kids` as fetch number `generation` brought them.
+fn fetched_set(kids: &[&str], generation: u64) -> crate::jwt::keys::KeySet {
+    let body = public_jwks(kids).to_string();
+    crate::jwt::fetched::key_set_from_body(body.as_bytes(), generation)
+        .unwrap()
+        .set
+}
+
+#[test]
+fn a_token_without_kid_that_no_fetched_key_verifies_may_be_signed_by_a_new_key() {
+    let (plan, fetched) = remote_plan_and_keys(&["ec-256"]);
+    let verifier = &plan.jwt.as_ref().unwrap().verifier;
+    let no_kid = ES256KeyPair::from_bytes(&keys().es256.to_bytes()).unwrap();
+    let other = ES256KeyPair::generate();
+    let unknown_signer = other.sign(claims()).unwrap();
+    assert_eq!(
+        verifier.verify(&unknown_signer, NOW, Some(&fetched)).err(),
+        Some(JwtFailure::NoKeyVerifies)
+    );
+    assert!(verifier
+        .verify(&no_kid.sign(claims()).unwrap(), NOW, Some(&fetched))
+        .is_ok());
+    // With a kid, a bad signature is the key's own verdict: it lasts.
+    let forged = other.with_key_id("ec-256").sign(claims()).unwrap();
+    assert_eq!(
+        verifier.verify(&forged, NOW, Some(&fetched)).err(),
+        Some(JwtFailure::SignatureInvalid)
+    );
+    // Inline keys only: a token without kid that none verifies is plainly invalid.
+    let inline = plan_with(jwt_section());
+    assert_eq!(
+        verify(&inline, &ES256KeyPair::generate().sign(claims()).unwrap()),
+        Err(JwtFailure::SignatureInvalid)
+    );
+}
+
+#[test]
+fn a_verified_token_names_the_key_it_rests_on() {
+    use crate::jwt::key_binding::KeyBinding;
+    let (plan, fetched) = remote_plan_and_keys(&["rsa-1", "ec-256"]);
+    let verifier = &plan.jwt.as_ref().unwrap().verifier;
+    let verified = verifier
+        .verify(&rs256(claims()), NOW, Some(&fetched))
+        .unwrap();
+    let KeyBinding::Fetched { generation, key } = verified.key else {
+        panic!("{:?}", verified.key);
+    };
+    assert_eq!(generation, 1);
+    assert!(fetched.holds(&key));
+    let inline = plan_with(jwt_section());
+    let verified = inline
+        .jwt
+        .as_ref()
+        .unwrap()
+        .verifier
+        .verify(&rs256(claims()), NOW, None);
+    assert_eq!(verified.unwrap().key, KeyBinding::Inline);
+}
+
+/// A request through the whole pipeline with this token and these fetched keys.
+fn decide_with(
+    plan: &Plan,
+    tokens: &mut crate::jwt::token_cache::TokenCache,
+    token: &str,
+    fetched: Option<&crate::jwt::keys::KeySet>,
+) -> crate::verdict::Decision {
+    let bearer = format!("Bearer {token}");
+    let headers = vec![
+        (":method".to_string(), b"GET".to_vec()),
+        (":path".to_string(), b"/".to_vec()),
+        ("authorization".to_string(), bearer.into_bytes()),
+    ];
+    let counters = crate::testing::MemoryStore::default();
+    let mut env = crate::pipeline::RequestEnv::new(
+        &crate::testing::FixedClock(NOW * 1000),
+        tokens,
+        &counters,
+    );
+    env.fetched_keys = fetched;
+    crate::pipeline::decide(plan, &headers, &mut env)
+}
+
+#[test]
+fn a_cached_token_is_refused_once_its_key_left_the_fetched_set() {
+    use crate::verdict::Verdict;
+    let (plan, before) = remote_plan_and_keys(&["rsa-1", "ec-256"]);
+    let mut tokens = crate::jwt::token_cache::TokenCache::new(16, [3; 16]);
+    let token = rs256(claims());
+    let first = decide_with(&plan, &mut tokens, &token, Some(&before));
+    assert!(matches!(first.verdict, Verdict::Forward(_)));
+    assert_eq!(tokens.len(), 1);
+    // A refresh that keeps the key keeps the entry.
+    let kept = fetched_set(&["rsa-1"], 2);
+    let again = decide_with(&plan, &mut tokens, &token, Some(&kept));
+    assert!(matches!(again.verdict, Verdict::Forward(_)));
+    // The provider withdrew rsa-1: the very next request is refused, long before `exp`.
+    let after = fetched_set(&["ec-256"], 3);
+    let refused = decide_with(&plan, &mut tokens, &token, Some(&after));
+    let Verdict::Deny(denial) = refused.verdict else {
+        panic!("{:?}", refused.verdict);
+    };
+    assert_eq!(
+        denial.message,
+        "JWT validation failed: signing key not found. Access denied."
+    );
+    assert!(refused.unknown_kid);
+}
+
+#[test]
+fn a_token_without_kid_asks_for_keys_and_is_remembered_only_for_these_keys() {
+    let (plan, fetched) = remote_plan_and_keys(&["ec-256"]);
+    let mut tokens = crate::jwt::token_cache::TokenCache::new(16, [3; 16]);
+    let stranger = ES256KeyPair::generate().sign(claims()).unwrap();
+    let first = decide_with(&plan, &mut tokens, &stranger, Some(&fetched));
+    assert!(first.unknown_kid, "may be signed by a key not fetched yet");
+    let hash = tokens.hash(&stranger);
+    assert_eq!(
+        tokens.failure_with(&hash, NOW, Some(&fetched)),
+        Some(JwtFailure::NoKeyVerifies)
+    );
+    let next = fetched_set(&["rsa-1", "ec-256"], 2);
+    assert_eq!(tokens.failure_with(&hash, NOW, Some(&next)), None);
 }

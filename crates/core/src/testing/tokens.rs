@@ -57,6 +57,19 @@ pub fn jwks() -> Value {
     ]})
 }
 
+/// The test set's public keys with these kids, as a provider would publish them (no secret).
+pub fn public_jwks(kids: &[&str]) -> Value {
+    let all = jwks();
+    let keys: Vec<Value> = all["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["kty"] != "oct" && kids.iter().any(|kid| k["kid"] == *kid))
+        .cloned()
+        .collect();
+    json!({ "keys": keys })
+}
+
 pub fn jwt_section() -> Value {
     json!({
         "issuers": ["https://login.microsoftonline.com/tenant/v2.0"],

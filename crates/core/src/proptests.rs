@@ -1,0 +1,25 @@
+//! Property-based tests of the whole core, from outside its modules: `decide` never panics and
+//! never forwards without a credential known to be valid (`decide`), `Plan::from_json` never
+//! panics on any input (`plan_json`), and counters never admit more than a limit's `calls` in
+//! one of its windows, whatever the interleaving of workers and their clock readings
+//! (`counters`). Case counts are kept modest so the core's test run stays short; set
+//! `PROPTEST_CASES` to run more.
+
+mod counters;
+mod decide;
+mod plan_json;
+
+use proptest::test_runner::Config;
+
+/// `cases` unless `PROPTEST_CASES` asks for another number (a longer hunt, by hand).
+fn config(cases: u32) -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(cases);
+    Config {
+        // Failures are reported with their shrunk input; no files are written into src/.
+        failure_persistence: None,
+        ..Config::with_cases(cases)
+    }
+}
