@@ -20,6 +20,8 @@ use tollgate_core::{
 /// What every request of one VM shares (one VM per worker thread): built once per
 /// configuration by the plugin.
 pub struct Shared {
+    /// The plugin's (root) context: rate-limit calls are made in its name.
+    pub root_id: u32,
     pub plan: Plan,
     /// Verified tokens of this VM.
     pub tokens: RefCell<TokenCache>,
@@ -270,6 +272,12 @@ impl Filter {
         now_ms: u64,
     ) -> Next {
         let shared = Rc::clone(&self.shared);
+        // The call is made in the root context's name. Envoy cancels a request context's calls
+        // when the request ends (a client gone while it waits) without any callback, and the
+        // SDK then keeps the call's token forever: a leak, and a panic when Envoy's call ids
+        // wrap (after 2^30 calls). The root's calls always end with a callback; the SDK still
+        // hands the answer to this request, or drops it when the request is gone.
+        let in_root = !self.from_root && host.set_effective_context(shared.root_id).is_ok();
         let dispatched = match shared.plan.global_limits() {
             Some(global) => host
                 .dispatch_grpc_call(
@@ -284,6 +292,14 @@ impl Filter {
                 }),
             None => Err(()),
         };
+        if in_root {
+            if let Err(err) = host.set_effective_context(self.context_id) {
+                log::error!(
+                    "tollgate: cannot return to request {} ({err})",
+                    self.context_id
+                );
+            }
+        }
         match dispatched {
             Ok(token) => {
                 self.waiting = Some(Waiting {

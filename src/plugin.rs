@@ -99,6 +99,7 @@ impl Plugin {
         }
         let fetches = keys.is_some();
         self.shared = Some(Rc::new(Shared {
+            root_id: self.root_id,
             plan,
             tokens: RefCell::new(tokens),
             metrics: RefCell::new(metrics),

@@ -38,6 +38,8 @@ pub struct Dispatched {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrpcCall {
     pub token: u32,
+    /// The context in whose name the call was made.
+    pub context: u32,
     pub cluster: String,
     pub service: String,
     pub method: String,
@@ -323,6 +325,7 @@ impl Host for FakeHost {
         let token = u32::try_from(calls.len()).map_err(|_| HostError::Other)? + 100;
         calls.push(GrpcCall {
             token,
+            context: self.effective.get(),
             cluster: cluster.to_string(),
             service: service.to_string(),
             method: method.to_string(),

@@ -306,6 +306,8 @@ fn a_global_limit_holds_the_request_until_the_service_answers() {
     let (host, plugin) = configured(&global_config("local"));
     let filter = plugin.new_filter(2).unwrap();
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
+    // Envoy runs the request callback with the request's context effective.
+    host.effective.set(2);
     assert_eq!(filter.borrow_mut().on_request_headers(&host), Next::Stop);
     let call = host.grpc_calls.borrow().first().cloned().unwrap();
     assert_eq!(
@@ -331,6 +333,11 @@ fn a_global_limit_holds_the_request_until_the_service_answers() {
         Some("spoofed"),
         "nothing is edited before the answer"
     );
+
+    // The call is made in the root context's name (its calls always end with a callback,
+    // even when the request is gone), and the request's context is made effective again.
+    assert_eq!(call.context, 0, "the default plugin's root context");
+    assert_eq!(host.effective.get(), 2);
 
     // An answer for another call changes nothing.
     filter

@@ -251,3 +251,48 @@ def test_a_cluster_name_envoy_would_misread_is_refused_at_load(tmp_path):
     checked = stack.tollgate_cli("check", str(path))
     assert checked.returncode != 0
     assert "global_limits.cluster" in checked.stderr and "GrpcService" in checked.stderr
+
+
+def test_clients_that_leave_while_the_service_thinks_do_no_harm(workdir, backend):
+    """A service that accepts and never answers: clients give up while their requests wait.
+    The calls are made in the root context's name, so each still ends (at `timeout_ms`) and
+    the filter's bookkeeping with it; the Envoy goes on serving, no panic."""
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                connection, _ = silent.accept()
+            except OSError:
+                return
+            held.append(connection)
+
+    threading.Thread(target=accept, daemon=True).start()
+    config = stack.render_envoy_config(
+        {**plugin(failure_mode="deny"), "global_limits": {
+            "cluster": stack.RLS_CLUSTER, "failure_mode": "deny", "timeout_ms": 300}},
+        listen_port=stack.free_port(), admin_port=stack.free_port(),
+        backend_port=backend.port, rls_port=silent.getsockname()[1])
+    envoy = stack.Envoy(workdir, config, name="silent-rls", concurrency=1)
+    try:
+        for _ in range(20):
+            with pytest.raises(requests.exceptions.Timeout):
+                requests.get(f"{envoy.url}/echo", timeout=0.05,
+                             headers={KEY_HEADER: KEYS["burst"], "Connection": "close"})
+        time.sleep(0.5)  # every abandoned call reaches its timeout
+        response, elapsed = timed(envoy, "burst")
+        assert response.status_code == 503 and elapsed < 1.0
+        # Only a request still there settles (and counts) its failure.
+        assert counter(envoy, FAILURES) == 1
+    finally:
+        envoy.stop()
+        silent.close()
+        for connection in held:
+            connection.close()
+    assert "panicked" not in envoy.log()
