@@ -7,7 +7,6 @@
 //! plugin decides it again once the fetch ends.
 
 use crate::host::Host;
-use crate::plugin;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
@@ -71,6 +70,9 @@ pub enum Next {
     /// for a key fetch.
     Stop,
 }
+
+/// The tick a request that needs a fetch now asks for: the root dispatches it at once.
+pub const QUICK_TICK_MS: u64 = 1;
 
 /// gRPC status OK.
 const GRPC_OK: u32 = 0;
@@ -218,7 +220,7 @@ impl Filter {
     /// Parks the request until the key fetch ends, when the core says it should wait.
     fn wait_for_keys(&mut self, host: &impl Host, now_ms: u64) -> bool {
         let shared = Rc::clone(&self.shared);
-        let waits = plugin::wait_for_keys(&shared, host, self.context_id, now_ms);
+        let waits = wait_for_keys(&shared, host, self.context_id, now_ms);
         if waits {
             self.waited_for_keys = true;
             shared.park(self.context_id, self.me.clone());
@@ -503,5 +505,32 @@ fn increment(host: &impl Host, id: u32) {
     if let Err(err) = host.increment_metric(id) {
         // Per request: at debug level, so a broken stat cannot flood the log.
         log::debug!("tollgate: cannot increment metric {id} ({err})");
+    }
+}
+
+/// Whether the request `id` waits for a key fetch (the core decides), and if a fetch is to
+/// start now, the tick brought forward so the root context starts it at once. When the tick
+/// cannot be moved the request does not wait.
+pub fn wait_for_keys(shared: &Shared, host: &impl Host, id: u32, now_ms: u64) -> bool {
+    let Some(keys) = &shared.keys else {
+        return false;
+    };
+    let Ok(mut fetch) = keys.try_borrow_mut() else {
+        return false;
+    };
+    let wait = fetch.wait_for_keys(id, now_ms);
+    if !wait.fetch_now() {
+        return wait.waits();
+    }
+    match host.set_tick_period_ms(QUICK_TICK_MS) {
+        Ok(()) => {
+            shared.quick_tick.set(true);
+            true
+        }
+        Err(err) => {
+            log::error!("tollgate: cannot bring the key fetch forward ({err})");
+            fetch.stop_waiting(id);
+            false
+        }
     }
 }

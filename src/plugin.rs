@@ -18,8 +18,6 @@ use tollgate_core::{random_hash_key, Answered, KeyCall, KeyFetch, Plan, TokenCac
 /// How often `on_tick` checks whether a key fetch is due and whether a wait is over (so a
 /// wait may last up to this much past the source's `timeout_ms`).
 pub const TICK_PERIOD_MS: u64 = 1000;
-/// The tick a request that needs a fetch now asks for: the root dispatches it at once.
-pub const QUICK_TICK_MS: u64 = 1;
 /// Key sources the VM remembers across configurations.
 const REMEMBERED_SOURCES: usize = 8;
 /// Skipped keys logged per fetch; the rest are counted in one line.
@@ -273,33 +271,6 @@ impl Plugin {
     fn back_to_root(&self, host: &impl Host) {
         if let Err(err) = host.set_effective_context(self.root_id) {
             log::error!("tollgate: cannot return to the root context ({err})");
-        }
-    }
-}
-
-/// Whether the request `id` waits for a key fetch (the core decides), and if a fetch is to
-/// start now, the tick brought forward so the root context starts it at once. When the tick
-/// cannot be moved the request does not wait.
-pub fn wait_for_keys(shared: &Shared, host: &impl Host, id: u32, now_ms: u64) -> bool {
-    let Some(keys) = &shared.keys else {
-        return false;
-    };
-    let Ok(mut fetch) = keys.try_borrow_mut() else {
-        return false;
-    };
-    let wait = fetch.wait_for_keys(id, now_ms);
-    if !wait.fetch_now() {
-        return wait.waits();
-    }
-    match host.set_tick_period_ms(QUICK_TICK_MS) {
-        Ok(()) => {
-            shared.quick_tick.set(true);
-            true
-        }
-        Err(err) => {
-            log::error!("tollgate: cannot bring the key fetch forward ({err})");
-            fetch.stop_waiting(id);
-            false
         }
     }
 }

@@ -3,8 +3,9 @@
 
 use super::fake_host::FakeHost;
 use super::RLS_OK;
+use crate::filter::QUICK_TICK_MS;
 use crate::filter::{self, Filter, Next};
-use crate::plugin::{Plugin, QUICK_TICK_MS, TICK_PERIOD_MS};
+use crate::plugin::{Plugin, TICK_PERIOD_MS};
 use jwt_simple::prelude::{
     Claims, Duration, ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ES256KeyPair, UnixTimeStamp,
 };

@@ -81,6 +81,9 @@ pub(crate) fn non_empty_list(at: &str, values: &[String]) -> Result<(), ConfigEr
     Ok(())
 }
 
+/// The metric label value when there is no operation or no consumer.
+pub const NO_LABEL: &str = "-";
+
 /// A label value fit for a stat name: letters, digits and `_ - : @` kept, anything else
 /// (dots above all, which separate the name's parts) becomes `_`.
 pub fn metric_label(value: &str) -> String {

@@ -17,7 +17,7 @@ pub const UPSTREAM_RESPONSES: &str = "tollgate_upstream_responses_total";
 pub const LIMIT_SERVICE_FAILURES: &str = "tollgate_rate_limit_service_failures_total";
 
 /// The label value when there is no operation or no consumer.
-pub const NONE: &str = "-";
+pub use crate::checks::NO_LABEL as NONE;
 /// Dynamic JWT consumers past the per-VM cap of their own series.
 /// A label no consumer can have: `label` never keeps a `*`, so no client id maps onto it.
 pub const OTHER_DYNAMIC: &str = "jwt:*";

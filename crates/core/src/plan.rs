@@ -702,14 +702,14 @@ fn check_metric_labels(
             .iter()
             .enumerate()
             .map(|(i, c)| (format!("consumers[{i}].id"), c.id.as_str())),
-        &[crate::metrics::NONE],
+        &[crate::checks::NO_LABEL],
     )?;
     check_distinct_labels(
         operations
             .iter()
             .enumerate()
             .map(|(i, op)| (format!("operations[{i}].name"), op.name.as_str())),
-        &[crate::metrics::NONE],
+        &[crate::checks::NO_LABEL],
     )
 }
 
