@@ -6,7 +6,7 @@
 //! itself where the plugin (the root context, which receives the keys) can find it, and the
 //! plugin decides it again once the fetch ends.
 
-use crate::host::Host;
+use crate::host::{apply_edit, define_metric_logged, Host, Side};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
@@ -402,17 +402,7 @@ impl Filter {
             self.observe_upstream(host, operation, sent_ms);
         }
         for edit in std::mem::take(&mut self.response_edits) {
-            let result = match &edit {
-                HeaderEdit::Set(name, value) => host.set_response_header(name, Some(value)),
-                HeaderEdit::Append(name, value) => host.add_response_header(name, value),
-                HeaderEdit::Remove(name) => host.set_response_header(name, None),
-            };
-            if let Err(err) = result {
-                log::error!(
-                    "tollgate: cannot edit response header {} ({err})",
-                    edit.name()
-                );
-            }
+            apply_edit(host, Side::Response, &edit);
         }
     }
 
@@ -436,17 +426,7 @@ impl Filter {
 
     fn forward(&mut self, host: &impl Host, forward: Forward, now_ms: u64) {
         for edit in &forward.request_edits {
-            let result = match edit {
-                HeaderEdit::Set(name, value) => host.set_request_header(name, Some(value)),
-                HeaderEdit::Append(name, value) => host.add_request_header(name, value),
-                HeaderEdit::Remove(name) => host.set_request_header(name, None),
-            };
-            if let Err(err) = result {
-                log::error!(
-                    "tollgate: cannot edit request header {} ({err})",
-                    edit.name()
-                );
-            }
+            apply_edit(host, Side::Request, edit);
         }
         if let Some(path) = &forward.path {
             if let Err(err) = host.set_request_header(":path", Some(path)) {
@@ -469,9 +449,7 @@ impl Filter {
             return;
         };
         let id = ids.request(trace, self.operation_name(trace), outcome, |kind, name| {
-            host.define_metric(kind, name)
-                .map_err(|err| log::error!("tollgate: cannot define metric {name} ({err})"))
-                .ok()
+            define_metric_logged(host, kind, name)
         });
         if let Some(id) = id {
             increment(host, id);

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use tollgate_core::metrics::SeriesKind;
+use tollgate_core::HeaderEdit;
 use tollgate_core::{Clock, CounterStore};
 
 /// Why a host call failed: the proxy-wasm status the host answered.
@@ -107,4 +108,42 @@ pub trait Host: Clock + CounterStore {
     fn http_call_response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// The body of that answer, `size` bytes.
     fn http_call_response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError>;
+}
+
+/// Defines a metric, logging a refusal (its requests then go uncounted).
+pub fn define_metric_logged(host: &impl Host, kind: SeriesKind, name: &str) -> Option<u32> {
+    host.define_metric(kind, name)
+        .map_err(|err| log::error!("tollgate: cannot define metric {name} ({err})"))
+        .ok()
+}
+
+/// Which side's headers an edit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Request,
+    Response,
+}
+
+/// Applies one header edit to the request or the response, logging a refusal.
+pub fn apply_edit(host: &impl Host, side: Side, edit: &HeaderEdit) {
+    let result = match (side, edit) {
+        (Side::Request, HeaderEdit::Set(name, value)) => host.set_request_header(name, Some(value)),
+        (Side::Request, HeaderEdit::Append(name, value)) => host.add_request_header(name, value),
+        (Side::Request, HeaderEdit::Remove(name)) => host.set_request_header(name, None),
+        (Side::Response, HeaderEdit::Set(name, value)) => {
+            host.set_response_header(name, Some(value))
+        }
+        (Side::Response, HeaderEdit::Append(name, value)) => host.add_response_header(name, value),
+        (Side::Response, HeaderEdit::Remove(name)) => host.set_response_header(name, None),
+    };
+    if let Err(err) = result {
+        let side = match side {
+            Side::Request => "request",
+            Side::Response => "response",
+        };
+        log::error!(
+            "tollgate: cannot edit {side} header {} ({err})",
+            edit.name()
+        );
+    }
 }

@@ -9,7 +9,7 @@
 //! and decides it again.
 
 use crate::filter::{Filter, Shared};
-use crate::host::Host;
+use crate::host::{define_metric_logged, Host};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tollgate_core::metrics::{configured_series, dynamic_series_cap, SeriesIds};
@@ -89,7 +89,7 @@ impl Plugin {
         let metrics = SeriesIds::define(
             configured_series(&plan),
             dynamic_series_cap(&plan),
-            |kind, name| define_metric(host, kind, name),
+            |kind, name| define_metric_logged(host, kind, name),
         );
         let keys = plan.key_fetch().map(|fetch| Rc::new(RefCell::new(fetch)));
         if let Some(keys) = &keys {
@@ -336,16 +336,6 @@ fn take_over_and_remember(fetch: &Rc<RefCell<KeyFetch>>) {
         let excess = sources.len().saturating_sub(REMEMBERED_SOURCES);
         sources.drain(..excess);
     });
-}
-
-fn define_metric(
-    host: &impl Host,
-    kind: tollgate_core::metrics::SeriesKind,
-    name: &str,
-) -> Option<u32> {
-    host.define_metric(kind, name)
-        .map_err(|err| log::error!("tollgate: cannot define metric {name} ({err})"))
-        .ok()
 }
 
 fn dispatch(host: &impl Host, call: &KeyCall) -> Result<u32, crate::host::HostError> {

@@ -158,7 +158,23 @@ class Backend:
         stop(self.process)
 
 
-class Redis:
+class Restartable:
+    """A server process the tests kill (SIGKILL, as when its pod dies) and start again on the
+    same port."""
+
+    process: subprocess.Popen | None = None
+
+    def kill(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self):
+        if self.process is not None:
+            stop(self.process)
+
+
+class Redis(Restartable):
     """A throwaway redis-server on 127.0.0.1 (no persistence); can be killed and restarted on
     the same port to test what happens when Redis goes away."""
 
@@ -180,18 +196,9 @@ class Redis:
         )
         wait_until(lambda: port_open(self.port), "redis-server", process=self.process)
 
-    def kill(self):
-        """SIGKILL: Redis gone at once, as when its pod dies."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self):
-        if self.process is not None:
-            stop(self.process)
 
 
-class RateLimitService:
+class RateLimitService(Restartable):
     """The built tollgate-rls, counting in `redis`."""
 
     def __init__(self, workdir: Path, redis_url: str, port: int | None = None,
@@ -215,17 +222,8 @@ class RateLimitService:
         )
         wait_until(lambda: port_open(self.port), "tollgate-rls", process=self.process)
 
-    def kill(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-    def stop(self):
-        if self.process is not None:
-            stop(self.process)
 
 
 class Envoy:

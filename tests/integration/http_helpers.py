@@ -13,6 +13,21 @@ def seen(response: requests.Response) -> dict:
     return response.json()["received"]
 
 
+def assert_exact_burst(responses: list[requests.Response], admitted: int, window_s: int):
+    """A burst against a rate limit: exactly `admitted` 200s, every other answer APIM's 429
+    with a `Retry-After` between 1 and the window."""
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == admitted, statuses
+    assert statuses.count(429) == len(responses) - admitted, statuses
+    for response in responses:
+        if response.status_code == 429:
+            retry_after = int(response.headers["retry-after"])
+            assert 1 <= retry_after <= window_s
+            assert response.json() == {
+                "statusCode": 429,
+                "message": f"Rate limit is exceeded. Try again in {retry_after} seconds."}
+
+
 def header_values(received: dict, name: str) -> list[str]:
     return [value for header, value in received["headers"] if header == name.lower()]
 

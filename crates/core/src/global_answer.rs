@@ -9,7 +9,7 @@ use crate::global_limits::{as_limits, interpret, Counted, LimitKind, RlsAnswer, 
 use crate::limits::CounterStore;
 use crate::local_count::{self, Counter};
 use crate::plan::Plan;
-use crate::verdict::{forward_with_headers, Fallback, GlobalCheck, Verdict};
+use crate::verdict::{forward_with_headers, CounterOwner, GlobalCheck, Verdict};
 
 /// The request's fate, and the service's failure if there was one (for the failure counter
 /// and the log).
@@ -33,13 +33,13 @@ pub fn settle(
         local_headers,
         local_counted,
         asked,
-        fallback,
+        owner,
         ..
     } = check;
     // A refusal gives the local limits' count back: counted only when admitted by all.
     let refuse = |denial: Denial| {
         if let Some((limits, written)) = &local_counted {
-            if let Some(counter) = local_counter(plan, &fallback) {
+            if let Some(counter) = counter_of(plan, &owner, Pool::Local) {
                 local_count::give_back(counters, counter, limits, written);
             }
         }
@@ -73,17 +73,7 @@ pub fn settle(
         .unwrap_or_default();
     let verdict = match mode {
         FailureMode::Local => {
-            let counter = match &fallback {
-                Fallback::Configured(id) => plan
-                    .consumers
-                    .get(*id)
-                    .map(|consumer| Counter::Entry(&consumer.fallback_key)),
-                Fallback::Dynamic(owner) => Some(Counter::Slot {
-                    pool: Pool::GlobalFallback,
-                    size: plan.dynamic.map_or(1, |dynamic| dynamic.pool_size),
-                    owner,
-                }),
-            };
+            let counter = counter_of(plan, &owner, Pool::GlobalFallback);
             let counted = match counter {
                 Some(counter) => local_count::count(counters, counter, &as_limits(&asked), now_ms)
                     .map(|(headers, _)| headers),
@@ -104,15 +94,18 @@ pub fn settle(
     }
 }
 
-/// The counters of the consumer's local limits.
-fn local_counter<'p>(plan: &'p Plan, consumer: &'p Fallback) -> Option<Counter<'p>> {
+/// The consumer's counters in `pool`: its local limits' (`Local`) or those that stand in for
+/// the service (`GlobalFallback`).
+fn counter_of<'p>(plan: &'p Plan, consumer: &'p CounterOwner, pool: Pool) -> Option<Counter<'p>> {
     match consumer {
-        Fallback::Configured(id) => plan
-            .consumers
-            .get(*id)
-            .map(|configured| Counter::Entry(&configured.counter_key)),
-        Fallback::Dynamic(owner) => Some(Counter::Slot {
-            pool: Pool::Local,
+        CounterOwner::Configured(id) => plan.consumers.get(*id).map(|configured| {
+            Counter::Entry(match pool {
+                Pool::Local => &configured.counter_key,
+                Pool::GlobalFallback => &configured.fallback_key,
+            })
+        }),
+        CounterOwner::Dynamic(owner) => Some(Counter::Slot {
+            pool,
             size: plan.dynamic.map_or(1, |dynamic| dynamic.pool_size),
             owner,
         }),

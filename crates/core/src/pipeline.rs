@@ -22,7 +22,7 @@ use crate::plan::{Operation, Plan, ProductId};
 use crate::rewrite::{upstream_path, HeaderEdit};
 use crate::subscription::ConsumerId;
 use crate::template::{ClaimSource, NoClaims, TemplateValues};
-use crate::verdict::{forward_with_headers, Fallback};
+use crate::verdict::{forward_with_headers, CounterOwner};
 use crate::verdict::{Decision, Forward, GlobalCheck, Trace, Verdict};
 use std::rc::Rc;
 
@@ -161,7 +161,7 @@ fn run(
                 local,
                 local_counted,
                 asked,
-                fallback,
+                owner,
             },
             Some(global),
         ) => {
@@ -172,7 +172,7 @@ fn run(
                 local_headers: local,
                 local_counted,
                 asked,
-                fallback,
+                owner,
             }))
         }
         // A global limit loads only with a `global_limits` section.
@@ -189,7 +189,7 @@ enum Admitted {
         local: Option<RateHeaders>,
         local_counted: Option<(Limits, CounterState)>,
         asked: Vec<Asked>,
-        fallback: Fallback,
+        owner: CounterOwner,
     },
 }
 
@@ -220,15 +220,15 @@ fn admit(plan: &Plan, caller: &Caller, env: &RequestEnv) -> Result<Admitted, Den
     if !product.global.any() {
         return Ok(Admitted::Counted(local));
     }
-    let fallback = match consumer {
-        Consumer::Configured(id, _) => Fallback::Configured(*id),
-        Consumer::Dynamic { id, .. } => Fallback::Dynamic(id.clone()),
+    let owner = match consumer {
+        Consumer::Configured(id, _) => CounterOwner::Configured(*id),
+        Consumer::Dynamic { id, .. } => CounterOwner::Dynamic(id.clone()),
     };
     Ok(Admitted::AskGlobal {
         local,
         local_counted,
         asked: global_limits::asked(&product.global),
-        fallback,
+        owner,
     })
 }
 

@@ -71,13 +71,14 @@ pub struct GlobalCheck {
     pub(crate) local_counted: Option<(Limits, CounterState)>,
     /// The global limits asked, in descriptor order.
     pub(crate) asked: Vec<Asked>,
-    /// Where this consumer is counted when the service fails and `failure_mode` is `local`.
-    pub(crate) fallback: Fallback,
+    /// Whose counters: the local limits' count given back on a refusal, and the fallback
+    /// counted when the service fails and `failure_mode` is `local`.
+    pub(crate) owner: CounterOwner,
 }
 
-/// The local counters that stand in for the service.
+/// The consumer whose counters a waiting request touches.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Fallback {
+pub(crate) enum CounterOwner {
     Configured(ConsumerId),
     /// A dynamic JWT consumer, by id (`jwt:<client>`).
     Dynamic(String),
