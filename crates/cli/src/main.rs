@@ -1,16 +1,25 @@
 //! The tollgate command line: check a configuration exactly as the filter would, make keys,
-//! hash keys. Keys are read from stdin, never from argv, so they stay out of shell history.
+//! hash keys, generate the Power Platform connector. Keys are read from stdin, never from
+//! argv, so they stay out of shell history.
 
 use std::fmt;
 use std::io::{Read, Write};
 use std::process::ExitCode;
+use tollgate_core::connector::{self, AuthChoice, ConnectorError, Format, Options};
 use tollgate_core::{ConfigError, KeyHash, Plan};
 
 const USAGE: &str = "\
 usage:
   tollgate check CONFIG.json       validate a plugin configuration (as the filter does at load)
   tollgate new-key [--consumer ID] print a fresh random key and its sha256: hash
-  tollgate hash-key                read a key from stdin, print its sha256: hash";
+  tollgate hash-key                read a key from stdin, print its sha256: hash
+  tollgate connector --config CONFIG.json --openapi OPENAPI.json --host HOST
+                     [--out DIR] [--title T] [--description D] [--scheme https] [--base-path /]
+                     [--auth auto|key|aad|both] [--client-id ID] [--resource-uri URI]
+                     [--brand-color #RRGGBB] [--format powerplatform|openapi]
+                                   write the Power Platform custom connector (apiDefinition.swagger.json,
+                                   apiProperties.json, settings.json) or, with --format openapi,
+                                   openapi.json: the public API tollgate enforces";
 
 /// Why a command failed; `Display` is what the operator reads on stderr.
 #[derive(Debug)]
@@ -29,6 +38,12 @@ enum CliError {
     NoKey,
     /// stdout cannot be written.
     Stdout(std::io::Error),
+    /// `connector`: an unknown flag, a flag without its value, or a required flag missing.
+    ConnectorUsage(String),
+    /// `connector`: the inputs cannot make a connector.
+    Connector(ConnectorError),
+    /// `connector`: an output file cannot be written.
+    Write { path: String, error: std::io::Error },
 }
 
 impl fmt::Display for CliError {
@@ -41,6 +56,9 @@ impl fmt::Display for CliError {
             Self::Stdin(error) => write!(f, "cannot read stdin: {error}"),
             Self::NoKey => f.write_str("no key on stdin"),
             Self::Stdout(error) => write!(f, "cannot write: {error}"),
+            Self::ConnectorUsage(message) => write!(f, "tollgate connector: {message}\n{USAGE}"),
+            Self::Connector(error) => write!(f, "tollgate connector: {error}"),
+            Self::Write { path, error } => write!(f, "cannot write {path}: {error}"),
         }
     }
 }
@@ -53,6 +71,7 @@ fn main() -> ExitCode {
         ["new-key"] => new_key(None),
         ["new-key", "--consumer", id] => new_key(Some(id)),
         ["hash-key"] => hash_key(),
+        ["connector", flags @ ..] => make_connector(flags),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             Ok(())
@@ -83,6 +102,97 @@ fn check(path: &str) -> Result<(), CliError> {
         plan.consumer_count(),
         plan.product_count()
     );
+    Ok(())
+}
+
+/// The flags of `connector`, as given.
+#[derive(Default)]
+struct ConnectorFlags<'a> {
+    config: Option<&'a str>,
+    openapi: Option<&'a str>,
+    out: Option<&'a str>,
+}
+
+fn make_connector(flags: &[&str]) -> Result<(), CliError> {
+    let usage = |message: String| CliError::ConnectorUsage(message);
+    let mut files = ConnectorFlags::default();
+    let mut host = None;
+    let mut options = Options::for_host("");
+    let mut pairs = flags.iter();
+    while let Some(flag) = pairs.next() {
+        let value = *pairs
+            .next()
+            .ok_or_else(|| usage(format!("{flag} needs a value")))?;
+        match *flag {
+            "--config" => files.config = Some(value),
+            "--openapi" => files.openapi = Some(value),
+            "--out" => files.out = Some(value),
+            "--host" => host = Some(value),
+            "--title" => options.title = Some(value.to_string()),
+            "--description" => options.description = Some(value.to_string()),
+            "--scheme" => options.scheme = value.to_string(),
+            "--base-path" => options.base_path = value.to_string(),
+            "--client-id" => options.client_id = Some(value.to_string()),
+            "--resource-uri" => options.resource_uri = Some(value.to_string()),
+            "--brand-color" => options.brand_color = value.to_string(),
+            "--auth" => {
+                options.auth = AuthChoice::parse(value)
+                    .ok_or_else(|| usage(format!("--auth {value}: auto, key, aad or both")))?
+            }
+            "--format" => {
+                options.format = match value {
+                    "powerplatform" => Format::PowerPlatform,
+                    "openapi" => Format::OpenApi,
+                    _ => return Err(usage(format!("--format {value}: powerplatform or openapi"))),
+                }
+            }
+            _ => return Err(usage(format!("unknown flag {flag}"))),
+        }
+    }
+    let config_path = files
+        .config
+        .ok_or_else(|| usage("--config is required".into()))?;
+    let openapi_path = files
+        .openapi
+        .ok_or_else(|| usage("--openapi is required".into()))?;
+    options.host = host
+        .ok_or_else(|| usage("--host is required".into()))?
+        .to_string();
+    let read = |path: &str| {
+        std::fs::read(path).map_err(|error| CliError::Read {
+            path: path.to_string(),
+            error,
+        })
+    };
+    let (config, openapi) = (read(config_path)?, read(openapi_path)?);
+    let generated =
+        connector::generate(&config, &openapi, &options).map_err(|error| match error {
+            // The same words as `tollgate check CONFIG`.
+            ConnectorError::Config(error) => CliError::Invalid {
+                path: config_path.to_string(),
+                error,
+            },
+            other => CliError::Connector(other),
+        })?;
+    for line in &generated.left_out {
+        eprintln!("left out, no tollgate operation reaches it: {line}");
+    }
+    for warning in &generated.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let dir = std::path::Path::new(files.out.unwrap_or("."));
+    std::fs::create_dir_all(dir).map_err(|error| CliError::Write {
+        path: dir.display().to_string(),
+        error,
+    })?;
+    for (name, contents) in &generated.files {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).map_err(|error| CliError::Write {
+            path: path.display().to_string(),
+            error,
+        })?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 mod checks;
 mod config;
 mod config_error;
+pub mod connector;
 mod credential;
 mod deny;
 mod dynamic_consumers;

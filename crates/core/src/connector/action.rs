@@ -1,0 +1,273 @@
+//! One connector operation (Swagger 2.0): its parameters, its body, its responses. Power
+//! Platform shows one response schema per operation, so only the first 2xx JSON response keeps
+//! its schema; tollgate's own refusals (401, 403, 429) are listed with the messages it sends.
+
+use crate::config::AuthMode;
+use crate::connector::document::resolve;
+use crate::connector::parameters::{self, Owned};
+use crate::connector::public_api::Exposed;
+use crate::connector::schema;
+use serde_json::{json, Map, Value};
+
+/// What tollgate answers before the backend sees the call.
+pub(crate) const UNAUTHORIZED: &str = "Access denied: the subscription key or the token is missing or invalid ({\"statusCode\": 401, \"message\": ...}).";
+pub(crate) const FORBIDDEN: &str = "Access denied: the product may not call this operation or a required claim is missing; or out of call volume quota, replenished after Retry-After seconds.";
+pub(crate) const TOO_MANY: &str = "Rate limit is exceeded. Try again in Retry-After seconds.";
+
+/// The Swagger operation object for `exposed`, named `id`.
+pub(crate) fn swagger_operation(
+    exposed: &Exposed,
+    id: &str,
+    openapi: &Value,
+    owned: &Owned,
+    warnings: &mut Vec<String>,
+) -> Value {
+    let label = format!(
+        "{} {} ({id})",
+        exposed.method.to_ascii_uppercase(),
+        exposed.public_path
+    );
+    let mut operation = Map::new();
+    operation.insert("operationId".into(), json!(id));
+    let summary = exposed
+        .fastapi
+        .get("summary")
+        .and_then(Value::as_str)
+        .unwrap_or(&exposed.operation.name);
+    operation.insert(
+        "summary".into(),
+        json!(crate::connector::names::summary(summary)),
+    );
+    if let Some(description) = exposed.fastapi.get("description").and_then(Value::as_str) {
+        operation.insert("description".into(), json!(description));
+    }
+    if exposed.fastapi.get("deprecated") == Some(&Value::Bool(true)) {
+        operation.insert("deprecated".into(), json!(true));
+    }
+
+    let (kept, _) = parameters::kept(exposed, openapi, owned);
+    let mut parameters: Vec<Value> = kept
+        .into_iter()
+        .map(|parameter| plain_parameter(parameter, openapi, &label, warnings))
+        .collect();
+    let (body, consumes) = request_body(exposed, openapi, &label, warnings);
+    parameters.extend(body);
+    if !parameters.is_empty() {
+        operation.insert("parameters".into(), Value::Array(parameters));
+    }
+    if let Some(consumes) = consumes {
+        operation.insert("consumes".into(), json!([consumes]));
+    }
+    operation.insert(
+        "responses".into(),
+        Value::Object(responses(exposed, openapi, &label, warnings)),
+    );
+    Value::Object(operation)
+}
+
+/// A path, query or header parameter as Swagger 2.0 primitives.
+fn plain_parameter(
+    parameter: &Map<String, Value>,
+    openapi: &Value,
+    label: &str,
+    warnings: &mut Vec<String>,
+) -> Value {
+    let mut out = Map::new();
+    for field in ["name", "in", "description"] {
+        if let Some(value) = parameter.get(field) {
+            out.insert(field.into(), value.clone());
+        }
+    }
+    let location = parameter
+        .get("in")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let schema = parameter
+        .get("schema")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    if let Some(title) = schema.get("title").and_then(Value::as_str) {
+        out.insert("x-ms-summary".into(), json!(title));
+    }
+    let context = format!(
+        "{label}, parameter {}",
+        parameter.get("name").unwrap_or(&Value::Null)
+    );
+    out.extend(schema::parameter_fields(
+        &schema, openapi, location, &context, warnings,
+    ));
+    let required = location == "path" || parameter.get("required") == Some(&Value::Bool(true));
+    out.insert("required".into(), json!(required));
+    if location == "path" {
+        out.insert("x-ms-url-encoding".into(), json!("single"));
+    }
+    Value::Object(out)
+}
+
+/// The body as Swagger 2.0 parameters (`in: body`, or `formData` fields for a form), and the
+/// media type the operation consumes.
+fn request_body(
+    exposed: &Exposed,
+    openapi: &Value,
+    label: &str,
+    warnings: &mut Vec<String>,
+) -> (Vec<Value>, Option<String>) {
+    let Some(body) = exposed.fastapi.get("requestBody") else {
+        if matches!(exposed.method, "post" | "put" | "patch") {
+            warnings.push(format!(
+                "{label}: the OpenAPI declares no request body (the handler reads the raw request), so Power Automate shows no fields for it"
+            ));
+        }
+        return (Vec::new(), None);
+    };
+    let body = resolve(body, openapi).unwrap_or(body);
+    let required = body.get("required") == Some(&Value::Bool(true));
+    let Some(content) = body.get("content").and_then(Value::as_object) else {
+        return (Vec::new(), None);
+    };
+    let json_type = content
+        .keys()
+        .find(|media| *media == "application/json" || media.ends_with("+json"));
+    let form_type = ["multipart/form-data", "application/x-www-form-urlencoded"]
+        .into_iter()
+        .find(|media| content.contains_key(*media));
+    let empty = json!({});
+    if let Some(media) = json_type {
+        let schema = content
+            .get(media)
+            .and_then(|c| c.get("schema"))
+            .unwrap_or(&empty);
+        let parameter = json!({ "name": "body", "in": "body", "required": required,
+            "schema": schema::body_schema(schema, openapi, &format!("{label}, body"), warnings) });
+        return (vec![parameter], Some(media.to_string()));
+    }
+    if let Some(media) = form_type {
+        let schema = content
+            .get(media)
+            .and_then(|c| c.get("schema"))
+            .unwrap_or(&empty);
+        return (
+            form_fields(schema, openapi, label, warnings),
+            Some(media.to_string()),
+        );
+    }
+    // Another media type (text/plain, application/octet-stream): one opaque body.
+    let Some((media, value)) = content.iter().next() else {
+        return (Vec::new(), None);
+    };
+    let schema = value.get("schema").unwrap_or(&empty);
+    let parameter = json!({ "name": "body", "in": "body", "required": required,
+        "schema": schema::body_schema(schema, openapi, &format!("{label}, body"), warnings) });
+    (vec![parameter], Some(media.clone()))
+}
+
+/// A form's properties as `formData` parameters; an upload is `type: file`.
+fn form_fields(
+    schema: &Value,
+    openapi: &Value,
+    label: &str,
+    warnings: &mut Vec<String>,
+) -> Vec<Value> {
+    let schema = resolve(schema, openapi).unwrap_or(schema);
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let mut fields = Vec::new();
+    for (name, property) in properties {
+        let context = format!("{label}, form field {name}");
+        let mut field = Map::new();
+        field.insert("name".into(), json!(name));
+        field.insert("in".into(), json!("formData"));
+        if let Some(title) = property.get("title").and_then(Value::as_str) {
+            field.insert("x-ms-summary".into(), json!(title));
+        }
+        if let Some(description) = property.get("description").and_then(Value::as_str) {
+            field.insert("description".into(), json!(description));
+        }
+        let mut fields_of =
+            schema::parameter_fields(property, openapi, "formData", &context, warnings);
+        if is_upload(&fields_of) {
+            if fields_of.get("type") == Some(&json!("array")) {
+                warnings.push(format!(
+                    "{context}: several files in one field; the connector sends one"
+                ));
+            }
+            fields_of = Map::new();
+            fields_of.insert("type".into(), json!("file"));
+        }
+        field.extend(fields_of);
+        field.insert("required".into(), json!(required.contains(&name.as_str())));
+        fields.push(Value::Object(field));
+    }
+    fields
+}
+
+/// A binary string, or a list of them: what FastAPI writes for `UploadFile`.
+fn is_upload(fields: &Map<String, Value>) -> bool {
+    let binary = |fields: &Map<String, Value>| {
+        fields.get("type") == Some(&json!("string"))
+            && fields.get("format") == Some(&json!("binary"))
+    };
+    binary(fields)
+        || (fields.get("type") == Some(&json!("array"))
+            && fields
+                .get("items")
+                .and_then(Value::as_object)
+                .is_some_and(binary))
+}
+
+/// FastAPI's responses, descriptions only but for the first 2xx JSON one, which keeps its
+/// schema; and tollgate's own refusals for an authenticated operation.
+fn responses(
+    exposed: &Exposed,
+    openapi: &Value,
+    label: &str,
+    warnings: &mut Vec<String>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    let mut schema_given = false;
+    let empty = Map::new();
+    let fastapi = exposed
+        .fastapi
+        .get("responses")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    for (status, response) in fastapi {
+        let description = response
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("Response");
+        let mut entry = Map::new();
+        entry.insert("description".into(), json!(description));
+        let schema = response
+            .get("content")
+            .and_then(|c| c.get("application/json"))
+            .and_then(|c| c.get("schema"));
+        if let (false, true, Some(schema)) = (schema_given, status.starts_with('2'), schema) {
+            // `{}` is FastAPI's "any JSON": no fields to show, nothing to declare.
+            if schema.as_object().is_some_and(|s| !s.is_empty()) {
+                let context = format!("{label}, response {status}");
+                entry.insert(
+                    "schema".into(),
+                    schema::body_schema(schema, openapi, &context, warnings),
+                );
+            }
+            schema_given = true;
+        }
+        out.insert(status.clone(), Value::Object(entry));
+    }
+    if !out.keys().any(|status| status.starts_with('2')) {
+        out.insert("200".into(), json!({ "description": "Success" }));
+    }
+    if exposed.operation.auth != AuthMode::None {
+        for (status, text) in [("401", UNAUTHORIZED), ("403", FORBIDDEN), ("429", TOO_MANY)] {
+            out.insert(status.into(), json!({ "description": text }));
+        }
+    }
+    out
+}

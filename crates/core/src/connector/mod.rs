@@ -1,0 +1,333 @@
+//! `tollgate connector`: the Power Platform custom connector (Swagger 2.0 `apiDefinition`,
+//! `apiProperties`, paconn `settings`), generated from a tollgate configuration and the
+//! service's OpenAPI 3.x document, as APIM's "export to Power Platform" does. Pure functions:
+//! documents in, documents out; the CLI reads and writes the files.
+//!
+//! The connector describes the **public** API: tollgate's operations as callers see them,
+//! each mapped back through its `rewrite` to the FastAPI operation it reaches
+//! (`public_api.rs`).
+
+mod action;
+mod auth;
+mod document;
+mod error;
+mod names;
+mod openapi_out;
+mod parameters;
+mod properties;
+mod public_api;
+mod schema;
+
+pub use auth::AuthChoice;
+pub use error::ConnectorError;
+
+use crate::config::Config;
+use crate::plan::Plan;
+use auth::{ConnectorAuth, Entra};
+use names::NameParts;
+use parameters::Owned;
+use public_api::PublicApi;
+use serde_json::{json, Map, Value};
+
+/// What to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// apiDefinition.swagger.json, apiProperties.json, settings.json.
+    #[default]
+    PowerPlatform,
+    /// openapi.json: the same public API as OpenAPI 3.1.
+    OpenApi,
+}
+
+/// The command line's choices (SPEC.md, "Power Platform connector").
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub host: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub scheme: String,
+    pub base_path: String,
+    pub auth: AuthChoice,
+    pub client_id: Option<String>,
+    pub resource_uri: Option<String>,
+    pub brand_color: String,
+    pub format: Format,
+}
+
+impl Options {
+    /// The defaults the command line documents, for `host`.
+    pub fn for_host(host: &str) -> Self {
+        Self {
+            host: host.to_string(),
+            title: None,
+            description: None,
+            scheme: "https".to_string(),
+            base_path: "/".to_string(),
+            auth: AuthChoice::Auto,
+            client_id: None,
+            resource_uri: None,
+            brand_color: properties::DEFAULT_BRAND_COLOR.to_string(),
+            format: Format::PowerPlatform,
+        }
+    }
+}
+
+/// The generated files and what the operator should know about them.
+#[derive(Debug)]
+pub struct Generated {
+    /// (file name, contents), in the order they are written.
+    pub files: Vec<(&'static str, String)>,
+    /// FastAPI operations no tollgate operation reaches: "METHOD /backend/path".
+    pub left_out: Vec<String>,
+    /// What could not be carried over as it is, one line each.
+    pub warnings: Vec<String>,
+}
+
+/// Both inputs, checked: the configuration as the filter compiles it, and an OpenAPI 3.x
+/// document.
+struct Inputs {
+    plan: Plan,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    openapi: Value,
+}
+
+pub fn generate(
+    config: &[u8],
+    openapi: &[u8],
+    options: &Options,
+) -> Result<Generated, ConnectorError> {
+    check_options(options)?;
+    let inputs = read_inputs(config, openapi)?;
+    let api = public_api::map(&inputs.plan, &inputs.openapi);
+    if api.exposed.is_empty() {
+        return Err(ConnectorError::NothingExposed);
+    }
+    let auth = auth::resolve(options.auth, api.exposed.iter().map(|e| e.operation.auth));
+    let entra = match auth {
+        ConnectorAuth::Key => None,
+        ConnectorAuth::Aad | ConnectorAuth::Both => {
+            if inputs.plan.jwt.is_none() {
+                return Err(ConnectorError::NoJwtSection);
+            }
+            Some(Entra::from(
+                options.client_id.as_deref(),
+                options.resource_uri.as_deref(),
+                &inputs.issuers,
+                &inputs.audiences,
+            )?)
+        }
+    };
+    let ids = operation_ids(&api);
+    let mut warnings = Vec::new();
+    let files = match options.format {
+        Format::PowerPlatform => {
+            let definition = api_definition(
+                &inputs,
+                &api,
+                &ids,
+                options,
+                auth,
+                entra.as_ref(),
+                &mut warnings,
+            );
+            let (parameters, policies) =
+                auth::connection(auth, &inputs.plan.key_header_display, entra.as_ref());
+            vec![
+                ("apiDefinition.swagger.json", pretty(&definition)),
+                (
+                    "apiProperties.json",
+                    pretty(&properties::api_properties(
+                        parameters,
+                        policies,
+                        &options.brand_color,
+                    )),
+                ),
+                ("settings.json", pretty(&properties::settings())),
+            ]
+        }
+        Format::OpenApi => {
+            let owned = Owned::of(&inputs.plan);
+            let document = openapi_out::document(
+                &inputs.openapi,
+                &api,
+                &ids,
+                &owned,
+                options,
+                &inputs.plan.key_header_display,
+                entra.as_ref(),
+            );
+            vec![("openapi.json", pretty(&document))]
+        }
+    };
+    if let Some(title) = options.title.as_deref().filter(|t| t.chars().count() > 30) {
+        warnings.push(format!(
+            "--title {title:?} is longer than the 30 characters Power Platform accepts"
+        ));
+    }
+    let left_out = api
+        .left_out
+        .iter()
+        .map(|l| format!("{} {}", l.method, l.backend_path))
+        .collect();
+    Ok(Generated {
+        files,
+        left_out,
+        warnings,
+    })
+}
+
+fn check_options(options: &Options) -> Result<(), ConnectorError> {
+    let bad = |name, message: &str| {
+        Err(ConnectorError::Option {
+            name,
+            message: message.to_string(),
+        })
+    };
+    let host = &options.host;
+    if host.is_empty() || host.contains(['/', ' ', '?', '#']) || host.contains("://") {
+        return bad(
+            "--host",
+            "a host name (and :port), such as api.contoso.com, without scheme or path",
+        );
+    }
+    if !matches!(options.scheme.as_str(), "https" | "http") {
+        return bad("--scheme", "https or http");
+    }
+    if !options.base_path.starts_with('/') || options.base_path.contains(['?', '#', ' ']) {
+        return bad("--base-path", "a path starting with '/'");
+    }
+    if !properties::is_brand_color(&options.brand_color) {
+        return bad("--brand-color", "a colour as #RRGGBB");
+    }
+    Ok(())
+}
+
+fn read_inputs(config: &[u8], openapi: &[u8]) -> Result<Inputs, ConnectorError> {
+    let plan = Plan::from_json(config)?;
+    // Accepted by the plan above, so it parses; issuers and audiences are not kept in the plan.
+    let jwt = serde_json::from_slice::<Config>(config)
+        .ok()
+        .and_then(|c| c.jwt);
+    let issuers = jwt
+        .as_ref()
+        .and_then(|j| j.issuers.clone())
+        .unwrap_or_default();
+    let audiences = jwt.and_then(|j| j.audiences).unwrap_or_default();
+    let openapi: Value = serde_json::from_slice(openapi)
+        .map_err(|e| ConnectorError::OpenApiSyntax(e.to_string()))?;
+    match openapi.get("openapi").and_then(Value::as_str) {
+        Some(version) if version.starts_with("3.") => {}
+        Some(version) => {
+            return Err(ConnectorError::NotOpenApi3(format!(
+                "\"openapi\": \"{version}\""
+            )))
+        }
+        None if openapi.get("swagger").is_some() => {
+            return Err(ConnectorError::NotOpenApi3("a Swagger 2.0 document".into()))
+        }
+        None => {
+            return Err(ConnectorError::NotOpenApi3(
+                "no \"openapi\" version field".into(),
+            ))
+        }
+    }
+    if !openapi.get("paths").is_some_and(Value::is_object) {
+        return Err(ConnectorError::NotOpenApi3("no \"paths\" object".into()));
+    }
+    Ok(Inputs {
+        plan,
+        issuers,
+        audiences,
+        openapi,
+    })
+}
+
+fn operation_ids(api: &PublicApi) -> Vec<String> {
+    let parts: Vec<NameParts> = api
+        .exposed
+        .iter()
+        .map(|e| NameParts {
+            operation_index: e.operation_index,
+            operation_name: e.operation.name.clone(),
+            function_name: names::function_name(
+                e.fastapi.get("operationId").and_then(Value::as_str),
+                e.openapi_path,
+                e.method,
+            ),
+            method: e.method.to_string(),
+        })
+        .collect();
+    names::operation_ids(&parts)
+}
+
+/// apiDefinition.swagger.json.
+fn api_definition(
+    inputs: &Inputs,
+    api: &PublicApi,
+    ids: &[String],
+    options: &Options,
+    auth: ConnectorAuth,
+    entra: Option<&Entra>,
+    warnings: &mut Vec<String>,
+) -> Value {
+    let owned = Owned::of(&inputs.plan);
+    let mut paths = Map::new();
+    for (exposed, id) in api.exposed.iter().zip(ids) {
+        let operation = action::swagger_operation(exposed, id, &inputs.openapi, &owned, warnings);
+        let item = paths
+            .entry(exposed.public_path.clone())
+            .or_insert_with(|| json!({}));
+        if let Some(item) = item.as_object_mut() {
+            item.insert(exposed.method.to_string(), operation);
+        }
+    }
+    let (security_definitions, security) =
+        auth::security_definitions(auth, &inputs.plan.key_header_display, entra);
+    let mut document = Map::new();
+    document.insert("swagger".into(), json!("2.0"));
+    document.insert("info".into(), info(&inputs.openapi, options));
+    document.insert("host".into(), json!(options.host));
+    document.insert("basePath".into(), json!(options.base_path));
+    document.insert("schemes".into(), json!([options.scheme]));
+    document.insert("consumes".into(), json!(["application/json"]));
+    document.insert("produces".into(), json!(["application/json"]));
+    document.insert("paths".into(), Value::Object(paths));
+    document.insert(
+        "definitions".into(),
+        Value::Object(schema::definitions(&inputs.openapi, warnings)),
+    );
+    document.insert("securityDefinitions".into(), security_definitions);
+    document.insert("security".into(), security);
+    Value::Object(document)
+}
+
+fn info(openapi: &Value, options: &Options) -> Value {
+    let from_doc = |field: &str| {
+        openapi
+            .pointer(&format!("/info/{field}"))
+            .and_then(Value::as_str)
+    };
+    let mut info = Map::new();
+    let title = options
+        .title
+        .as_deref()
+        .or(from_doc("title"))
+        .unwrap_or("API");
+    info.insert("title".into(), json!(title));
+    if let Some(description) = options.description.as_deref().or(from_doc("description")) {
+        info.insert("description".into(), json!(description));
+    }
+    info.insert(
+        "version".into(),
+        json!(from_doc("version").unwrap_or("1.0")),
+    );
+    Value::Object(info)
+}
+
+/// Two-space indented JSON with a final newline: the same inputs give the same bytes.
+fn pretty(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
