@@ -81,6 +81,7 @@ pub(crate) fn resolve(
 /// The Entra ID app registration and resource the connector signs in to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entra {
+    /// Empty in the OpenAPI description, which names no app registration.
     pub client_id: String,
     pub resource_uri: String,
     pub tenant: String,
@@ -88,17 +89,14 @@ pub(crate) struct Entra {
 }
 
 impl Entra {
-    /// `issuers`/`audiences` from the configuration's `jwt` section.
+    /// `issuers`/`audiences` from the configuration's `jwt` section; `client_id` only where the
+    /// connector signs in (the caller has checked it is there).
     pub(crate) fn from(
         client_id: Option<&str>,
         resource_uri: Option<&str>,
         issuers: &[String],
         audiences: &[String],
     ) -> Result<Self, ConnectorError> {
-        let client_id = client_id
-            .map(str::trim)
-            .filter(|id| !id.is_empty())
-            .ok_or(ConnectorError::ClientIdRequired)?;
         let resource_uri = resource_uri
             .or(audiences.first().map(String::as_str))
             .filter(|uri| !uri.is_empty())
@@ -112,7 +110,7 @@ impl Entra {
                 |host| format!("https://{host}"),
             );
         Ok(Self {
-            client_id: client_id.to_string(),
+            client_id: client_id.unwrap_or_default().to_string(),
             resource_uri: resource_uri.to_string(),
             tenant,
             login_uri,
@@ -266,16 +264,8 @@ mod tests {
     }
 
     #[test]
-    fn entra_needs_a_client_id_and_a_resource() {
+    fn entra_needs_a_resource() {
         let aud = strings(&["api://invoice-validator"]);
-        assert!(matches!(
-            Entra::from(None, None, &[], &aud),
-            Err(ConnectorError::ClientIdRequired)
-        ));
-        assert!(matches!(
-            Entra::from(Some(" "), None, &[], &aud),
-            Err(ConnectorError::ClientIdRequired)
-        ));
         assert!(matches!(
             Entra::from(Some("id"), None, &[], &[]),
             Err(ConnectorError::ResourceUriRequired)

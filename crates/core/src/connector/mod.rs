@@ -16,12 +16,13 @@ mod openapi_out;
 mod parameters;
 mod properties;
 mod public_api;
+mod reachable;
 mod schema;
 
 pub use auth::AuthChoice;
 pub use error::ConnectorError;
 
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
 use crate::plan::Plan;
 use auth::{ConnectorAuth, Entra};
 use names::NameParts;
@@ -104,20 +105,7 @@ pub fn generate(
         return Err(ConnectorError::NothingExposed);
     }
     let auth = auth::resolve(options.auth, api.exposed.iter().map(|e| e.operation.auth));
-    let entra = match auth {
-        ConnectorAuth::Key => None,
-        ConnectorAuth::Aad | ConnectorAuth::Both => {
-            if inputs.plan.jwt.is_none() {
-                return Err(ConnectorError::NoJwtSection);
-            }
-            Some(Entra::from(
-                options.client_id.as_deref(),
-                options.resource_uri.as_deref(),
-                &inputs.issuers,
-                &inputs.audiences,
-            )?)
-        }
-    };
+    let entra = entra(&inputs, &api, auth, options)?;
     let ids = operation_ids(&api);
     let mut warnings = Vec::new();
     let files = match options.format {
@@ -175,6 +163,52 @@ pub fn generate(
         left_out,
         warnings,
     })
+}
+
+/// The Entra ID sign-in: the connector's when it signs in with a token (an app registration
+/// required); the OpenAPI description's whenever an exposed operation takes a token (no app
+/// registration there: a client brings its own).
+fn entra(
+    inputs: &Inputs,
+    api: &PublicApi,
+    auth: ConnectorAuth,
+    options: &Options,
+) -> Result<Option<Entra>, ConnectorError> {
+    let connector_signs_in = auth != ConnectorAuth::Key;
+    let takes_tokens = api.exposed.iter().any(|e| {
+        matches!(
+            e.operation.auth,
+            AuthMode::Jwt | AuthMode::Either | AuthMode::Both
+        )
+    });
+    let wanted = match options.format {
+        Format::PowerPlatform => connector_signs_in,
+        Format::OpenApi => connector_signs_in || (takes_tokens && inputs.plan.jwt.is_some()),
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    if inputs.plan.jwt.is_none() {
+        return Err(ConnectorError::NoJwtSection);
+    }
+    let client_id = match options.format {
+        Format::PowerPlatform => Some(
+            options
+                .client_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .ok_or(ConnectorError::ClientIdRequired)?,
+        ),
+        Format::OpenApi => None,
+    };
+    Entra::from(
+        client_id,
+        options.resource_uri.as_deref(),
+        &inputs.issuers,
+        &inputs.audiences,
+    )
+    .map(Some)
 }
 
 fn check_options(options: &Options) -> Result<(), ConnectorError> {
@@ -292,10 +326,12 @@ fn api_definition(
     document.insert("schemes".into(), json!([options.scheme]));
     document.insert("consumes".into(), json!(["application/json"]));
     document.insert("produces".into(), json!(["application/json"]));
-    document.insert("paths".into(), Value::Object(paths));
+    let paths = Value::Object(paths);
+    let used = reachable::with_used_schemas(&inputs.openapi, &paths, true);
+    document.insert("paths".into(), paths);
     document.insert(
         "definitions".into(),
-        Value::Object(schema::definitions(&inputs.openapi, warnings)),
+        Value::Object(schema::definitions(&used, warnings)),
     );
     document.insert("securityDefinitions".into(), security_definitions);
     document.insert("security".into(), security);
@@ -331,3 +367,7 @@ fn pretty(value: &Value) -> String {
     text.push('\n');
     text
 }
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
+mod tests;

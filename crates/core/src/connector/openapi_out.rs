@@ -7,6 +7,7 @@ use crate::connector::action::{FORBIDDEN, TOO_MANY, UNAUTHORIZED};
 use crate::connector::auth::{Entra, KEY_SCHEME};
 use crate::connector::parameters::{self, Owned};
 use crate::connector::public_api::PublicApi;
+use crate::connector::reachable;
 use crate::connector::Options;
 use serde_json::{json, Map, Value};
 
@@ -52,7 +53,9 @@ pub(crate) fn document(
         }
     }
 
-    let mut components = openapi
+    let paths = Value::Object(paths);
+    let used = reachable::with_used_schemas(openapi, &paths, false);
+    let mut components = used
         .get("components")
         .and_then(Value::as_object)
         .cloned()

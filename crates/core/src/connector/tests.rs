@@ -1,0 +1,328 @@
+//! `generate` from end to end: both inputs in, the files out, every refusal with its reason.
+
+use super::*;
+use serde_json::json;
+
+fn config(auth: &str) -> Value {
+    json!({
+        "subscription_key": {"header": "X-Key", "query": "key"},
+        "jwt": {"issuers": ["https://login.microsoftonline.com/tenant-1/v2.0"],
+                "audiences": ["api://invoices"], "algorithms": ["RS256"],
+                "jwks": {"keys": [{"kty": "RSA", "kid": "k1", "e": "AQAB",
+                    "n": "wJ4Ts0Yh1rCflzIvYs6nkxwYCBfVqkwvZPjpxZ3BZ4k6pmIeRaxVGqSbjGv4mEXRwq5T1-PUbyPvSwQ2S6GkaI0-KYflmIJcywIgVqg8yvnxyN3AcZpXTc2TWsDkT1EfyEETGbVO5Iv0o5U4tzbPIXW4P-w2AwyMeWa9X1-KUyn9CzOjm9Ud-ZRpZizvBTwN0A9OmBrUqjGH5ZCYVfjWyPyHmbLsp8Gek7mhFwxVYD12UFDhxWBfu1EWX-oFaEhf7DkfQzkB1NVzVNtgFa15dLzOfnTQFtZKRNEeWOq1qN7WgTUSeJBCh0jNnlX4mjoMlXFR-2uqjkm44jk-MIA1sQ"}]}},
+        "products": {"p": {}},
+        "consumers": [{"id": "c", "product": "p",
+            "keys": ["sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]}],
+        "operations": [
+            {"name": "validate", "methods": ["POST"], "path": "/validate",
+             "rewrite": "/api/v1/validate", "auth": auth},
+            {"name": "invoices", "methods": ["GET"], "path_prefix": "/invoices",
+             "rewrite": "/api/v1/invoices", "auth": auth},
+            {"name": "health", "methods": ["GET"], "path": "/healthz", "auth": "none"}
+        ]
+    })
+}
+
+fn openapi() -> Value {
+    let ok = |schema: Value| {
+        json!({"200": {"description": "OK",
+        "content": {"application/json": {"schema": schema}}}})
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Invoices", "version": "1.0.0"},
+        "paths": {
+            "/api/v1/validate": {"post": {"operationId": "validate_api_v1_validate_post",
+                "summary": "Validate an invoice",
+                "requestBody": {"required": true, "content": {"application/json":
+                    {"schema": {"$ref": "#/components/schemas/Invoice"}}}},
+                "responses": ok(json!({"type": "object"}))}},
+            "/api/v1/invoices": {"get": {"operationId": "list_invoices_api_v1_invoices_get",
+                "responses": ok(json!({"type": "array", "items": {"$ref": "#/components/schemas/Invoice"}}))}},
+            "/api/v1/invoices/{invoice_id}": {"get": {
+                "operationId": "get_invoice_api_v1_invoices__invoice_id__get",
+                "parameters": [{"name": "invoice_id", "in": "path", "required": true,
+                                "schema": {"type": "string", "title": "Invoice Id"}}],
+                "responses": ok(json!({"$ref": "#/components/schemas/Invoice"}))}},
+            "/healthz": {"get": {"operationId": "healthz_healthz_get", "responses": ok(json!({}))}},
+            "/internal/reindex": {"post": {"operationId": "reindex_internal_reindex_post",
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Secret"}}}},
+                "responses": ok(json!({}))}}
+        },
+        "components": {"schemas": {
+            "Invoice": {"type": "object", "required": ["amount"], "properties": {
+                "amount": {"type": "number"},
+                "po_number": {"anyOf": [{"type": "string"}, {"type": "null"}]}}},
+            "Secret": {"type": "object"}
+        }}
+    })
+}
+
+fn run(config: &Value, openapi: &Value, options: &Options) -> Result<Generated, ConnectorError> {
+    generate(
+        config.to_string().as_bytes(),
+        openapi.to_string().as_bytes(),
+        options,
+    )
+}
+
+fn file(generated: &Generated, name: &str) -> Value {
+    let text = generated
+        .files
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| text.as_str())
+        .unwrap_or_default();
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn aad() -> Options {
+    Options {
+        client_id: Some("11111111-2222-3333-4444-555555555555".into()),
+        ..Options::for_host("api.contoso.com")
+    }
+}
+
+#[test]
+fn the_connector_is_the_public_api() {
+    let generated = run(
+        &config("subscription_key"),
+        &openapi(),
+        &Options::for_host("api.contoso.com"),
+    )
+    .unwrap();
+    let names: Vec<&str> = generated.files.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        [
+            "apiDefinition.swagger.json",
+            "apiProperties.json",
+            "settings.json"
+        ]
+    );
+    let swagger = file(&generated, "apiDefinition.swagger.json");
+    let ids: Vec<(&str, &str, &str)> = swagger["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object().unwrap().iter().map(move |(method, op)| {
+                (
+                    path.as_str(),
+                    method.as_str(),
+                    op["operationId"].as_str().unwrap(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("/healthz", "get", "Health"),
+            ("/invoices", "get", "InvoicesListInvoices"),
+            ("/invoices/{invoice_id}", "get", "InvoicesGetInvoice"),
+            ("/validate", "post", "Validate"),
+        ]
+    );
+    assert_eq!(generated.left_out, ["POST /internal/reindex"]);
+    assert_eq!(swagger["host"], "api.contoso.com");
+    assert_eq!(
+        swagger["securityDefinitions"]["apiKeyHeader"]["name"],
+        "X-Key"
+    );
+    // Only what the public operations use; the internal model stays out.
+    let definitions: Vec<&String> = swagger["definitions"].as_object().unwrap().keys().collect();
+    assert_eq!(definitions, ["Invoice"]);
+    assert_eq!(
+        swagger["definitions"]["Invoice"]["properties"]["po_number"]["x-nullable"],
+        true
+    );
+    let get = &swagger["paths"]["/invoices/{invoice_id}"]["get"];
+    assert_eq!(get["parameters"][0]["x-ms-url-encoding"], "single");
+    assert_eq!(get["parameters"][0]["required"], true);
+    assert_eq!(
+        get["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/Invoice"
+    );
+    for status in ["401", "403", "429"] {
+        assert!(get["responses"][status]["description"].is_string());
+        assert!(swagger["paths"]["/healthz"]["get"]["responses"]
+            .get(status)
+            .is_none());
+    }
+}
+
+#[test]
+fn the_same_inputs_give_the_same_bytes() {
+    let one = run(&config("jwt"), &openapi(), &aad()).unwrap();
+    let two = run(&config("jwt"), &openapi(), &aad()).unwrap();
+    assert_eq!(one.files, two.files);
+    assert!(one.files.iter().all(|(_, text)| text.ends_with("}\n")));
+}
+
+#[test]
+fn no_key_hash_or_signing_key_is_ever_written() {
+    let config = config("both");
+    let n = config["jwt"]["jwks"]["keys"][0]["n"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for format in [Format::PowerPlatform, Format::OpenApi] {
+        let generated = run(&config, &openapi(), &Options { format, ..aad() }).unwrap();
+        for (name, text) in &generated.files {
+            assert!(!text.contains("sha256:"), "{name}");
+            assert!(!text.contains("9f86d081884c7d65"), "{name}");
+            assert!(!text.contains(&n[..40]), "{name}");
+            assert!(!text.to_ascii_lowercase().contains("secret"), "{name}");
+        }
+    }
+}
+
+#[test]
+fn jwt_operations_sign_in_with_entra() {
+    let generated = run(&config("jwt"), &openapi(), &aad()).unwrap();
+    let properties = file(&generated, "apiProperties.json");
+    let settings = &properties["properties"]["connectionParameters"]["token"]["oAuthSettings"];
+    assert_eq!(settings["clientId"], "11111111-2222-3333-4444-555555555555");
+    assert_eq!(
+        settings["customParameters"]["tenantId"]["value"],
+        "tenant-1"
+    );
+    assert_eq!(
+        settings["customParameters"]["resourceUri"]["value"],
+        "api://invoices"
+    );
+    assert!(properties["properties"]["connectionParameters"]
+        .get("api_key")
+        .is_none());
+}
+
+#[test]
+fn the_openapi_format_describes_the_same_operations_with_their_credentials() {
+    let options = Options {
+        format: Format::OpenApi,
+        ..aad()
+    };
+    let generated = run(&config("either"), &openapi(), &options).unwrap();
+    let document = file(&generated, "openapi.json");
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["servers"][0]["url"], "https://api.contoso.com");
+    let validate = &document["paths"]["/validate"]["post"];
+    assert_eq!(validate["operationId"], "Validate");
+    assert_eq!(
+        validate["security"],
+        json!([{"apiKeyHeader": []}, {"entraId": []}])
+    );
+    assert_eq!(document["paths"]["/healthz"]["get"]["security"], json!([]));
+    assert!(document["components"]["schemas"].get("Secret").is_none());
+    assert!(document["components"]["schemas"]
+        .get("TollgateError")
+        .is_some());
+}
+
+#[test]
+fn every_refusal_says_why() {
+    let host = Options::for_host("api.contoso.com");
+    let refused = |config: &[u8], openapi: &[u8], options: &Options| {
+        generate(config, openapi, options)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let good_config = config("subscription_key").to_string();
+    let good_openapi = openapi().to_string();
+    let bad_config = br#"{"operations": [{"name": "v", "path": "/v", "rewrite": "v"}]}"#;
+    assert_eq!(
+        refused(bad_config, good_openapi.as_bytes(), &host),
+        Plan::from_json(bad_config)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap()
+    );
+    assert!(refused(good_config.as_bytes(), b"{", &host).contains("not JSON"));
+    assert!(refused(
+        good_config.as_bytes(),
+        br#"{"swagger": "2.0", "paths": {}}"#,
+        &host
+    )
+    .contains("Swagger 2.0"));
+    assert!(refused(good_config.as_bytes(), br#"{"openapi": "3.1.0"}"#, &host).contains("paths"));
+    assert!(refused(
+        good_config.as_bytes(),
+        br#"{"openapi": "3.1.0", "paths": {"/x": {"get": {}}}}"#,
+        &host
+    )
+    .contains("no operation exposed"));
+    let jwt = config("jwt").to_string();
+    assert!(refused(jwt.as_bytes(), good_openapi.as_bytes(), &host).contains("--client-id"));
+    let blank = Options {
+        client_id: Some(" ".into()),
+        ..host.clone()
+    };
+    assert!(refused(jwt.as_bytes(), good_openapi.as_bytes(), &blank).contains("--client-id"));
+    // The OpenAPI description names no app registration, so it needs none.
+    let openapi_format = Options {
+        format: Format::OpenApi,
+        ..host.clone()
+    };
+    assert!(generate(jwt.as_bytes(), good_openapi.as_bytes(), &openapi_format).is_ok());
+    let mut no_jwt = config("subscription_key");
+    no_jwt.as_object_mut().unwrap().remove("jwt");
+    let aad_forced = Options {
+        auth: AuthChoice::Aad,
+        ..aad()
+    };
+    assert!(refused(
+        no_jwt.to_string().as_bytes(),
+        good_openapi.as_bytes(),
+        &aad_forced
+    )
+    .contains("`jwt` section"));
+    for (options, flag) in [
+        (
+            Options {
+                brand_color: "red".into(),
+                ..host.clone()
+            },
+            "--brand-color",
+        ),
+        (Options::for_host("https://api.contoso.com"), "--host"),
+        (
+            Options {
+                scheme: "ftp".into(),
+                ..host.clone()
+            },
+            "--scheme",
+        ),
+        (
+            Options {
+                base_path: "gw".into(),
+                ..host.clone()
+            },
+            "--base-path",
+        ),
+    ] {
+        assert!(
+            refused(good_config.as_bytes(), good_openapi.as_bytes(), &options).starts_with(flag)
+        );
+    }
+}
+
+#[test]
+fn a_body_method_without_a_body_is_warned_about() {
+    let mut document = openapi();
+    document["paths"]["/api/v1/validate"]["post"]
+        .as_object_mut()
+        .unwrap()
+        .remove("requestBody");
+    let generated = run(
+        &config("subscription_key"),
+        &document,
+        &Options::for_host("h"),
+    )
+    .unwrap();
+    assert!(generated
+        .warnings
+        .iter()
+        .any(|w| w.starts_with("POST /validate (Validate)") && w.contains("no request body")));
+}
