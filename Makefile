@@ -13,7 +13,7 @@ RLS     := target/release/tollgate-rls
 APT_GET := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 SOURCES := $(shell find src crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
 
-.PHONY: all setup build run stop compose-config oci test fmt-check clippy unit integration bench clean
+.PHONY: all setup build run stop compose-config connector oci test fmt-check clippy unit integration bench clean
 
 all: build
 
@@ -56,6 +56,19 @@ stop:
 ## compose-config: .run/envoy-compose.yaml with fresh demo keys, for `docker compose up`.
 compose-config: build
 	$(PYTHON) tools/demo.py compose-config
+
+## connector: the demo's Power Platform custom connector in .run/connector/ (apiDefinition.swagger.json,
+## apiProperties.json, settings.json for `paconn create`) and its public API as OpenAPI 3.1
+## (openapi.json), from envoy/envoy.yaml's plugin configuration and the backend's OpenAPI.
+CONNECTOR_HOST ?= tollgate.example.com
+CONNECTOR_DIR  := .run/connector
+connector: setup $(CLI)
+	$(PYTHON) tools/demo.py connector-inputs $(CONNECTOR_DIR)
+	$(CLI) connector --config $(CONNECTOR_DIR)/tollgate.json \
+	  --openapi $(CONNECTOR_DIR)/fastapi-openapi.json --host $(CONNECTOR_HOST) --out $(CONNECTOR_DIR)
+	$(CLI) connector --config $(CONNECTOR_DIR)/tollgate.json \
+	  --openapi $(CONNECTOR_DIR)/fastapi-openapi.json --host $(CONNECTOR_HOST) --out $(CONNECTOR_DIR) \
+	  --format openapi
 
 ## oci: the filter's OCI images (Istio's, and the init image for a plain sidecar) and tollgate-rls'.
 OCI_REPO ?= tollgate-wasm

@@ -84,6 +84,10 @@ try:
        -d '{DEMO_BODY}'
   curl -i -X POST {url}/validate                       # 401, missing key
   curl -i {url}/admin/x -H 'Ocp-Apim-Subscription-Key: {flow_primary}'   # 403, starter may not
+  curl -s '{url}/invoices?status=paid&limit=2' -H 'Ocp-Apim-Subscription-Key: {portal}'
+  curl -s {url}/invoices/INV-1 -H 'Ocp-Apim-Subscription-Key: {portal}'
+  curl -s -X POST {url}/invoices/INV-1/attachments -H 'Ocp-Apim-Subscription-Key: {portal}' \\
+       -F file=@README.md -F kind=other
 """)
     if len(urls) < 2:
         return
@@ -168,6 +172,24 @@ tollgate demo is running (logs in {RUN}; stop with `make stop`)
     print_keys_and_curls(keys, [envoy.url for envoy in envoys], ".run/envoy.yaml")
 
 
+def connector_inputs() -> None:
+    """What `make connector` hands `tollgate connector`, in the directory given (default
+    .run/connector): tollgate.json, the plugin configuration of envoy/envoy.yaml, and
+    fastapi-openapi.json, the sample backend's OpenAPI as FastAPI generates it (the app is
+    imported, no server runs). The key hashes go along unchanged: the connector never copies
+    them, and nobody holds their keys."""
+    out = Path(sys.argv[2]) if len(sys.argv) > 2 else RUN / "connector"
+    out.mkdir(parents=True, exist_ok=True)
+    plugin = stack.plugin_configuration(stack.load_reference())
+    (out / "tollgate.json").write_text(json.dumps(plugin, indent=2) + "\n")
+    sys.path.insert(0, str(stack.REPO / "backend"))
+    from app import app  # the backend is not a package: imported from its folder
+
+    (out / "fastapi-openapi.json").write_text(json.dumps(app.openapi(), indent=2) + "\n")
+    print(f"wrote {out / 'tollgate.json'} and {out / 'fastapi-openapi.json'}")
+
+
 if __name__ == "__main__":
-    commands = {"start": start, "stop": stop, "compose-config": compose_config}
+    commands = {"start": start, "stop": stop, "compose-config": compose_config,
+                "connector-inputs": connector_inputs}
     commands[sys.argv[1] if len(sys.argv) > 1 else "start"]()
