@@ -71,6 +71,10 @@ fn main() -> ExitCode {
         ["new-key"] => new_key(None),
         ["new-key", "--consumer", id] => new_key(Some(id)),
         ["hash-key"] => hash_key(),
+        ["connector", "-h" | "--help"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
         ["connector", flags @ ..] => make_connector(flags),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
@@ -118,11 +122,16 @@ fn make_connector(flags: &[&str]) -> Result<(), CliError> {
     let mut files = ConnectorFlags::default();
     let mut host = None;
     let mut options = Options::for_host("");
+    let mut flags_seen: Vec<&str> = Vec::new();
     let mut pairs = flags.iter();
     while let Some(flag) = pairs.next() {
         let value = *pairs
             .next()
             .ok_or_else(|| usage(format!("{flag} needs a value")))?;
+        if flags_seen.contains(flag) {
+            return Err(usage(format!("{flag} given twice")));
+        }
+        flags_seen.push(*flag);
         match *flag {
             "--config" => files.config = Some(value),
             "--openapi" => files.openapi = Some(value),

@@ -34,6 +34,8 @@ impl AuthChoice {
 /// The sign-in the connector gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ConnectorAuth {
+    /// Every exposed operation is `auth: none` (and `--auth auto`): nothing to sign in with.
+    Open,
     Key,
     Aad,
     Both,
@@ -51,7 +53,8 @@ const GLOBAL_REDIRECT: &str = "https://global.consent.azure-apim.net/redirect";
 const DEFAULT_LOGIN: &str = "https://login.microsoftonline.com";
 
 /// `auto`: ignoring `none`, all `subscription_key`/`either` → key; else all `jwt`/`either` →
-/// aad; otherwise (`both`, or key-only beside JWT-only operations) → both.
+/// aad; otherwise (`both`, or key-only beside JWT-only operations) → both; nothing but `none`
+/// → open.
 pub(crate) fn resolve(
     choice: AuthChoice,
     modes: impl IntoIterator<Item = AuthMode>,
@@ -63,7 +66,9 @@ pub(crate) fn resolve(
         AuthChoice::Auto => {}
     }
     let modes: Vec<AuthMode> = modes.into_iter().filter(|m| *m != AuthMode::None).collect();
-    if modes
+    if modes.is_empty() {
+        ConnectorAuth::Open
+    } else if modes
         .iter()
         .all(|m| matches!(m, AuthMode::SubscriptionKey | AuthMode::Either))
     {
@@ -153,6 +158,7 @@ pub(crate) fn security_definitions(
     entra: Option<&Entra>,
 ) -> (Value, Value) {
     match (auth, entra) {
+        (ConnectorAuth::Open, _) => (json!({}), json!([])),
         (ConnectorAuth::Key, _) | (_, None) => (
             json!({ KEY_SCHEME: { "type": "apiKey", "in": "header", "name": key_header } }),
             json!([{ KEY_SCHEME: [] }]),
@@ -187,6 +193,9 @@ pub(crate) fn connection(
                     "description": "The tenant ID of for the Azure Active Directory application",
                     "displayName": "Tenant" } }),
         );
+    }
+    if auth == ConnectorAuth::Open {
+        return (parameters, policies);
     }
     if auth != ConnectorAuth::Aad || entra.is_none() {
         let tab_index = if with_token { 3 } else { 2 };
@@ -240,6 +249,8 @@ mod tests {
             resolve(AuthChoice::Aad, [SubscriptionKey]),
             ConnectorAuth::Aad
         );
+        assert_eq!(auto(&[Open]), ConnectorAuth::Open);
+        assert_eq!(resolve(AuthChoice::Key, [Open]), ConnectorAuth::Key);
     }
 
     fn strings(values: &[&str]) -> Vec<String> {

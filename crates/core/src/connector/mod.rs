@@ -174,7 +174,7 @@ fn entra(
     auth: ConnectorAuth,
     options: &Options,
 ) -> Result<Option<Entra>, ConnectorError> {
-    let connector_signs_in = auth != ConnectorAuth::Key;
+    let connector_signs_in = matches!(auth, ConnectorAuth::Aad | ConnectorAuth::Both);
     let takes_tokens = api.exposed.iter().any(|e| {
         matches!(
             e.operation.auth,
@@ -287,7 +287,6 @@ fn operation_ids(api: &PublicApi) -> Vec<String> {
             function_name: names::function_name(
                 e.fastapi.get("operationId").and_then(Value::as_str),
                 e.openapi_path,
-                e.method,
             ),
             method: e.method.to_string(),
         })
@@ -322,7 +321,7 @@ fn api_definition(
     document.insert("swagger".into(), json!("2.0"));
     document.insert("info".into(), info(&inputs.openapi, options));
     document.insert("host".into(), json!(options.host));
-    document.insert("basePath".into(), json!(options.base_path));
+    document.insert("basePath".into(), json!(base_path(&options.base_path)));
     document.insert("schemes".into(), json!([options.scheme]));
     document.insert("consumes".into(), json!(["application/json"]));
     document.insert("produces".into(), json!(["application/json"]));
@@ -333,8 +332,11 @@ fn api_definition(
         "definitions".into(),
         Value::Object(schema::definitions(&used, warnings)),
     );
-    document.insert("securityDefinitions".into(), security_definitions);
-    document.insert("security".into(), security);
+    // An open API (every operation `auth: none`) has no sign-in to describe.
+    if auth != ConnectorAuth::Open {
+        document.insert("securityDefinitions".into(), security_definitions);
+        document.insert("security".into(), security);
+    }
     Value::Object(document)
 }
 
@@ -359,6 +361,14 @@ fn info(openapi: &Value, options: &Options) -> Value {
         json!(from_doc("version").unwrap_or("1.0")),
     );
     Value::Object(info)
+}
+
+/// `/gw/` → `/gw`: Power Platform joins basePath and path with no care for a doubled slash.
+pub(crate) fn base_path(given: &str) -> &str {
+    match given.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    }
 }
 
 /// Two-space indented JSON with a final newline: the same inputs give the same bytes.

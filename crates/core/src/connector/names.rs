@@ -2,6 +2,7 @@
 //! `^[A-Za-z][A-Za-z0-9]*$`, from tollgate's operation names; summaries ≤ 80 characters of
 //! letters, digits, spaces and parentheses.
 
+use crate::connector::public_api::METHODS;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What names one connector operation: its tollgate operation, the FastAPI function behind it
@@ -28,13 +29,10 @@ pub(crate) fn pascal_case(text: &str) -> String {
 }
 
 /// The FastAPI function's name. FastAPI's default operationId is the function name followed by
-/// the path (non-word characters as `_`) and the method (`get_invoice_api_v1_invoices__id__get`);
-/// a custom operationId is taken whole.
-pub(crate) fn function_name(
-    operation_id: Option<&str>,
-    openapi_path: &str,
-    method: &str,
-) -> String {
+/// the path (non-word characters as `_`) and a method (`get_invoice_api_v1_invoices__id__get`);
+/// one `api_route` shares one id across its methods, suffixed with any one of them, so every
+/// method's suffix is tried. A custom operationId is taken whole.
+pub(crate) fn function_name(operation_id: Option<&str>, openapi_path: &str) -> String {
     let Some(id) = operation_id else {
         return String::new();
     };
@@ -48,11 +46,14 @@ pub(crate) fn function_name(
             }
         })
         .collect();
-    let suffix = format!("{path}_{method}");
-    match id.strip_suffix(&suffix) {
-        Some(function) if !function.is_empty() => function.to_string(),
-        _ => id.to_string(),
-    }
+    METHODS
+        .iter()
+        .find_map(|method| {
+            id.strip_suffix(&format!("{path}_{method}"))
+                .filter(|function| !function.is_empty())
+        })
+        .unwrap_or(id)
+        .to_string()
 }
 
 /// One id per operation, in order. A tollgate operation that yields one connector operation
@@ -171,16 +172,16 @@ mod tests {
 
     #[test]
     fn the_function_name_is_recovered_from_fastapi_default_ids() {
+        let path = "/api/v1/invoices/{invoice_id}";
         assert_eq!(
-            function_name(
-                Some("get_invoice_api_v1_invoices__invoice_id__get"),
-                "/api/v1/invoices/{invoice_id}",
-                "get"
-            ),
+            function_name(Some("get_invoice_api_v1_invoices__invoice_id__get"), path),
             "get_invoice"
         );
-        assert_eq!(function_name(Some("customId"), "/x", "get"), "customId");
-        assert_eq!(function_name(None, "/x", "get"), "");
+        // One api_route, GET and PUT: FastAPI gives both the id ending in either method.
+        let shared = Some("notes_api_v1_invoices__invoice_id__put");
+        assert_eq!(function_name(shared, path), "notes");
+        assert_eq!(function_name(Some("customId"), "/x"), "customId");
+        assert_eq!(function_name(None, "/x"), "");
     }
 
     #[test]

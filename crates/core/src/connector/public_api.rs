@@ -116,7 +116,13 @@ pub(crate) fn map<'a>(plan: &'a Plan, openapi: &'a Value) -> PublicApi<'a> {
 }
 
 /// The public path whose rewrite is `backend_path`, if the operation's path can yield it.
+/// Never one with `//`: Envoy merges slashes (`merge_slashes`), so that path would reach the
+/// operation as another one.
 fn public_path_of(operation: &Operation, backend_path: &str) -> Option<String> {
+    public_path_unchecked(operation, backend_path).filter(|path| !path.contains("//"))
+}
+
+fn public_path_unchecked(operation: &Operation, backend_path: &str) -> Option<String> {
     match &operation.route.path {
         PathMatch::Exact(public) => {
             let target = operation.rewrite.as_deref().unwrap_or(public);
@@ -263,6 +269,17 @@ mod tests {
             routes(&map(&plan, &doc)),
             vec![row("get", "/v1/items", "/api/items")]
         );
+    }
+
+    #[test]
+    fn a_public_path_is_never_one_envoy_would_merge_slashes_in() {
+        // "/v/" + "/validate" only reaches "/api/v1/validate" as "/v//validate", which Envoy
+        // merges to "/v/validate", rewritten to "/api/v1validate".
+        let plan = plan(json!([{"name": "v", "path_prefix": "/v/", "rewrite": "/api/v1"}]));
+        let doc = openapi(&[("/api/v1/validate", &["post"])]);
+        let api = map(&plan, &doc);
+        assert!(api.exposed.is_empty());
+        assert_eq!(api.left_out.len(), 1);
     }
 
     #[test]

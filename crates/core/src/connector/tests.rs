@@ -326,3 +326,28 @@ fn a_body_method_without_a_body_is_warned_about() {
         .iter()
         .any(|w| w.starts_with("POST /validate (Validate)") && w.contains("no request body")));
 }
+
+#[test]
+fn an_api_open_to_anyone_asks_for_no_credentials() {
+    let config = json!({"operations": [{"name": "health", "methods": ["GET"], "path": "/healthz", "auth": "none"}]});
+    let generated = run(&config, &openapi(), &Options::for_host("h")).unwrap();
+    let swagger = file(&generated, "apiDefinition.swagger.json");
+    assert!(swagger.get("securityDefinitions").is_none() && swagger.get("security").is_none());
+    let properties = file(&generated, "apiProperties.json");
+    assert_eq!(properties["properties"]["connectionParameters"], json!({}));
+}
+
+#[test]
+fn a_base_path_loses_its_trailing_slash() {
+    let options = Options {
+        base_path: "/gw/".into(),
+        ..Options::for_host("h")
+    };
+    let generated = run(&config("subscription_key"), &openapi(), &options).unwrap();
+    assert_eq!(
+        file(&generated, "apiDefinition.swagger.json")["basePath"],
+        "/gw"
+    );
+    assert_eq!(base_path("/"), "/");
+    assert_eq!(base_path("//"), "/");
+}
