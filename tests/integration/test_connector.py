@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import warnings
 
 import jsonschema
@@ -840,3 +841,35 @@ def test_careless_configurations_still_describe_what_tollgate_routes(
     finally:
         envoy.stop()
     assert failures == []
+
+
+def test_make_connector_writes_the_demo_connector(tmp_path):
+    """`make connector` as the README shows it: the demo configuration (envoy/envoy.yaml) and the
+    sample backend's OpenAPI in, four valid files out, with the actions the README lists."""
+    out = tmp_path / "connector"
+    run = subprocess.run(["make", "-s", "connector", f"CONNECTOR_DIR={out}",
+                             "CONNECTOR_HOST=api.contoso.com"],
+                            cwd=ch.REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*ch.FILES, "openapi.json", "tollgate.json", "fastapi-openapi.json"])
+    api = json.loads((out / "apiDefinition.swagger.json").read_text())
+    properties = json.loads((out / "apiProperties.json").read_text())
+    assert ch.schema_errors(api, "apiDefinition.swagger.schema.json",
+                            jsonschema.Draft4Validator) == []
+    assert ch.schema_errors(properties, "paconn-apiProperties.schema.json",
+                            jsonschema.Draft7Validator) == []
+    assert list(OpenAPIV2SpecValidator(api).iter_errors()) == []
+    assert api["host"] == "api.contoso.com"
+    actions = {key: operation["operationId"] for key, operation in ch.operations(api).items()}
+    assert actions == {
+        ("POST", "/validate"): "Validate",
+        ("GET", "/invoices"): "InvoicesListInvoices",
+        ("GET", "/invoices/{invoice_id}"): "InvoicesGetInvoice",
+        ("POST", "/invoices"): "SubmitCreateInvoice",
+        ("POST", "/invoices/{invoice_id}/attachments"): "SubmitUploadAttachment",
+        ("GET", "/healthz"): "Health",
+    }
+    assert "api_key" in properties["properties"]["connectionParameters"]
+    public = json.loads((out / "openapi.json").read_text())
+    assert list(OpenAPIV31SpecValidator(public).iter_errors()) == []
