@@ -668,6 +668,19 @@ def test_bad_command_line_fails(tmp_path, signers, openapi, args):
     assert result.stderr.strip()
 
 
+def test_an_output_never_replaces_an_input(tmp_path, signers, openapi):
+    """`--format openapi` into the folder of `--openapi openapi.json` would replace the FastAPI
+    document with the public one: refused, nothing written."""
+    config_path, openapi_path = ch.write_inputs(tmp_path, connector_config("key", signers), openapi)
+    before = openapi_path.read_bytes()
+    result = stack.tollgate_cli("connector", "--config", str(config_path),
+                                "--openapi", str(openapi_path), "--host", "api.contoso.com",
+                                "--out", str(tmp_path), "--format", "openapi")
+    assert result.returncode != 0
+    assert "is an input" in result.stderr
+    assert openapi_path.read_bytes() == before
+
+
 def test_missing_host_or_files_fail(tmp_path, signers, openapi):
     config_path, openapi_path = ch.write_inputs(tmp_path, connector_config("key", signers), openapi)
     no_host = stack.tollgate_cli("connector", "--config", str(config_path), "--openapi",

@@ -44,6 +44,9 @@ enum CliError {
     Connector(ConnectorError),
     /// `connector`: an output file cannot be written.
     Write { path: String, error: std::io::Error },
+    /// `connector`: an output file is one of the inputs (`--format openapi` into the directory
+    /// of `--openapi openapi.json`).
+    WouldOverwrite(String),
 }
 
 impl fmt::Display for CliError {
@@ -59,6 +62,10 @@ impl fmt::Display for CliError {
             Self::ConnectorUsage(message) => write!(f, "tollgate connector: {message}\n{USAGE}"),
             Self::Connector(error) => write!(f, "tollgate connector: {error}"),
             Self::Write { path, error } => write!(f, "cannot write {path}: {error}"),
+            Self::WouldOverwrite(path) => write!(
+                f,
+                "tollgate connector: {path} is an input; choose another --out (or rename the input)"
+            ),
         }
     }
 }
@@ -194,6 +201,17 @@ fn make_connector(flags: &[&str]) -> Result<(), CliError> {
         path: dir.display().to_string(),
         error,
     })?;
+    // Nothing is written when any output would replace an input.
+    let inputs: Vec<_> = [config_path, openapi_path]
+        .iter()
+        .filter_map(|path| std::fs::canonicalize(path).ok())
+        .collect();
+    for (name, _) in &generated.files {
+        let path = dir.join(name);
+        if std::fs::canonicalize(&path).is_ok_and(|existing| inputs.contains(&existing)) {
+            return Err(CliError::WouldOverwrite(path.display().to_string()));
+        }
+    }
     for (name, contents) in &generated.files {
         let path = dir.join(name);
         std::fs::write(&path, contents).map_err(|error| CliError::Write {

@@ -46,10 +46,25 @@ pub(crate) fn swagger_operation(
     }
 
     let (kept, _) = parameters::kept(exposed, openapi, owned);
-    let mut parameters: Vec<Value> = kept
-        .into_iter()
-        .map(|parameter| plain_parameter(parameter, openapi, &label, warnings))
-        .collect();
+    let mut parameters: Vec<Value> = Vec::new();
+    for parameter in kept {
+        let named = parameter.get("name").and_then(Value::as_str).is_some();
+        let location = parameter.get("in").and_then(Value::as_str);
+        if named && matches!(location, Some("path" | "query" | "header")) {
+            parameters.push(plain_parameter(parameter, openapi, &label, warnings));
+        } else {
+            warnings.push(format!(
+                "{label}: a parameter without a name or in {location:?} left out"
+            ));
+        }
+    }
+    for name in undeclared_path_parameters(&exposed.public_path, &parameters) {
+        warnings.push(format!(
+            "{label}: path parameter {name} is not declared in the OpenAPI; added as a string"
+        ));
+        parameters.push(json!({ "name": name, "in": "path", "required": true,
+            "type": "string", "x-ms-url-encoding": "single" }));
+    }
     let (body, consumes) = request_body(exposed, openapi, &label, warnings);
     parameters.extend(body);
     if !parameters.is_empty() {
@@ -65,6 +80,21 @@ pub(crate) fn swagger_operation(
     Value::Object(operation)
 }
 
+/// `{name}`s of the path with no `in: path` parameter of that name (Swagger requires one each).
+fn undeclared_path_parameters(path: &str, parameters: &[Value]) -> Vec<String> {
+    let declared = |name: &str| {
+        parameters
+            .iter()
+            .any(|p| p.get("in") == Some(&json!("path")) && p.get("name") == Some(&json!(name)))
+    };
+    path.split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .filter(|name| !declared(name))
+        .map(str::to_string)
+        .collect()
+}
+
 /// A path, query or header parameter as Swagger 2.0 primitives.
 fn plain_parameter(
     parameter: &Map<String, Value>,
@@ -74,7 +104,7 @@ fn plain_parameter(
 ) -> Value {
     let mut out = Map::new();
     for field in ["name", "in", "description"] {
-        if let Some(value) = parameter.get(field) {
+        if let Some(value) = parameter.get(field).filter(|v| v.is_string()) {
             out.insert(field.into(), value.clone());
         }
     }
@@ -221,6 +251,25 @@ fn is_upload(fields: &Map<String, Value>) -> bool {
                 .is_some_and(binary))
 }
 
+/// A status Swagger 2.0 takes: three digits or `default`; OpenAPI 3's ranges (`2XX`) become
+/// their first code unless the document gives that code itself.
+fn swagger_status(status: &str, all: &Map<String, Value>) -> Option<String> {
+    let digits = status.len() == 3 && status.bytes().all(|b| b.is_ascii_digit());
+    if digits || status == "default" {
+        return Some(status.to_string());
+    }
+    let range = status.len() == 3
+        && status
+            .as_bytes()
+            .first()
+            .is_some_and(|b| (b'1'..=b'5').contains(b))
+        && status
+            .get(1..)
+            .is_some_and(|xx| xx.eq_ignore_ascii_case("XX"));
+    let first = format!("{}00", status.get(..1).unwrap_or_default());
+    (range && !all.contains_key(&first)).then_some(first)
+}
+
 /// FastAPI's responses, descriptions only but for the first 2xx JSON one, which keeps its
 /// schema; and tollgate's own refusals for an authenticated operation.
 fn responses(
@@ -238,6 +287,13 @@ fn responses(
         .and_then(Value::as_object)
         .unwrap_or(&empty);
     for (status, response) in fastapi {
+        let Some(status) = swagger_status(status, fastapi) else {
+            warnings.push(format!(
+                "{label}: response {status:?} is not a status code; left out"
+            ));
+            continue;
+        };
+        let response = resolve(response, openapi).unwrap_or(response);
         let description = response
             .get("description")
             .and_then(Value::as_str)
@@ -259,7 +315,7 @@ fn responses(
             }
             schema_given = true;
         }
-        out.insert(status.clone(), Value::Object(entry));
+        out.insert(status, Value::Object(entry));
     }
     if !out.keys().any(|status| status.starts_with('2')) {
         out.insert("200".into(), json!({ "description": "Success" }));

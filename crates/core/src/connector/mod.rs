@@ -22,13 +22,14 @@ mod schema;
 pub use auth::AuthChoice;
 pub use error::ConnectorError;
 
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, Unmatched};
 use crate::plan::Plan;
 use auth::{ConnectorAuth, Entra};
 use names::NameParts;
 use parameters::Owned;
 use public_api::PublicApi;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
 
 /// What to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -153,15 +154,46 @@ pub fn generate(
             "--title {title:?} is longer than the 30 characters Power Platform accepts"
         ));
     }
-    let left_out = api
+    let left_out: Vec<String> = api
         .left_out
         .iter()
         .map(|l| format!("{} {}", l.method, l.backend_path))
         .collect();
+    if inputs.plan.unmatched == Unmatched::Pass && !left_out.is_empty() {
+        warnings.push(format!(
+            "`unmatched: pass` forwards what no operation matches untouched: the {} operation(s) left out are reachable by anyone, without a key or a token, at their backend paths",
+            left_out.len()
+        ));
+    }
+    if let Some(mismatch) = forced_auth_mismatch(options.auth, &api) {
+        warnings.push(mismatch);
+    }
     Ok(Generated {
         files,
         left_out,
         warnings,
+    })
+}
+
+/// A forced `--auth` that some exposed operation will refuse every call of.
+fn forced_auth_mismatch(choice: AuthChoice, api: &PublicApi) -> Option<String> {
+    let refused = |mode: AuthMode| match choice {
+        AuthChoice::Auto | AuthChoice::Both => false,
+        AuthChoice::Key => matches!(mode, AuthMode::Jwt | AuthMode::Both),
+        AuthChoice::Aad => matches!(mode, AuthMode::SubscriptionKey | AuthMode::Both),
+    };
+    let names: BTreeSet<&str> = api
+        .exposed
+        .iter()
+        .filter(|e| refused(e.operation.auth))
+        .map(|e| e.operation.name.as_str())
+        .collect();
+    (!names.is_empty()).then(|| {
+        let names: Vec<&str> = names.into_iter().collect();
+        format!(
+            "--auth does not give the credential operation(s) {} require: every call of theirs will be refused (401)",
+            names.join(", ")
+        )
     })
 }
 
@@ -218,12 +250,18 @@ fn check_options(options: &Options) -> Result<(), ConnectorError> {
             message: message.to_string(),
         })
     };
-    let host = &options.host;
-    if host.is_empty() || host.contains(['/', ' ', '?', '#']) || host.contains("://") {
+    if !is_host(&options.host) {
         return bad(
             "--host",
             "a host name (and :port), such as api.contoso.com, without scheme or path",
         );
+    }
+    if options
+        .title
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        return bad("--title", "must not be empty");
     }
     if !matches!(options.scheme.as_str(), "https" | "http") {
         return bad("--scheme", "https or http");
@@ -235,6 +273,23 @@ fn check_options(options: &Options) -> Result<(), ConnectorError> {
         return bad("--brand-color", "a colour as #RRGGBB");
     }
     Ok(())
+}
+
+/// A host as Power Platform's schema takes it (`^[^{}/ :\\]+(?::\d+)?$`), printable, with a
+/// port that exists.
+fn is_host(host: &str) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '{' | '}' | '/' | ':' | '\\'));
+    let port_ok = port.is_none_or(|port| {
+        port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    name_ok && port_ok
 }
 
 fn read_inputs(config: &[u8], openapi: &[u8]) -> Result<Inputs, ConnectorError> {

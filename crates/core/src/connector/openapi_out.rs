@@ -97,8 +97,14 @@ pub(crate) fn document(
     info.entry("title").or_insert_with(|| json!("API"));
     info.entry("version").or_insert_with(|| json!("1.0"));
     let base = options.base_path.trim_end_matches('/');
+    let version = openapi
+        .get("openapi")
+        .and_then(Value::as_str)
+        .filter(|v| v.starts_with("3."))
+        .unwrap_or("3.1.0");
     json!({
-        "openapi": "3.1.0",
+        // A 3.0 document's schemas say 3.0 things (`nullable`, boolean exclusive bounds).
+        "openapi": version,
         "info": info,
         "servers": [{ "url": format!("{}://{}{base}", options.scheme, options.host) }],
         "paths": paths,

@@ -8,11 +8,15 @@ use crate::operation::PathMatch;
 use crate::plan::{Operation, Plan};
 use crate::rewrite::upstream_path;
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 
 /// The methods an OpenAPI path item may hold, in the order the specification lists them.
 pub(crate) const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
+
+/// The methods a Swagger 2.0 path item can hold (no `trace`).
+const SWAGGER_METHODS: [&str; 7] = ["get", "put", "post", "delete", "options", "head", "patch"];
 
 /// One FastAPI operation as the public calls it through tollgate.
 #[derive(Debug)]
@@ -75,7 +79,7 @@ pub(crate) fn map<'a>(plan: &'a Plan, openapi: &'a Value) -> PublicApi<'a> {
             let Some(public_path) = public_path_of(operation, &backend_path) else {
                 continue;
             };
-            for method in METHODS {
+            for method in SWAGGER_METHODS {
                 let Some(fastapi) = item.get(method).and_then(Value::as_object) else {
                     continue;
                 };
@@ -94,6 +98,10 @@ pub(crate) fn map<'a>(plan: &'a Plan, openapi: &'a Value) -> PublicApi<'a> {
             }
         }
     }
+    let reached: BTreeSet<(&str, &str)> = exposed
+        .iter()
+        .map(|e| (e.method, e.backend_path.as_str()))
+        .collect();
     let mut left_out = Vec::new();
     for (openapi_path, item) in paths {
         let Some(item) = item.as_object() else {
@@ -101,10 +109,7 @@ pub(crate) fn map<'a>(plan: &'a Plan, openapi: &'a Value) -> PublicApi<'a> {
         };
         let backend_path = format!("{root}{openapi_path}");
         for method in METHODS {
-            let reached = exposed
-                .iter()
-                .any(|e| e.method == method && e.backend_path == backend_path);
-            if item.get(method).is_some() && !reached {
+            if item.get(method).is_some() && !reached.contains(&(method, backend_path.as_str())) {
                 left_out.push(LeftOut {
                     method: method.to_ascii_uppercase(),
                     backend_path: backend_path.clone(),
@@ -115,11 +120,45 @@ pub(crate) fn map<'a>(plan: &'a Plan, openapi: &'a Value) -> PublicApi<'a> {
     PublicApi { exposed, left_out }
 }
 
-/// The public path whose rewrite is `backend_path`, if the operation's path can yield it.
-/// Never one with `//`: Envoy merges slashes (`merge_slashes`), so that path would reach the
-/// operation as another one.
+/// The public path whose rewrite is `backend_path`, if the operation's path can yield it, and
+/// only a plain one: Envoy normalizes paths (`normalize_path`, `merge_slashes`, escaped
+/// slashes), so `/a/../b`, `/a//b` or `/a%2Fb` would reach tollgate as another path.
 fn public_path_of(operation: &Operation, backend_path: &str) -> Option<String> {
-    public_path_unchecked(operation, backend_path).filter(|path| !path.contains("//"))
+    let configured = match &operation.route.path {
+        PathMatch::Exact(path) | PathMatch::Prefix(path) => path,
+    };
+    // Braces in tollgate's own paths are literal there, never a template a caller fills.
+    let literal = |text: &str| !text.contains(['{', '}']);
+    if !literal(configured) || !operation.rewrite.as_deref().is_none_or(literal) {
+        return None;
+    }
+    if !is_plain(backend_path) {
+        return None;
+    }
+    public_path_unchecked(operation, backend_path).filter(|path| is_plain(path))
+}
+
+/// A path Envoy passes on as it is: segments without `.`/`..`, no empty segment, no escapes,
+/// query, fragment, spaces, backslashes or control characters, and balanced `{name}`
+/// templates.
+fn is_plain(path: &str) -> bool {
+    let mut in_template = false;
+    for c in path.chars() {
+        match c {
+            '{' if !in_template => in_template = true,
+            '}' if in_template => in_template = false,
+            '{' | '}' | '%' | '?' | '#' | ' ' | '\\' => return false,
+            c if c.is_control() => return false,
+            _ => {}
+        }
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    !in_template
+        && path.starts_with('/')
+        && segments.iter().enumerate().all(|(at, segment)| {
+            *segment != "." && *segment != ".." && (!segment.is_empty() || at == last)
+        })
 }
 
 fn public_path_unchecked(operation: &Operation, backend_path: &str) -> Option<String> {
@@ -280,6 +319,56 @@ mod tests {
         let api = map(&plan, &doc);
         assert!(api.exposed.is_empty());
         assert_eq!(api.left_out.len(), 1);
+    }
+
+    #[test]
+    fn paths_envoy_would_normalize_are_left_out() {
+        let plan = plan(json!([{"name": "all", "path_prefix": "/"}]));
+        for odd in [
+            "/a/../admin",
+            "/b/./c",
+            "/c%2Fd",
+            "/e?x=1",
+            "/f#frag",
+            "/t s",
+            "/u\\v",
+            "/w/{x",
+            "/y}",
+        ] {
+            let doc = openapi(&[(odd, &["get"])]);
+            let api = map(&plan, &doc);
+            assert!(api.exposed.is_empty(), "{odd}");
+            assert_eq!(api.left_out.len(), 1, "{odd}");
+        }
+        let doc = openapi(&[("/items/{id}/", &["get"]), ("/items/{id}", &["get"])]);
+        assert_eq!(map(&plan, &doc).exposed.len(), 2);
+    }
+
+    #[test]
+    fn braces_in_tollgate_paths_are_literal_and_never_exposed() {
+        let doc = openapi(&[("/items/{id}", &["get"])]);
+        for operation in [
+            json!({"name": "item", "path": "/items/{id}"}),
+            json!({"name": "item", "path": "/item", "rewrite": "/items/{id}"}),
+            json!({"name": "item", "path_prefix": "/v1", "rewrite": "/items/{id}"}),
+        ] {
+            assert!(map(&plan(json!([operation])), &doc).exposed.is_empty());
+        }
+    }
+
+    #[test]
+    fn trace_has_no_swagger_form_and_is_left_out() {
+        let plan = plan(json!([{"name": "all", "path_prefix": "/"}]));
+        let doc = openapi(&[("/t", &["trace", "get"])]);
+        let api = map(&plan, &doc);
+        assert_eq!(routes(&api), vec![row("get", "/t", "/t")]);
+        assert_eq!(
+            api.left_out,
+            vec![LeftOut {
+                method: "TRACE".into(),
+                backend_path: "/t".into()
+            }]
+        );
     }
 
     #[test]

@@ -45,7 +45,21 @@ fn closure(roots: &Value, converted: bool, openapi: &Value) -> BTreeSet<String> 
                 .cloned(),
         );
     } else {
-        refs_in(roots, COMPONENTS, &mut pending);
+        // Bodies, responses and parameters may sit in components too, naming schemas in turn.
+        let mut refs = BTreeSet::new();
+        refs_in(roots, "#/components/", &mut refs);
+        let mut seen = BTreeSet::new();
+        while let Some(reference) = refs.pop_first() {
+            if let Some(name) = reference.strip_prefix("schemas/") {
+                pending.insert(name.to_string());
+            } else if seen.insert(reference.clone()) {
+                if let Some(target) = openapi.pointer(&format!("/components/{reference}")) {
+                    let mut more = BTreeSet::new();
+                    refs_in(target, "#/components/", &mut more);
+                    refs.extend(more.into_iter().filter(|r| !seen.contains(r)));
+                }
+            }
+        }
     }
     let mut reached = BTreeSet::new();
     while let Some(name) = pending.pop_first() {
@@ -98,6 +112,22 @@ mod tests {
             .flat_map(|m| m.keys())
             .collect();
         assert_eq!(names, ["Invoice-Input", "Line"]);
+    }
+
+    #[test]
+    fn schemas_named_by_components_that_paths_use() {
+        let mut doc = doc();
+        doc["components"]["requestBodies"] = json!({"B": {"content": {"application/json":
+            {"schema": {"$ref": "#/components/schemas/Line"}}}}});
+        let paths =
+            json!({"/l": {"post": {"requestBody": {"$ref": "#/components/requestBodies/B"}}}});
+        let pruned = with_used_schemas(&doc, &paths, false);
+        let names: Vec<&String> = pruned["components"]["schemas"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .collect();
+        assert_eq!(names, ["Line"]);
     }
 
     #[test]

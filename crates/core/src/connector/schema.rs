@@ -28,19 +28,16 @@ const FORMATS: &[&str] = &[
     "uuid",
 ];
 
-/// The `x-ms-*` keys `#/definitions/schema` lists; its `^x-(?!ms-)` pattern lets other `x-*` keys
-/// through but refuses any other `x-ms-*` key.
-const SCHEMA_X_MS: &[&str] = &[
-    "x-ms-dynamic-list",
-    "x-ms-dynamic-values",
-    "x-ms-enum",
-    "x-ms-enum-values",
-    "x-ms-localizeDefaultValue",
-    "x-ms-notification-url",
-    "x-ms-summary",
-    "x-ms-test-value",
-    "x-ms-visibility",
-];
+/// The `x-ms-*` keys kept from FastAPI's schemas (`json_schema_extra`), with the values Power
+/// Platform takes: a field's label and its visibility. Other `x-ms-*` keys (dynamic values,
+/// notifications) name operations of a connector this is not, and are dropped.
+fn keeps_x_ms(key: &str, value: &Value) -> bool {
+    match key {
+        "x-ms-summary" => value.is_string(),
+        "x-ms-visibility" => matches!(value.as_str(), Some("important" | "advanced" | "internal")),
+        _ => false,
+    }
+}
 
 /// JSON Schema types Swagger 2.0 schemas may name (`null` becomes `x-nullable`).
 const TYPES: &[&str] = &["string", "number", "integer", "boolean", "array", "object"];
@@ -82,6 +79,10 @@ const ANNOTATIONS: &[&str] = &[
 
 /// Deeper nesting than any real model; bounds the stack on hostile or cyclic input.
 const MAX_DEPTH: usize = 48;
+/// Steps (schemas converted, refs followed) one conversion may take. Depth alone does not bound
+/// the work: a ref reached along several branches is followed along each, so a 2 KB document
+/// of refs four wide can ask for 4^n steps.
+const MAX_STEPS: usize = 20_000;
 
 const COMPONENTS: &str = "#/components/schemas/";
 
@@ -167,6 +168,8 @@ struct Cx<'a> {
     depth: usize,
     /// Unions being merged and refs being followed, outermost first: meeting one again is a cycle.
     active: Vec<String>,
+    /// What is left of `MAX_STEPS`; at zero the rest is left unconstrained, with one warning.
+    steps_left: usize,
 }
 
 impl<'a> Cx<'a> {
@@ -176,6 +179,23 @@ impl<'a> Cx<'a> {
             warnings,
             depth: 0,
             active: Vec::new(),
+            steps_left: MAX_STEPS,
+        }
+    }
+
+    /// Takes one step of the budget; false (and a warning the first time) when none is left.
+    fn step(&mut self, at: &str) -> bool {
+        match self.steps_left {
+            0 => false,
+            1 => {
+                self.steps_left = 0;
+                self.warn(at, "schema too large to convert (too many refs to follow); the rest left unconstrained");
+                false
+            }
+            _ => {
+                self.steps_left -= 1;
+                true
+            }
         }
     }
 
@@ -194,6 +214,9 @@ impl<'a> Cx<'a> {
         };
         if self.depth >= MAX_DEPTH {
             self.warn(at, "schema nested too deeply; left unconstrained");
+            return json!({});
+        }
+        if !self.step(at) {
             return json!({});
         }
         self.depth += 1;
@@ -263,7 +286,7 @@ impl<'a> Cx<'a> {
     /// Variants that are themselves unions (inline or behind a ref) become variants here.
     fn expand(&mut self, variants: Vec<Value>, out: &mut Vec<Value>, depth: usize) {
         for variant in variants {
-            if depth < 8 {
+            if depth < 8 && self.step("union") {
                 let target = match variant.get("$ref").and_then(Value::as_str) {
                     Some(r) if is_bare_ref(&variant) => self.resolve(r).cloned(),
                     _ => None,
@@ -355,7 +378,7 @@ impl<'a> Cx<'a> {
     /// A variant with its refs followed and `allOf` folded, for merging (not for output).
     fn resolve_shallow(&mut self, schema: &Value, depth: usize) -> Map<String, Value> {
         let mut map = as_map(schema);
-        if depth >= 8 {
+        if depth >= 8 || !self.step("union") {
             return map;
         }
         if let Some(r) = map
@@ -468,9 +491,9 @@ impl<'a> Cx<'a> {
                     }
                     false
                 }
-                "xml" => value.is_object(),
-                "externalDocs" => value.get("url").is_some_and(Value::is_string),
-                k if k.starts_with("x-ms-") => SCHEMA_X_MS.contains(&k),
+                // Swagger's own objects, whose members the converter does not check.
+                "xml" | "externalDocs" => false,
+                k if k.starts_with("x-ms-") => keeps_x_ms(k, value),
                 k => k.starts_with("x-"),
             };
             if keep {
@@ -620,6 +643,9 @@ impl<'a> Cx<'a> {
         };
         if self.depth >= MAX_DEPTH {
             self.warn(at, "schema nested too deeply; left unconstrained");
+            return json!({});
+        }
+        if !self.step(at) {
             return json!({});
         }
         self.depth += 1;
@@ -1047,8 +1073,9 @@ fn json_type(value: &Value) -> &'static str {
     }
 }
 
-/// Whether a value matches the schema's `type` and `enum` (what Swagger validators check of a
-/// `default`).
+/// Whether a value matches the schema's `type`, `enum`, bounds and lengths (what Swagger
+/// validators check of a `default`). A `pattern` cannot be checked here without a regex engine:
+/// a string default beside one is not kept.
 fn fits(value: &Value, schema: &Map<String, Value>) -> bool {
     let typed = match schema.get("type").and_then(Value::as_str) {
         Some("number") => value.is_number(),
@@ -1059,7 +1086,45 @@ fn fits(value: &Value, schema: &Map<String, Value>) -> bool {
         Some(Value::Array(values)) => values.contains(value),
         _ => true,
     };
-    typed && listed
+    let bound = |key: &str| schema.get(key).and_then(Value::as_f64);
+    let exclusive = |key: &str| schema.get(key) == Some(&Value::Bool(true));
+    let within = match value.as_f64() {
+        Some(number) => {
+            let above = bound("minimum").is_none_or(|min| {
+                if exclusive("exclusiveMinimum") {
+                    number > min
+                } else {
+                    number >= min
+                }
+            });
+            let below = bound("maximum").is_none_or(|max| {
+                if exclusive("exclusiveMaximum") {
+                    number < max
+                } else {
+                    number <= max
+                }
+            });
+            let multiple =
+                bound("multipleOf").is_none_or(|m| m > 0.0 && (number / m).fract() == 0.0);
+            above && below && multiple
+        }
+        None => true,
+    };
+    let sized = match value {
+        Value::String(text) => {
+            let length = text.chars().count() as f64;
+            !schema.contains_key("pattern")
+                && bound("minLength").is_none_or(|min| length >= min)
+                && bound("maxLength").is_none_or(|max| length <= max)
+        }
+        Value::Array(items) => {
+            let count = items.len() as f64;
+            bound("minItems").is_none_or(|min| count >= min)
+                && bound("maxItems").is_none_or(|max| count <= max)
+        }
+        _ => true,
+    };
+    typed && listed && within && sized
 }
 
 fn as_map(value: &Value) -> Map<String, Value> {

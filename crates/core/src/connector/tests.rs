@@ -351,3 +351,55 @@ fn a_base_path_loses_its_trailing_slash() {
     assert_eq!(base_path("/"), "/");
     assert_eq!(base_path("//"), "/");
 }
+
+#[test]
+fn hosts_are_what_power_platform_takes() {
+    for good in [
+        "api.contoso.com",
+        "api.contoso.com:8443",
+        "127.0.0.1:10000",
+        "h",
+    ] {
+        assert!(is_host(good), "{good}");
+    }
+    for bad in [
+        "",
+        "api:abc",
+        "{tenant}.example.com",
+        "[::1]:8080",
+        "a\\b",
+        "h\tx",
+        ":99",
+        "h:99999999",
+        "h:0",
+        "a b",
+        "https://h",
+        "h/p",
+    ] {
+        assert!(!is_host(bad), "{bad}");
+    }
+}
+
+#[test]
+fn pass_through_and_forced_auth_are_warned_about() {
+    let mut config = config("subscription_key");
+    config["unmatched"] = json!("pass");
+    let generated = run(&config, &openapi(), &Options::for_host("h")).unwrap();
+    assert!(generated
+        .warnings
+        .iter()
+        .any(|w| w.contains("unmatched: pass") && w.contains("1 operation")));
+    let forced = Options {
+        auth: AuthChoice::Aad,
+        ..aad()
+    };
+    let generated = run(&config, &openapi(), &forced).unwrap();
+    assert!(
+        generated
+            .warnings
+            .iter()
+            .any(|w| w.contains("validate, invoices") || w.contains("invoices, validate")),
+        "{:?}",
+        generated.warnings
+    );
+}

@@ -645,7 +645,7 @@ const SCHEMA_KEYS: &[&str] = &[
 fn assert_swagger(schema: &Value) {
     let map = schema.as_object().unwrap();
     for (k, v) in map {
-        let x_ms = k.starts_with("x-ms-") && SCHEMA_X_MS.contains(&k.as_str());
+        let x_ms = k.starts_with("x-ms-") && keeps_x_ms(k, v);
         let allowed = SCHEMA_KEYS.contains(&k.as_str())
             || x_ms
             || (k.starts_with("x-") && !k.starts_with("x-ms-"));
@@ -1454,4 +1454,97 @@ fn form_data_files_become_file_parameters() {
         param(body["file"].clone(), "query").0,
         json!({"format": "binary", "type": "string"})
     );
+}
+
+#[test]
+fn a_default_that_breaks_its_own_constraints_is_dropped() {
+    for schema in [
+        json!({"type": "integer", "minimum": 1, "default": 0}),
+        json!({"type": "integer", "maximum": 5, "exclusiveMaximum": 5, "default": 5}),
+        json!({"type": "string", "maxLength": 2, "default": "abc"}),
+        json!({"type": "string", "pattern": "^a$", "default": "b"}),
+        json!({"type": "number", "multipleOf": 2, "default": 3}),
+    ] {
+        let mut warnings = Vec::new();
+        let out = body_schema(&schema, &json!({}), "t", &mut warnings);
+        assert!(out.get("default").is_none(), "{schema} → {out}");
+    }
+    let mut warnings = Vec::new();
+    let kept = body_schema(
+        &json!({"type": "integer", "minimum": 1, "default": 3}),
+        &json!({}),
+        "t",
+        &mut warnings,
+    );
+    assert_eq!(kept["default"], 3);
+}
+
+#[test]
+fn refs_reached_along_many_branches_stop_at_the_step_budget() {
+    // Each level refers to the next four times: 4^n expansions without a budget.
+    let mut schemas = serde_json::Map::new();
+    for level in 0..30 {
+        let next = json!({"$ref": format!("#/components/schemas/A{}", level + 1)});
+        schemas.insert(
+            format!("A{level}"),
+            json!({"allOf": [next.clone(), next.clone(), next.clone(), next]}),
+        );
+    }
+    schemas.insert("A30".into(), json!({"type": "string"}));
+    let doc = json!({"components": {"schemas": schemas}});
+    let mut warnings = Vec::new();
+    let out = parameter_fields(
+        &json!({"$ref": "#/components/schemas/A0"}),
+        &doc,
+        "query",
+        "q",
+        &mut warnings,
+    );
+    assert_eq!(out.get("type"), Some(&json!("string")));
+    assert!(
+        warnings.iter().any(|w| w.contains("too large")),
+        "{warnings:?}"
+    );
+    // Properties pointing at the next level, outside components (expanded in place).
+    let mut defs = serde_json::Map::new();
+    for level in 0..30 {
+        let next = json!({"$ref": format!("#/x-defs/B{}", level + 1)});
+        defs.insert(
+            format!("B{level}"),
+            json!({"type": "object", "properties":
+            {"a": next.clone(), "b": next.clone(), "c": next.clone(), "d": next}}),
+        );
+    }
+    let doc = json!({"x-defs": defs});
+    let mut warnings = Vec::new();
+    let out = body_schema(&json!({"$ref": "#/x-defs/B0"}), &doc, "body", &mut warnings);
+    assert!(out.to_string().len() < 10_000_000);
+    assert!(
+        warnings.iter().any(|w| w.contains("too large")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn only_usable_x_ms_keys_survive() {
+    let mut warnings = Vec::new();
+    let out = body_schema(
+        &json!({"type": "string", "x-ms-summary": "Amount", "x-ms-visibility": "advanced",
+                "x-ms-dynamic-values": {"operationId": "Nope"}, "x-ms-enum": "bad",
+                "x-custom": 1, "xml": {"name": "a", "bogus": 1}}),
+        &json!({}),
+        "t",
+        &mut warnings,
+    );
+    assert_eq!(
+        out,
+        json!({"type": "string", "x-ms-summary": "Amount", "x-ms-visibility": "advanced", "x-custom": 1})
+    );
+    let out = body_schema(
+        &json!({"x-ms-visibility": "hidden", "x-ms-summary": 5}),
+        &json!({}),
+        "t",
+        &mut warnings,
+    );
+    assert_eq!(out, json!({}));
 }
