@@ -573,15 +573,10 @@ impl<'a> Cx<'a> {
 
     /// `enum` and `const` → a non-empty, duplicate-free `enum`, with a type when all values agree.
     fn enumeration(&mut self, map: &Map<String, Value>, out: &mut Map<String, Value>, at: &str) {
-        let mut values: Option<Vec<Value>> = map.get("enum").and_then(Value::as_array).map(|vs| {
-            let mut unique: Vec<Value> = Vec::new();
-            for v in vs.iter().filter(|v| !v.is_null()) {
-                if !unique.contains(v) {
-                    unique.push(v.clone());
-                }
-            }
-            unique
-        });
+        let mut values: Option<Vec<Value>> = map
+            .get("enum")
+            .and_then(Value::as_array)
+            .map(|vs| unique(vs.iter().filter(|v| !v.is_null()).cloned()));
         if let Some(c) = map.get("const").filter(|c| !c.is_null()) {
             if values.as_ref().is_some_and(|vs| !vs.contains(c)) {
                 self.warn(at, "`const` is not among the `enum` values; kept the const");
@@ -1005,18 +1000,13 @@ fn merge_same_type(variants: &[Map<String, Value>], ty: &str) -> Map<String, Val
     }
     let mut values: Vec<Value> = Vec::new();
     for variant in variants {
-        let these: Vec<Value> = match (variant.get("const"), variant.get("enum")) {
-            (Some(c), _) => vec![c.clone()],
-            (None, Some(Value::Array(vs))) => vs.clone(),
+        match (variant.get("const"), variant.get("enum")) {
+            (Some(c), _) => values.push(c.clone()),
+            (None, Some(Value::Array(vs))) => values.extend(vs.iter().cloned()),
             _ => return with_type(out, ty),
-        };
-        for v in these {
-            if !values.contains(&v) {
-                values.push(v);
-            }
         }
     }
-    out.insert("enum".to_owned(), Value::Array(values));
+    out.insert("enum".to_owned(), Value::Array(unique(values)));
     with_type(out, ty)
 }
 
@@ -1125,6 +1115,15 @@ fn fits(value: &Value, schema: &Map<String, Value>) -> bool {
         _ => true,
     };
     typed && listed && within && sized
+}
+
+/// The values in their first order, each once; linear, so a 60,000-value enum stays cheap.
+fn unique(values: impl IntoIterator<Item = Value>) -> Vec<Value> {
+    let mut seen = std::collections::HashSet::new();
+    values
+        .into_iter()
+        .filter(|v| seen.insert(v.to_string()))
+        .collect()
 }
 
 fn as_map(value: &Value) -> Map<String, Value> {
