@@ -4,10 +4,10 @@
 //! (A fetched set is more forgiving: see `fetched.rs`.)
 
 use super::algorithm::{Algorithm, KeyFamily};
+use super::rsa::{RsaKeyError, RsaPublicKey};
 use crate::config::{JwkConfig, JwksConfig};
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
-use jwt_simple::prelude::{ES256PublicKey, ES384PublicKey, Ed25519PublicKey};
-use rsa::{BoxedUint, PublicKey as RsaPublicKey};
+use p256::elliptic_curve::point::AffineCoordinates;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fmt;
@@ -126,7 +126,7 @@ pub enum JwkError {
     HmacKeyTooShort,
     /// `n` and `e` are no RSA public key, or the modulus is outside [`MIN_RSA_BITS`] to
     /// [`MAX_RSA_BITS`].
-    UnusableRsaKey(rsa::Error),
+    UnusableRsaKey(RsaKeyError),
     /// `alg` names an algorithm of another family than `kty`.
     AlgorithmDoesNotFitKeyType {
         /// The key's `alg`.
@@ -190,9 +190,9 @@ impl std::error::Error for JwkError {}
 pub enum KeyMaterial {
     Hmac(Vec<u8>),
     Rsa(RsaPublicKey),
-    P256(ES256PublicKey),
-    P384(ES384PublicKey),
-    Ed25519(Ed25519PublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Ed25519(ed25519_compact::PublicKey),
 }
 
 impl KeyMaterial {
@@ -367,17 +367,13 @@ pub(super) fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, JwkError> {
             numbers.push(point.clone());
             match jwk.crv.as_deref() {
                 Some("P-256") if x.len() == 32 && y.len() == 32 => {
-                    KeyMaterial::P256(ES256PublicKey::from_bytes(&point).map_err(|_| {
-                        JwkError::NotOnCurve {
-                            curve: EcCurve::P256,
-                        }
+                    KeyMaterial::P256(p256_key(&x, &y).ok_or(JwkError::NotOnCurve {
+                        curve: EcCurve::P256,
                     })?)
                 }
                 Some("P-384") if x.len() == 48 && y.len() == 48 => {
-                    KeyMaterial::P384(ES384PublicKey::from_bytes(&point).map_err(|_| {
-                        JwkError::NotOnCurve {
-                            curve: EcCurve::P384,
-                        }
+                    KeyMaterial::P384(p384_key(&x, &y).ok_or(JwkError::NotOnCurve {
+                        curve: EcCurve::P384,
                     })?)
                 }
                 Some("P-256" | "P-384") => return Err(JwkError::WrongPointLength),
@@ -391,7 +387,10 @@ pub(super) fn parse_jwk(jwk: &JwkConfig) -> Result<VerificationKey, JwkError> {
         "OKP" => match jwk.crv.as_deref() {
             Some("Ed25519") => {
                 let x = field(&jwk.x, "x")?;
-                let key = Ed25519PublicKey::from_bytes(&x).map_err(|_| JwkError::NotEd25519)?;
+                // A small-order point (a weak key) is refused too.
+                let key = ed25519_compact::PublicKey::from_slice(&x)
+                    .and_then(|key| key.validate().map(|()| key))
+                    .map_err(|_| JwkError::NotEd25519)?;
                 numbers.push(x);
                 KeyMaterial::Ed25519(key)
             }
@@ -470,10 +469,23 @@ pub fn base64url(text: &str) -> Option<Vec<u8>> {
     Base64UrlSafeNoPadding::decode_to_vec(text.trim_end_matches('='), None).ok()
 }
 
+// From the affine coordinates rather than SEC1 bytes, which could also be a compressed point:
+// the checks are the same (each coordinate below p, the point on the curve, not the identity)
+// and point decompression (a square root per curve) stays out of the module.
+fn p256_key(x: &[u8], y: &[u8]) -> Option<p256::ecdsa::VerifyingKey> {
+    let (x, y) = (x.try_into().ok()?, y.try_into().ok()?);
+    let point = p256::AffinePoint::from_coordinates(&x, &y).into_option()?;
+    p256::ecdsa::VerifyingKey::from_affine(point).ok()
+}
+
+fn p384_key(x: &[u8], y: &[u8]) -> Option<p384::ecdsa::VerifyingKey> {
+    let (x, y) = (x.try_into().ok()?, y.try_into().ok()?);
+    let point = p384::AffinePoint::from_coordinates(&x, &y).into_option()?;
+    p384::ecdsa::VerifyingKey::from_affine(point).ok()
+}
+
 fn rsa_key(n: &[u8], e: &[u8]) -> Result<KeyMaterial, JwkError> {
-    let n = BoxedUint::from_be_slice_vartime(n);
-    let e = BoxedUint::from_be_slice_vartime(e);
-    RsaPublicKey::new_with_size_limits(n, e, MIN_RSA_BITS..=MAX_RSA_BITS)
+    RsaPublicKey::new(n, e, MIN_RSA_BITS, MAX_RSA_BITS)
         .map(KeyMaterial::Rsa)
         .map_err(JwkError::UnusableRsaKey)
 }
@@ -542,7 +554,7 @@ mod tests {
                 "k: an HMAC key must be at least 32 bytes (256 bits)",
             ),
             (
-                JwkError::UnusableRsaKey(rsa::Error::ModulusTooSmall),
+                JwkError::UnusableRsaKey(RsaKeyError::ModulusTooSmall),
                 "not a usable RSA public key (modulus too small; modulus 2048 to 8192 bits)",
             ),
             (
@@ -580,7 +592,50 @@ mod tests {
         short.e = Some("AQAB".into());
         assert_eq!(
             parse_jwk(&short).err(),
-            Some(JwkError::UnusableRsaKey(rsa::Error::ModulusTooSmall))
+            Some(JwkError::UnusableRsaKey(RsaKeyError::ModulusTooSmall))
         );
+    }
+
+    /// A point off the curve, a coordinate not below p, and the identity are no EC keys.
+    #[test]
+    fn ec_points_are_checked() {
+        use crate::testing::tokens::b64;
+        // P-256's generator, then P-384's.
+        let g256 = (
+            "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296",
+            "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5",
+        );
+        let g384 = (
+            "aa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7",
+            "3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f",
+        );
+        let hex = |text: &str| -> Vec<u8> {
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        for (crv, (x, y), curve) in [
+            ("P-256", g256, EcCurve::P256),
+            ("P-384", g384, EcCurve::P384),
+        ] {
+            let key = |x: &[u8], y: &[u8]| {
+                let mut jwk = jwk("EC");
+                jwk.crv = Some(crv.into());
+                jwk.x = Some(b64(x));
+                jwk.y = Some(b64(y));
+                parse_jwk(&jwk).err()
+            };
+            let (x, y) = (hex(x), hex(y));
+            assert_eq!(key(&x, &y), None, "{crv}");
+            let mut off = y.clone();
+            *off.last_mut().unwrap() ^= 1;
+            assert_eq!(key(&x, &off), Some(JwkError::NotOnCurve { curve }));
+            let zeros = vec![0; x.len()];
+            assert_eq!(key(&zeros, &zeros), Some(JwkError::NotOnCurve { curve }));
+            let ones = vec![0xff; x.len()];
+            assert_eq!(key(&ones, &y), Some(JwkError::NotOnCurve { curve }));
+            assert_eq!(key(&x[1..], &y[1..]), Some(JwkError::WrongPointLength));
+        }
     }
 }

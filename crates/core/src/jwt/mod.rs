@@ -11,6 +11,7 @@ pub mod key_fetch;
 pub mod key_waiters;
 pub mod keys;
 pub mod remote;
+pub mod rsa;
 pub mod schedule;
 pub mod signature;
 pub mod token_cache;

@@ -8,10 +8,55 @@ use super::failure::JwtFailure;
 use super::key_binding::KeyBinding;
 use super::keys::{base64url, KeyChoiceError, KeySet};
 use super::signature;
-use jwt_simple::prelude::Token;
+use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
+use serde::Deserialize;
 
 /// Tokens longer than this are refused before any parsing (Entra tokens are 1 to 4 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// A header longer than this (base64url) is refused as malformed.
+const MAX_HEADER_BYTES: usize = 8192;
+
+/// The JOSE header as tollgate reads it. The members it does not use are typed all the same,
+/// so a header is refused exactly when it was before (jwt-simple's `JWTHeader`, which parsed
+/// it until now): `jwk` as an object, `x5c` not an array of strings, a duplicate member.
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<Vec<String>>,
+    #[serde(rename = "cty", default)]
+    _cty: Option<String>,
+    #[serde(rename = "typ", default)]
+    _typ: Option<String>,
+    #[serde(rename = "x5c", default)]
+    _x5c: Option<Vec<String>>,
+    #[serde(rename = "jku", default)]
+    _jku: Option<String>,
+    #[serde(rename = "jwk", default)]
+    _jwk: Option<String>,
+    #[serde(rename = "x5u", default)]
+    _x5u: Option<String>,
+    #[serde(rename = "x5t", default)]
+    _x5t: Option<String>,
+    #[serde(rename = "x5t#S256", default)]
+    _x5t_s256: Option<String>,
+    #[serde(rename = "salt", default)]
+    _salt: Option<String>,
+}
+
+impl Header {
+    /// The header part: strict base64url (no padding), JSON.
+    fn decode(part: &str) -> Option<Self> {
+        if part.len() > MAX_HEADER_BYTES {
+            return None;
+        }
+        let bytes = Base64UrlSafeNoPadding::decode_to_vec(part, None).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
 
 /// What the request path keeps of a verified token: its expiry and the claims the plan reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +96,7 @@ impl TokenVerifier {
             return Err(JwtFailure::TooLarge);
         }
         let mut parts = token.split('.');
-        let (Some(_header), Some(payload), Some(signature), None) =
+        let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(JwtFailure::Malformed);
@@ -60,18 +105,18 @@ impl TokenVerifier {
             .get(..token.len() - signature.len() - 1)
             .ok_or(JwtFailure::Malformed)?;
 
-        let metadata = Token::decode_metadata(token).map_err(|_| JwtFailure::Malformed)?;
-        if metadata.critical().is_some_and(|crit| !crit.is_empty()) {
+        let header = Header::decode(header).ok_or(JwtFailure::Malformed)?;
+        if header.crit.is_some_and(|crit| !crit.is_empty()) {
             return Err(JwtFailure::UnsupportedCriticalHeader);
         }
-        let alg = Algorithm::parse(metadata.algorithm())
+        let alg = Algorithm::parse(&header.alg)
             .filter(|alg| self.algorithms.contains(alg))
             .ok_or(JwtFailure::AlgorithmNotAllowed)?;
         let mut candidates = Vec::new();
         let mut mismatch = false;
         let sets = std::iter::once((&self.keys, true)).chain(fetched.map(|set| (set, false)));
         for (set, inline) in sets {
-            match set.candidates(metadata.key_id(), alg) {
+            match set.candidates(header.kid.as_deref(), alg) {
                 Ok(keys) => candidates.extend(keys.into_iter().map(|key| {
                     let binding = match inline {
                         true => KeyBinding::Inline,
@@ -108,7 +153,7 @@ impl TokenVerifier {
             .map(|(_, binding)| *binding);
         let Some(key) = signer else {
             // Without a kid, a key not fetched yet may have signed it.
-            let unnamed = metadata.key_id().is_none() && self.keys_fetched;
+            let unnamed = header.kid.is_none() && self.keys_fetched;
             return Err(match unnamed {
                 true => JwtFailure::NoKeyVerifies,
                 false => JwtFailure::SignatureInvalid,
@@ -124,5 +169,74 @@ impl TokenVerifier {
             token: VerifiedToken { exp, claims: kept },
             key,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Header;
+    use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
+    use jwt_simple::prelude::Token;
+
+    fn b64(text: &str) -> String {
+        Base64UrlSafeNoPadding::encode_to_string(text).unwrap()
+    }
+
+    /// The header is read as jwt-simple's `Token::decode_metadata` read it before: the same
+    /// headers refused, the same `alg`, `kid` and `crit` from the others.
+    #[test]
+    fn headers_read_as_jwt_simple_read_them() {
+        // Base64url of about 8270 and 8010 bytes: over and under the limit.
+        let long = format!(r#"{{"alg":"RS256","kid":"{}"}}"#, "k".repeat(6180));
+        let shorter = format!(r#"{{"alg":"RS256","kid":"{}"}}"#, "k".repeat(5980));
+        let headers = [
+            r#"{"alg":"RS256"}"#,
+            r#"{"alg":"RS256","kid":"a","typ":"JWT"}"#,
+            r#" {"alg":"ES256","kid":null,"crit":null} "#,
+            r#"{"alg":"PS256","crit":[]}"#,
+            r#"{"alg":"PS256","crit":["exp"]}"#,
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"RS256","x5c":["MII"],"x5t#S256":"x","jku":"https://a","salt":"s"}"#,
+            r#"{"alg":"RS256","unknown":{"nested":[1,2]}}"#,
+            r#"{"kid":"a"}"#,
+            r#"{"alg":256}"#,
+            r#"{"alg":"RS256","kid":7}"#,
+            r#"{"alg":"RS256","crit":"exp"}"#,
+            r#"{"alg":"RS256","crit":[1]}"#,
+            r#"{"alg":"RS256","jwk":{"kty":"RSA"}}"#,
+            r#"{"alg":"RS256","x5c":"MII"}"#,
+            r#"{"alg":"RS256","alg":"HS256"}"#,
+            r#"{"alg":"RS256","kid":"a","kid":"b"}"#,
+            r#"{"alg":"RS256"} x"#,
+            r#"{"alg":"RS256""#,
+            r#"["RS256"]"#,
+            "",
+            "null",
+            &long,
+            &shorter,
+        ];
+        let mut parts: Vec<String> = headers.iter().map(|h| b64(h)).collect();
+        parts.extend(
+            [
+                "eyJhbGciOiJSUzI1NiJ9=",
+                "eyJhbGciOiJSUzI1NiJ9==",
+                "eyJhbGciOiJSUzI1NiJ9%",
+                "eyJhbGciOiJSUzI1NiJ9+",
+                "eyJhbGciOiJSUzI1NiJ",
+                "",
+            ]
+            .map(String::from),
+        );
+        for part in parts {
+            let token = format!("{part}.e30.c2ln");
+            let ours = Header::decode(&part);
+            let theirs = Token::decode_metadata(&token).ok();
+            assert_eq!(ours.is_some(), theirs.is_some(), "{part}");
+            if let (Some(ours), Some(theirs)) = (ours, theirs) {
+                assert_eq!(ours.alg, theirs.algorithm(), "{part}");
+                assert_eq!(ours.kid.as_deref(), theirs.key_id(), "{part}");
+                assert_eq!(ours.crit.as_deref(), theirs.critical(), "{part}");
+            }
+        }
     }
 }

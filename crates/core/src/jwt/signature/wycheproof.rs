@@ -21,9 +21,9 @@ use std::path::Path;
 /// How tollgate answers each `acceptable` flag of these files (true = accepted).
 ///
 /// - `MissingNull` (RSASSA-PKCS1-v1_5, one case per file): the DigestInfo is encoded without
-///   the NULL parameter of the hash algorithm, as some legacy signers did. Refused: the `rsa`
-///   crate builds the one expected encoding (with the NULL) and compares the whole block, so
-///   an alternative encoding never verifies — no signer a JWT meets omits it.
+///   the NULL parameter of the hash algorithm, as some legacy signers did. Refused: `rsa.rs`
+///   builds the one expected encoding (with the NULL) and compares the whole block, so an
+///   alternative encoding never verifies — no signer a JWT meets omits it.
 fn acceptable_verdict(flags: &[String]) -> Option<bool> {
     match flags {
         [flag] if flag == "MissingNull" => Some(false),
