@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use tollgate_core::metrics::{self, SeriesIds};
 use tollgate_core::{
-    decide, settle, Decision, Denial, Forward, GlobalCheck, HeaderEdit, KeyFetch, LogThrottle,
-    Plan, RequestEnv, RlsAnswer, Settled, TokenCache, Trace, Verdict, RLS_METHOD, RLS_SERVICE,
+    decide, settle, Decision, Denial, Forward, GlobalCheck, HeaderEdit, KeyFetch, KnownKeys,
+    LogThrottle, Plan, RequestEnv, RlsAnswer, Settled, TokenCache, Trace, Verdict, RLS_METHOD,
+    RLS_SERVICE,
 };
 
 /// What every request of one VM shares (one VM per worker thread): built once per
@@ -24,6 +25,8 @@ pub struct Shared {
     pub plan: Plan,
     /// Verified tokens of this VM.
     pub tokens: RefCell<TokenCache>,
+    /// Valid subscription keys seen by this VM (none without randomness for its hash key).
+    pub known_keys: RefCell<Option<KnownKeys>>,
     pub metrics: RefCell<SeriesIds<u32>>,
     /// The fetch of remote signing keys, when the configuration has a key source (the VM
     /// remembers it, so a later configuration of the same source starts from its keys).
@@ -187,8 +190,10 @@ impl Filter {
         let mut uncached = TokenCache::default();
         let mut cached = shared.tokens.try_borrow_mut().ok();
         let tokens = cached.as_deref_mut().unwrap_or(&mut uncached);
+        let mut known_keys = shared.known_keys.try_borrow_mut().ok();
         let mut env = RequestEnv::new(host, tokens, host);
         env.fetched_keys = fetched.as_deref();
+        env.known_keys = known_keys.as_deref_mut().and_then(Option::as_mut);
         let now_ms = env.now_ms;
         let Decision {
             verdict,
@@ -196,6 +201,7 @@ impl Filter {
             unknown_kid,
         } = decide(&shared.plan, &headers, &mut env);
         drop(cached);
+        drop(known_keys);
         if unknown_kid {
             // The provider may have rotated its keys: wait for a refetch once, if the bound
             // allows one; else the plugin refetches at its next tick the bound allows.

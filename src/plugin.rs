@@ -13,7 +13,7 @@ use crate::host::{define_metric_logged, Host};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tollgate_core::metrics::{configured_series, dynamic_series_cap, SeriesIds};
-use tollgate_core::{random_hash_key, Answered, KeyCall, KeyFetch, Plan, TokenCache};
+use tollgate_core::{random_hash_key, Answered, KeyCall, KeyFetch, KnownKeys, Plan, TokenCache};
 
 /// How often `on_tick` checks whether a key fetch is due and whether a wait is over (so a
 /// wait may last up to this much past the source's `timeout_ms`).
@@ -83,6 +83,7 @@ impl Plugin {
                 TokenCache::default()
             }
         };
+        let known_keys = random_hash_key().map(KnownKeys::new);
         for (key, err) in plan.prepare_counters(host) {
             log::error!("tollgate: cannot create counter entry {key} ({err:?})");
         }
@@ -100,6 +101,7 @@ impl Plugin {
             root_id: self.root_id,
             plan,
             tokens: RefCell::new(tokens),
+            known_keys: RefCell::new(known_keys),
             metrics: RefCell::new(metrics),
             keys,
             log_throttle: RefCell::default(),

@@ -20,6 +20,10 @@ Suites:
           tollgate-rls (with the same limit override), tollgate; then tollgate-rls alone:
           ShouldRateLimit calls/s with the service pinned to core 0 (examples/load.rs)
 
+--baseline-wasm PATH runs every tollgate row of a suite a second time with that module (the
+previous build, say) in the same alternating rounds, so one table compares the old and new
+modules against the same passthrough and native rows.
+
 Not a test: nothing here asserts a timing.
 """
 
@@ -277,6 +281,28 @@ class Case:
     wrk_args: list[str]
     env: dict = field(default_factory=dict)
     samples: list = field(default_factory=list)
+    # For a baseline row: the row of the new module it is compared with.
+    baseline_of: "Case | None" = None
+
+
+def with_wasm(config: dict, wasm: Path) -> dict:
+    stack.tollgate_filter(config)["vm_config"]["code"]["local"]["filename"] = str(wasm)
+    return config
+
+
+def with_modules(cases: list[Case], new: Path, wasm: Path | None) -> list[Case]:
+    """The tollgate rows with module `new`, each followed by the same row with the baseline
+    module `wasm`: neighbours in every round, so both see the same machine."""
+    out = []
+    for case in cases:
+        if case.kind.startswith("tollgate"):
+            case.config = lambda port, make=case.config: with_wasm(make(port), new)
+        out.append(case)
+        if wasm is not None and case.kind.startswith("tollgate"):
+            out.append(Case(f"{case.kind}-baseline", f"{case.label} [baseline: {wasm.name}]",
+                            lambda port, make=case.config: with_wasm(make(port), wasm),
+                            case.check_headers, case.wrk_args, case.env, baseline_of=case))
+    return out
 
 
 def cpu_seconds(pid: int) -> float:
@@ -359,6 +385,12 @@ def run_suite(title: str, cases: list[Case], workdir: Path, upstream_port: int, 
 
     base = cases[0].samples
     base_rps = median([s[0] for s in base])
+
+    def extra(case: Case) -> float:
+        # Extra cost is taken round by round against the passthrough of the same round, so a
+        # slow round (a busy neighbour on a shared host) does not skew the difference.
+        return median([s[1] - b[1] for s, b in zip(case.samples, base)])
+
     lines = [f"\n### {title}\n",
              "| configuration | req/s | ratio | Envoy CPU µs/req | extra µs/req | p50 | p99 |",
              "|---|---|---|---|---|---|---|"]
@@ -366,12 +398,16 @@ def run_suite(title: str, cases: list[Case], workdir: Path, upstream_port: int, 
         rps = median([s[0] for s in case.samples])
         cpu = median([s[1] for s in case.samples])
         latency = case.samples[len(case.samples) // 2][2]
-        # Extra cost is taken round by round against the passthrough of the same round, so a
-        # slow round (a busy neighbour on a shared host) does not skew the difference.
-        deltas = [s[1] - b[1] for s, b in zip(case.samples, base)]
-        extra = "—" if case is cases[0] else f"{median(deltas):+.1f}"
-        lines.append(f"| {case.label} | {rps:,.0f} | {rps / base_rps:.2f} | {cpu:.1f} | {extra} "
+        shown = "—" if case is cases[0] else f"{extra(case):+.1f}"
+        lines.append(f"| {case.label} | {rps:,.0f} | {rps / base_rps:.2f} | {cpu:.1f} | {shown} "
                      f"| {latency.get('50', '?')} | {latency.get('99', '?')} |")
+    pairs = [(case.baseline_of, case) for case in cases if case.baseline_of is not None]
+    if pairs:
+        lines += ["", "| tollgate row | extra µs/req, new | extra µs/req, baseline | new / baseline |",
+                  "|---|---|---|---|"]
+        for new, old in pairs:
+            ratio = extra(new) / extra(old) if extra(old) > 0 else float("nan")
+            lines.append(f"| {new.label} | {extra(new):+.1f} | {extra(old):+.1f} | {ratio:.2f} |")
     return "\n".join(lines)
 
 
@@ -490,9 +526,19 @@ def main():
     parser.add_argument("--fresh-tokens", type=int, default=3000)
     parser.add_argument("--suite", choices=["keys", "limits", "jwt", "global", "all"],
                         default="all")
+    parser.add_argument("--wasm", type=Path, default=stack.WASM, metavar="PATH",
+                        help="the module measured (default: the release build)")
+    parser.add_argument("--baseline-wasm", type=Path, default=None, metavar="PATH",
+                        help="also run every tollgate row with this .wasm (an older build), "
+                             "in the same rounds")
     args = parser.parse_args()
-    if not stack.WASM.exists():
-        sys.exit(f"{stack.WASM} is missing: run `make build`")
+    args.wasm = args.wasm.resolve()
+    if not args.wasm.is_file():
+        sys.exit(f"{args.wasm} is missing: run `make build`")
+    if args.baseline_wasm is not None:
+        args.baseline_wasm = args.baseline_wasm.resolve()
+        if not args.baseline_wasm.is_file():
+            sys.exit(f"{args.baseline_wasm}: no such file")
 
     with tempfile.TemporaryDirectory(prefix="tollgate-bench-") as tmp:
         workdir = Path(tmp)
@@ -518,7 +564,8 @@ def main():
                            check=True, capture_output=True)
             suites.append(global_suite(args, rls.port))
         try:
-            tables = [run_suite(title, cases, workdir, upstream_port, args)
+            tables = [run_suite(title, with_modules(cases, args.wasm, args.baseline_wasm), workdir,
+                                upstream_port, args)
                       for title, cases in suites]
             if rls is not None:
                 subprocess.run(["taskset", "-a", "-p", "-c", "0", str(rls.process.pid)],
@@ -533,6 +580,10 @@ def main():
     print(f"\n{args.rounds} rounds x {args.seconds} s, wrk -t1 -c{args.connections}; measured "
           f"Envoy --concurrency 1 on core 0, wrk + upstream on core 1; medians (extra: of "
           f"per-round differences against passthrough)")
+    print(f"module: {args.wasm} ({args.wasm.stat().st_size:,} bytes)")
+    if args.baseline_wasm is not None:
+        print(f"baseline module: {args.baseline_wasm} "
+              f"({args.baseline_wasm.stat().st_size:,} bytes)")
     for table in tables:
         print(table)
 

@@ -162,6 +162,8 @@ fn set(list: &mut HeaderList, name: &str, value: Option<&str>) {
 
 impl Clock for FakeHost {
     fn now_ms(&self) -> u64 {
+        // Envoy cannot fail it (the SDK panics instead): recorded, never failed.
+        self.calls.borrow_mut().push("get_current_time");
         self.now_ms.get()
     }
 }

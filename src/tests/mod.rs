@@ -2,6 +2,7 @@
 //! host call the glue makes (or must not make) is checked without Envoy.
 
 mod fake_host;
+mod host_calls;
 mod remote_keys;
 
 use crate::filter::Next;
@@ -258,11 +259,13 @@ fn host_calls_per_admitted_request_are_bounded() {
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
     filter.borrow_mut().on_request_headers(&host);
     let calls = host.calls.borrow().clone();
-    // Headers once; counter get + CAS; one metric; key removed, identity set, path set.
+    // Headers once; the clock once; counter get + CAS; one metric; key removed, identity set,
+    // path set.
     assert_eq!(
         calls,
         vec![
             "get_request_headers",
+            "get_current_time",
             "get_shared_data",
             "set_shared_data",
             "increment_metric",

@@ -47,19 +47,19 @@ fn configured(config: &Value, root: u32) -> (FakeHost, Plugin) {
 }
 
 /// The provider's signing keys: `h1` (current), `h2` (the next one, after a rotation).
-fn signer(kid: &str) -> ES256KeyPair {
+pub(super) fn signer(kid: &str) -> ES256KeyPair {
     static KEYS: OnceLock<[ES256KeyPair; 2]> = OnceLock::new();
     let keys = KEYS.get_or_init(|| [ES256KeyPair::generate(), ES256KeyPair::generate()]);
     let key = if kid == "h2" { &keys[1] } else { &keys[0] };
     ES256KeyPair::from_bytes(&key.to_bytes()).unwrap()
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(super) fn b64(bytes: &[u8]) -> String {
     use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Encoder};
     Base64UrlSafeNoPadding::encode_to_string(bytes).unwrap()
 }
 
-fn jwk(kid: &str) -> Value {
+pub(super) fn jwk(kid: &str) -> Value {
     let point = signer(kid)
         .public_key()
         .public_key()
@@ -69,7 +69,7 @@ fn jwk(kid: &str) -> Value {
 }
 
 /// The provider's published set: the public keys `kids`.
-fn jwks(kids: &[&str]) -> Value {
+pub(super) fn jwks(kids: &[&str]) -> Value {
     json!({ "keys": kids.iter().map(|kid| jwk(kid)).collect::<Vec<_>>() })
 }
 

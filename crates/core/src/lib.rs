@@ -41,7 +41,7 @@ pub use jwt::key_fetch::{Answered, KeyCall, KeyFetch};
 pub use jwt::remote::FetchError;
 pub use jwt::token_cache::{random_hash_key, TokenCache};
 pub use limits::{CounterStore, StoreError};
-pub use pipeline::{decide, Clock, RequestEnv};
+pub use pipeline::{decide, Clock, KnownKeys, RequestEnv};
 pub use plan::Plan;
 pub use rewrite::HeaderEdit;
 pub use subscription::KeyHash;

@@ -24,6 +24,9 @@ use crate::subscription::ConsumerId;
 use crate::template::{ClaimSource, NoClaims, TemplateValues};
 use crate::verdict::{forward_with_headers, CounterOwner};
 use crate::verdict::{Decision, Forward, GlobalCheck, Trace, Verdict};
+use siphasher::sip128::{Hasher128, SipHasher24};
+use std::collections::HashMap;
+use std::hash::Hasher;
 use std::rc::Rc;
 
 /// Who is calling: a configured consumer, or a JWT client admitted through
@@ -61,6 +64,31 @@ pub trait Clock {
     fn now_ms(&self) -> u64;
 }
 
+/// Subscription keys this VM already found valid, by a SipHash-128 of the key under a secret
+/// random key: a hit skips the key's SHA-256, the largest cost of the key path in wasm. As with
+/// the token cache, no one who lacks the secret can make another key collide with a cached
+/// one. Only valid keys enter, so it never holds more than the plan's keys.
+#[derive(Debug)]
+pub struct KnownKeys {
+    hash_key: [u8; 16],
+    consumers: HashMap<u128, ConsumerId>,
+}
+
+impl KnownKeys {
+    pub fn new(hash_key: [u8; 16]) -> Self {
+        Self {
+            hash_key,
+            consumers: HashMap::new(),
+        }
+    }
+
+    fn hash(&self, key: &[u8]) -> u128 {
+        let mut hasher = SipHasher24::new_with_key(&self.hash_key);
+        hasher.write(key);
+        hasher.finish128().as_u128()
+    }
+}
+
 /// What the pipeline reads besides the request: the time (read once per request), the VM's
 /// verified-token cache, the process-wide counter store, and the keys fetched so far.
 pub struct RequestEnv<'a> {
@@ -69,6 +97,8 @@ pub struct RequestEnv<'a> {
     pub counters: &'a dyn CounterStore,
     /// Signing keys fetched from the identity provider, if any yet.
     pub fetched_keys: Option<&'a KeySet>,
+    /// The VM's valid subscription keys seen so far, if it keeps them.
+    pub known_keys: Option<&'a mut KnownKeys>,
 }
 
 impl<'a> RequestEnv<'a> {
@@ -82,6 +112,7 @@ impl<'a> RequestEnv<'a> {
             tokens,
             counters,
             fetched_keys: None,
+            known_keys: None,
         }
     }
 
@@ -240,9 +271,9 @@ fn authenticate<'p>(
     env: &mut RequestEnv,
     unknown_kid: &mut bool,
 ) -> Result<Caller<'p>, Denial> {
-    let by_key = |key| -> Result<Caller<'p>, Denial> {
+    let by_key = |key, env: &mut RequestEnv| -> Result<Caller<'p>, Denial> {
         Ok(Caller {
-            consumer: Some(key_consumer(plan, key)?),
+            consumer: Some(key_consumer(plan, key, env)?),
             token: None,
         })
     };
@@ -254,7 +285,7 @@ fn authenticate<'p>(
         AuthMode::SubscriptionKey => {
             match presented_key(headers, &plan.key_header, query, &plan.key_query) {
                 PresentedKey::Missing => Err(missing_key(plan, headers)),
-                key => by_key(key),
+                key => by_key(key, env),
             }
         }
         AuthMode::Jwt => {
@@ -267,7 +298,7 @@ fn authenticate<'p>(
         AuthMode::Either => {
             match presented_key(headers, &plan.key_header, query, &plan.key_query) {
                 PresentedKey::Missing => {}
-                key => return by_key(key),
+                key => return by_key(key, env),
             }
             if bearer_token(headers) == PresentedToken::Missing {
                 return Err(Denial::missing_key_or_jwt(
@@ -285,7 +316,7 @@ fn authenticate<'p>(
         AuthMode::Both => {
             let consumer = match presented_key(headers, &plan.key_header, query, &plan.key_query) {
                 PresentedKey::Missing => return Err(missing_key(plan, headers)),
-                key => key_consumer(plan, key)?,
+                key => key_consumer(plan, key, env)?,
             };
             let (_, token) = verified_token(plan, headers, env, unknown_kid)?;
             Ok(Caller {
@@ -303,13 +334,28 @@ fn missing_key(plan: &Plan, headers: &Headers) -> Denial {
     )
 }
 
-fn key_consumer<'p>(plan: &'p Plan, key: PresentedKey) -> Result<Consumer<'p>, Denial> {
+fn key_consumer<'p>(
+    plan: &'p Plan,
+    key: PresentedKey,
+    env: &mut RequestEnv,
+) -> Result<Consumer<'p>, Denial> {
     match key {
-        PresentedKey::Found(key) => plan
-            .keys
-            .consumer_for(&key)
-            .and_then(|id| plan.consumers.get(id).map(|c| Consumer::Configured(id, c)))
-            .ok_or_else(Denial::invalid_subscription_key),
+        PresentedKey::Found(key) => {
+            let id = match env.known_keys.as_deref_mut() {
+                Some(known) => {
+                    let hash = known.hash(&key);
+                    match known.consumers.get(&hash) {
+                        Some(&id) => Some(id),
+                        None => plan.keys.consumer_for(&key).inspect(|&id| {
+                            known.consumers.insert(hash, id);
+                        }),
+                    }
+                }
+                None => plan.keys.consumer_for(&key),
+            };
+            id.and_then(|id| plan.consumers.get(id).map(|c| Consumer::Configured(id, c)))
+                .ok_or_else(Denial::invalid_subscription_key)
+        }
         PresentedKey::Missing | PresentedKey::Conflicting => {
             Err(Denial::invalid_subscription_key())
         }

@@ -729,6 +729,7 @@ mod limits {
                 tokens: &mut tokens,
                 counters: store,
                 fetched_keys: None,
+                known_keys: None,
             },
         )
         .verdict
@@ -790,4 +791,35 @@ mod limits {
         let f = forwarded(call(&plan, &store, b"kb", NOW * 1000));
         assert!(f.response_edits.is_empty());
     }
+}
+
+#[test]
+fn known_keys_hold_valid_keys_only_and_decide_as_the_plan_does() {
+    let p = plan("reject");
+    let counters = MemoryStore::default();
+    let mut tokens = TokenCache::new(16, [7; 16]);
+    let mut known = KnownKeys::new([9; 16]);
+    let keys: [&[u8]; 6] = [
+        b"primary",
+        b"portal",
+        b"primary",
+        b"nope",
+        b"secondary",
+        b"portal",
+    ];
+    for key in keys {
+        let headers = request("POST", "/validate", &[("ocp-apim-subscription-key", key)]);
+        let mut env = RequestEnv::new(&FixedClock(NOW * 1000), &mut tokens, &counters);
+        env.known_keys = Some(&mut known);
+        let cached = decide(&p, &headers, &mut env);
+        assert_eq!(cached, decision(&p, &headers), "key {key:?}");
+    }
+    // Two keys of invoice-flow and one of the portal; never the unknown one.
+    assert_eq!(known.consumers.len(), 3);
+    assert!(!known.consumers.contains_key(&known.hash(b"nope")));
+    // Another secret, another hash: no one can aim a key at a cached entry.
+    assert_ne!(
+        known.hash(b"primary"),
+        KnownKeys::new([8; 16]).hash(b"primary")
+    );
 }
