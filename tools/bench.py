@@ -15,6 +15,7 @@ Suites:
           api_key_auth + local_ratelimit keyed per consumer, tollgate
   jwt     RS256 bearer token: passthrough, native jwt_authn with and without its token cache,
           tollgate with one repeated token (cache hits) and a fresh token per request (misses)
+  ready   start-up: Envoy to /ready with no module and with each module
   global  subscription key + a global rate limit (never hit) counted by tollgate-rls on Redis:
           passthrough, native api_key_auth + envoy.filters.http.ratelimit calling the same
           tollgate-rls (with the same limit override), tollgate; then tollgate-rls alone:
@@ -507,6 +508,57 @@ def global_suite(args, rls_port: int) -> tuple[str, list[Case]]:
     ])
 
 
+def seconds_to_ready(process: subprocess.Popen, admin: int, started: float) -> float:
+    """Polls /ready every 10 ms (stack.wait_until's 50 ms is too coarse here)."""
+    while time.monotonic() - started < 60:
+        if process.poll() is not None:
+            raise RuntimeError(f"Envoy exited with {process.returncode} before /ready")
+        try:
+            if requests.get(f"http://127.0.0.1:{admin}/ready", timeout=1).ok:
+                return time.monotonic() - started
+        except requests.RequestException:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError("Envoy not ready after 60 s")
+
+
+def ready_times(args, workdir: Path, upstream_port: int) -> str:
+    """Seconds from starting Envoy (--concurrency 2: the module is compiled for every worker)
+    to its /ready answering LIVE, with the key configuration: passthrough, and each module;
+    alternating starts, medians. What a pod start waits for (Istio pulls the module to every
+    pod and compiles it there)."""
+    key = secrets.token_hex(32)
+    plugin = key_plugin(key, args.consumers)
+    rows = [("passthrough (no module)", lambda port: with_filters(base_config(plugin, port), [])),
+            (f"tollgate {args.wasm.name} ({args.wasm.stat().st_size:,} B)",
+             lambda port: with_wasm(base_config(plugin, port), args.wasm))]
+    if args.baseline_wasm is not None:
+        rows.append((f"tollgate {args.baseline_wasm.name} "
+                     f"({args.baseline_wasm.stat().st_size:,} B)",
+                     lambda port: with_wasm(base_config(plugin, port), args.baseline_wasm)))
+    samples: dict[str, list[float]] = {label: [] for label, _ in rows}
+    for round_number in range(args.rounds):
+        for label, make in rows:
+            path = workdir / f"ready-{round_number}.yaml"
+            config = make(upstream_port)
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            admin = config["admin"]["address"]["socket_address"]["port_value"]
+            started = time.monotonic()
+            process = subprocess.Popen(
+                pinned(0, [stack.envoy_binary(), "-c", str(path), "--concurrency", "2",
+                           "--base-id", str(stack.unique_base_id()), "-l", "error"]),
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                samples[label].append(seconds_to_ready(process, admin, started))
+            finally:
+                stack.stop(process)
+    lines = ["", "### Start-up: Envoy to /ready (--concurrency 2)", "",
+             "| configuration | median s | min s |", "|---|---|---|"]
+    for label, values in samples.items():
+        lines.append(f"| {label} | {median(values):.3f} | {min(values):.3f} |")
+    return "\n".join(lines)
+
+
 def rls_throughput(rls_port: int, args) -> str:
     """tollgate-rls alone: calls/s of a closed-loop gRPC client (core 1) against the service
     pinned to core 0."""
@@ -524,7 +576,7 @@ def main():
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--consumers", type=int, default=1000)
     parser.add_argument("--fresh-tokens", type=int, default=3000)
-    parser.add_argument("--suite", choices=["keys", "limits", "jwt", "global", "all"],
+    parser.add_argument("--suite", choices=["keys", "limits", "jwt", "global", "ready", "all"],
                         default="all")
     parser.add_argument("--wasm", type=Path, default=stack.WASM, metavar="PATH",
                         help="the module measured (default: the release build)")
@@ -571,6 +623,8 @@ def main():
                 subprocess.run(["taskset", "-a", "-p", "-c", "0", str(rls.process.pid)],
                                check=True, capture_output=True)
                 tables.append(rls_throughput(rls.port, args))
+            if args.suite in ("ready", "all"):
+                tables.append(ready_times(args, workdir, upstream_port))
         finally:
             upstream.stop()
             for process in (rls, redis):
