@@ -183,6 +183,20 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// One level deeper, within `MAX_DEPTH` and the step budget; false (with a warning) when
+    /// the schema must be left unconstrained. The caller leaves with `self.depth -= 1`.
+    fn enter(&mut self, at: &str) -> bool {
+        if self.depth >= MAX_DEPTH {
+            self.warn(at, "schema nested too deeply; left unconstrained");
+            return false;
+        }
+        if !self.step(at) {
+            return false;
+        }
+        self.depth += 1;
+        true
+    }
+
     /// Takes one step of the budget; false (and a warning the first time) when none is left.
     fn step(&mut self, at: &str) -> bool {
         match self.steps_left {
@@ -212,14 +226,9 @@ impl<'a> Cx<'a> {
                 return json!({});
             }
         };
-        if self.depth >= MAX_DEPTH {
-            self.warn(at, "schema nested too deeply; left unconstrained");
+        if !self.enter(at) {
             return json!({});
         }
-        if !self.step(at) {
-            return json!({});
-        }
-        self.depth += 1;
         let active = self.active.len();
         let (map, nullable) = self.flatten(map, at);
         // Unions merged by `flatten` stay active while their merged properties are converted.
@@ -636,14 +645,9 @@ impl<'a> Cx<'a> {
         let Value::Object(original) = schema else {
             return schema.clone();
         };
-        if self.depth >= MAX_DEPTH {
-            self.warn(at, "schema nested too deeply; left unconstrained");
+        if !self.enter(at) {
             return json!({});
         }
-        if !self.step(at) {
-            return json!({});
-        }
-        self.depth += 1;
         let active = self.active.len();
         let mut map = original.clone();
         if let Some(reference) = map
