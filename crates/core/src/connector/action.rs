@@ -95,7 +95,7 @@ fn undeclared_path_parameters(path: &str, parameters: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// A path, query or header parameter as Swagger 2.0 primitives.
+/// A path, query, header or form parameter as Swagger 2.0 primitives.
 fn plain_parameter(
     parameter: &Map<String, Value>,
     openapi: &Value,
@@ -191,7 +191,8 @@ fn request_body(
     (vec![parameter], Some(media.clone()))
 }
 
-/// A form's properties as `formData` parameters; an upload is `type: file`.
+/// A form's properties as `formData` parameters, made like any other parameter (an upload
+/// becomes `type: file` there).
 fn form_fields(
     schema: &Value,
     openapi: &Value,
@@ -207,48 +208,20 @@ fn form_fields(
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
         return Vec::new();
     };
-    let mut fields = Vec::new();
-    for (name, property) in properties {
-        let context = format!("{label}, form field {name}");
-        let mut field = Map::new();
-        field.insert("name".into(), json!(name));
-        field.insert("in".into(), json!("formData"));
-        if let Some(title) = property.get("title").and_then(Value::as_str) {
-            field.insert("x-ms-summary".into(), json!(title));
-        }
-        if let Some(description) = property.get("description").and_then(Value::as_str) {
-            field.insert("description".into(), json!(description));
-        }
-        let mut fields_of =
-            schema::parameter_fields(property, openapi, "formData", &context, warnings);
-        if is_upload(&fields_of) {
-            if fields_of.get("type") == Some(&json!("array")) {
-                warnings.push(format!(
-                    "{context}: several files in one field; the connector sends one"
-                ));
+    properties
+        .iter()
+        .map(|(name, property)| {
+            let mut parameter = Map::new();
+            parameter.insert("name".into(), json!(name));
+            parameter.insert("in".into(), json!("formData"));
+            if let Some(description) = property.get("description") {
+                parameter.insert("description".into(), description.clone());
             }
-            fields_of = Map::new();
-            fields_of.insert("type".into(), json!("file"));
-        }
-        field.extend(fields_of);
-        field.insert("required".into(), json!(required.contains(&name.as_str())));
-        fields.push(Value::Object(field));
-    }
-    fields
-}
-
-/// A binary string, or a list of them: what FastAPI writes for `UploadFile`.
-fn is_upload(fields: &Map<String, Value>) -> bool {
-    let binary = |fields: &Map<String, Value>| {
-        fields.get("type") == Some(&json!("string"))
-            && fields.get("format") == Some(&json!("binary"))
-    };
-    binary(fields)
-        || (fields.get("type") == Some(&json!("array"))
-            && fields
-                .get("items")
-                .and_then(Value::as_object)
-                .is_some_and(binary))
+            parameter.insert("schema".into(), property.clone());
+            parameter.insert("required".into(), json!(required.contains(&name.as_str())));
+            plain_parameter(&parameter, openapi, label, warnings)
+        })
+        .collect()
 }
 
 /// A status Swagger 2.0 takes: three digits or `default`; OpenAPI 3's ranges (`2XX`) become

@@ -183,8 +183,13 @@ pub(crate) fn connection(
 ) -> (Map<String, Value>, Vec<Value>) {
     let mut parameters = Map::new();
     let mut policies = Vec::new();
-    let with_token = matches!(auth, ConnectorAuth::Aad | ConnectorAuth::Both);
-    if let (true, Some(entra)) = (with_token, entra) {
+    let token = entra.filter(|_| matches!(auth, ConnectorAuth::Aad | ConnectorAuth::Both));
+    let key = match auth {
+        ConnectorAuth::Open => false,
+        ConnectorAuth::Key | ConnectorAuth::Both => true,
+        ConnectorAuth::Aad => token.is_none(),
+    };
+    if let Some(entra) = token {
         parameters.insert(TOKEN_PARAMETER.into(), token_parameter(entra));
         parameters.insert(
             format!("{TOKEN_PARAMETER}:TenantId"),
@@ -194,11 +199,8 @@ pub(crate) fn connection(
                     "displayName": "Tenant" } }),
         );
     }
-    if auth == ConnectorAuth::Open {
-        return (parameters, policies);
-    }
-    if auth != ConnectorAuth::Aad || entra.is_none() {
-        let tab_index = if with_token { 3 } else { 2 };
+    if key {
+        let tab_index = if token.is_some() { 3 } else { 2 };
         parameters.insert(
             KEY_PARAMETER.into(),
             json!({ "type": "securestring", "uiDefinition": { "displayName": "API Key",
@@ -206,7 +208,8 @@ pub(crate) fn connection(
                 "constraints": { "tabIndex": tab_index, "clearText": false, "required": "true" } } }),
         );
     }
-    if auth == ConnectorAuth::Both && entra.is_some() {
+    // Power Platform takes one security definition: beside a token, the key rides in a policy.
+    if key && token.is_some() {
         policies.push(json!({ "templateId": "setheader", "title": "Send the subscription key",
             "parameters": {
                 "x-ms-apimTemplateParameter.name": key_header,
