@@ -34,8 +34,6 @@ impl AuthChoice {
 /// The sign-in the connector gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ConnectorAuth {
-    /// Every exposed operation is `auth: none` (and `--auth auto`): nothing to sign in with.
-    Open,
     Key,
     Aad,
     Both,
@@ -53,8 +51,8 @@ const GLOBAL_REDIRECT: &str = "https://global.consent.azure-apim.net/redirect";
 const DEFAULT_LOGIN: &str = "https://login.microsoftonline.com";
 
 /// `auto`: ignoring `none`, all `subscription_key`/`either` → key; else all `jwt`/`either` →
-/// aad; otherwise (`both`, or key-only beside JWT-only operations) → both; nothing but `none`
-/// → open.
+/// aad; otherwise (`both`, or key-only beside JWT-only operations) → both. SPEC's rule read as
+/// written: with nothing but `none` operations "all of them" holds, so → key.
 pub(crate) fn resolve(
     choice: AuthChoice,
     modes: impl IntoIterator<Item = AuthMode>,
@@ -66,9 +64,7 @@ pub(crate) fn resolve(
         AuthChoice::Auto => {}
     }
     let modes: Vec<AuthMode> = modes.into_iter().filter(|m| *m != AuthMode::None).collect();
-    if modes.is_empty() {
-        ConnectorAuth::Open
-    } else if modes
+    if modes
         .iter()
         .all(|m| matches!(m, AuthMode::SubscriptionKey | AuthMode::Either))
     {
@@ -158,7 +154,6 @@ pub(crate) fn security_definitions(
     entra: Option<&Entra>,
 ) -> (Value, Value) {
     match (auth, entra) {
-        (ConnectorAuth::Open, _) => (json!({}), json!([])),
         (ConnectorAuth::Key, _) | (_, None) => (
             json!({ KEY_SCHEME: { "type": "apiKey", "in": "header", "name": key_header } }),
             json!([{ KEY_SCHEME: [] }]),
@@ -185,7 +180,6 @@ pub(crate) fn connection(
     let mut policies = Vec::new();
     let token = entra.filter(|_| matches!(auth, ConnectorAuth::Aad | ConnectorAuth::Both));
     let key = match auth {
-        ConnectorAuth::Open => false,
         ConnectorAuth::Key | ConnectorAuth::Both => true,
         ConnectorAuth::Aad => token.is_none(),
     };
@@ -252,7 +246,7 @@ mod tests {
             resolve(AuthChoice::Aad, [SubscriptionKey]),
             ConnectorAuth::Aad
         );
-        assert_eq!(auto(&[Open]), ConnectorAuth::Open);
+        assert_eq!(auto(&[Open]), ConnectorAuth::Key);
         assert_eq!(resolve(AuthChoice::Key, [Open]), ConnectorAuth::Key);
     }
 

@@ -387,11 +387,8 @@ fn api_definition(
         "definitions".into(),
         Value::Object(schema::definitions(&used, warnings)),
     );
-    // An open API (every operation `auth: none`) has no sign-in to describe.
-    if auth != ConnectorAuth::Open {
-        document.insert("securityDefinitions".into(), security_definitions);
-        document.insert("security".into(), security);
-    }
+    document.insert("securityDefinitions".into(), security_definitions);
+    document.insert("security".into(), security);
     Value::Object(document)
 }
 

@@ -328,13 +328,18 @@ fn a_body_method_without_a_body_is_warned_about() {
 }
 
 #[test]
-fn an_api_open_to_anyone_asks_for_no_credentials() {
+fn an_api_open_to_anyone_keeps_the_key_sign_in_as_spec_reads() {
+    // SPEC: ignoring `none`, "all of them subscription_key or either" → key; with none left,
+    // that holds.
     let config = json!({"operations": [{"name": "health", "methods": ["GET"], "path": "/healthz", "auth": "none"}]});
     let generated = run(&config, &openapi(), &Options::for_host("h")).unwrap();
     let swagger = file(&generated, "apiDefinition.swagger.json");
-    assert!(swagger.get("securityDefinitions").is_none() && swagger.get("security").is_none());
+    assert_eq!(swagger["security"], json!([{"apiKeyHeader": []}]));
     let properties = file(&generated, "apiProperties.json");
-    assert_eq!(properties["properties"]["connectionParameters"], json!({}));
+    assert_eq!(
+        properties["properties"]["connectionParameters"]["api_key"]["type"],
+        "securestring"
+    );
 }
 
 #[test]
