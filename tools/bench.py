@@ -21,9 +21,9 @@ Suites:
           tollgate-rls (with the same limit override), tollgate; then tollgate-rls alone:
           ShouldRateLimit calls/s with the service pinned to core 0 (examples/load.rs)
 
---baseline-wasm PATH runs every tollgate row of a suite a second time with that module (the
-previous build, say) in the same alternating rounds, so one table compares the old and new
-modules against the same passthrough and native rows.
+--baseline-wasm PATH (repeatable) runs every tollgate row of a suite again with each such
+module (earlier builds, say) in the same alternating rounds, so one table compares the old and
+new modules against the same passthrough and native rows.
 
 Not a test: nothing here asserts a timing.
 """
@@ -291,17 +291,20 @@ def with_wasm(config: dict, wasm: Path) -> dict:
     return config
 
 
-def with_modules(cases: list[Case], new: Path, wasm: Path | None) -> list[Case]:
-    """The tollgate rows with module `new`, each followed by the same row with the baseline
-    module `wasm`: neighbours in every round, so both see the same machine."""
+def with_modules(cases: list[Case], new: Path, baselines: list[Path]) -> list[Case]:
+    """The tollgate rows with module `new`, each followed by the same row with every baseline
+    module: neighbours in every round, so all see the same machine."""
     out = []
     for case in cases:
         if case.kind.startswith("tollgate"):
             case.config = lambda port, make=case.config: with_wasm(make(port), new)
         out.append(case)
-        if wasm is not None and case.kind.startswith("tollgate"):
-            out.append(Case(f"{case.kind}-baseline", f"{case.label} [baseline: {wasm.name}]",
-                            lambda port, make=case.config: with_wasm(make(port), wasm),
+        if not case.kind.startswith("tollgate"):
+            continue
+        for number, wasm in enumerate(baselines):
+            out.append(Case(f"{case.kind}-baseline-{number}",
+                            f"{case.label} [baseline: {wasm.name}]",
+                            lambda port, make=case.config, wasm=wasm: with_wasm(make(port), wasm),
                             case.check_headers, case.wrk_args, case.env, baseline_of=case))
     return out
 
@@ -377,8 +380,12 @@ def run_suite(title: str, cases: list[Case], workdir: Path, upstream_port: int, 
         for envoy, case in zip(envoys, cases):  # warm-up round, not counted
             measure_round(envoy, case, 2, args.connections)
             case.samples.clear()
-        for _ in range(args.rounds):
-            for envoy, case in zip(envoys, cases):
+        pairs = list(zip(envoys, cases))
+        for number in range(args.rounds):
+            # Each round starts one configuration later: no configuration always runs first
+            # (or last) in a round, where a drifting machine would always favour it.
+            shift = number % len(pairs)
+            for envoy, case in pairs[shift:] + pairs[:shift]:
                 measure_round(envoy, case, args.seconds, args.connections)
     finally:
         for envoy in envoys:
@@ -408,7 +415,8 @@ def run_suite(title: str, cases: list[Case], workdir: Path, upstream_port: int, 
                   "|---|---|---|---|"]
         for new, old in pairs:
             ratio = extra(new) / extra(old) if extra(old) > 0 else float("nan")
-            lines.append(f"| {new.label} | {extra(new):+.1f} | {extra(old):+.1f} | {ratio:.2f} |")
+            # The baseline row's label names its module.
+            lines.append(f"| {old.label} | {extra(new):+.1f} | {extra(old):+.1f} | {ratio:.2f} |")
     return "\n".join(lines)
 
 
@@ -532,10 +540,9 @@ def ready_times(args, workdir: Path, upstream_port: int) -> str:
     rows = [("passthrough (no module)", lambda port: with_filters(base_config(plugin, port), [])),
             (f"tollgate {args.wasm.name} ({args.wasm.stat().st_size:,} B)",
              lambda port: with_wasm(base_config(plugin, port), args.wasm))]
-    if args.baseline_wasm is not None:
-        rows.append((f"tollgate {args.baseline_wasm.name} "
-                     f"({args.baseline_wasm.stat().st_size:,} B)",
-                     lambda port: with_wasm(base_config(plugin, port), args.baseline_wasm)))
+    for wasm in args.baseline_wasm:
+        rows.append((f"tollgate {wasm.name} ({wasm.stat().st_size:,} B)",
+                     lambda port, wasm=wasm: with_wasm(base_config(plugin, port), wasm)))
     samples: dict[str, list[float]] = {label: [] for label, _ in rows}
     for round_number in range(args.rounds):
         for label, make in rows:
@@ -580,17 +587,18 @@ def main():
                         default="all")
     parser.add_argument("--wasm", type=Path, default=stack.WASM, metavar="PATH",
                         help="the module measured (default: the release build)")
-    parser.add_argument("--baseline-wasm", type=Path, default=None, metavar="PATH",
+    parser.add_argument("--baseline-wasm", type=Path, action="append", default=[],
+                        metavar="PATH",
                         help="also run every tollgate row with this .wasm (an older build), "
-                             "in the same rounds")
+                             "in the same rounds; may be given more than once")
     args = parser.parse_args()
     args.wasm = args.wasm.resolve()
     if not args.wasm.is_file():
         sys.exit(f"{args.wasm} is missing: run `make build`")
-    if args.baseline_wasm is not None:
-        args.baseline_wasm = args.baseline_wasm.resolve()
-        if not args.baseline_wasm.is_file():
-            sys.exit(f"{args.baseline_wasm}: no such file")
+    args.baseline_wasm = [wasm.resolve() for wasm in args.baseline_wasm]
+    for wasm in args.baseline_wasm:
+        if not wasm.is_file():
+            sys.exit(f"{wasm}: no such file")
 
     with tempfile.TemporaryDirectory(prefix="tollgate-bench-") as tmp:
         workdir = Path(tmp)
@@ -635,9 +643,8 @@ def main():
           f"Envoy --concurrency 1 on core 0, wrk + upstream on core 1; medians (extra: of "
           f"per-round differences against passthrough)")
     print(f"module: {args.wasm} ({args.wasm.stat().st_size:,} bytes)")
-    if args.baseline_wasm is not None:
-        print(f"baseline module: {args.baseline_wasm} "
-              f"({args.baseline_wasm.stat().st_size:,} bytes)")
+    for wasm in args.baseline_wasm:
+        print(f"baseline module: {wasm} ({wasm.stat().st_size:,} bytes)")
     for table in tables:
         print(table)
 

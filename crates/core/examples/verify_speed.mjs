@@ -10,7 +10,13 @@ if (!module) {
   console.error("usage: node --no-liftoff verify_speed.mjs <module.wasm> [args...]");
   process.exit(2);
 }
-const wasi = new WASI({ version: "preview1", args: [module, ...args], env: {} });
+// The working directory is the guest's "/", so relative paths in args can be read.
+const wasi = new WASI({
+  version: "preview1",
+  args: [module, ...args],
+  env: {},
+  preopens: { "/": process.cwd() },
+});
 const compiled = await WebAssembly.compile(await readFile(module));
 const instance = await WebAssembly.instantiate(compiled, wasi.getImportObject());
 process.exitCode = wasi.start(instance);
