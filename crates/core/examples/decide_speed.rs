@@ -185,6 +185,9 @@ fn run(path: &str, rounds: usize) -> Result<()> {
     let config = serde_json::to_vec(fixture.get("config").ok_or("no config")?)?;
     let tokens: Vec<String> =
         serde_json::from_value(fixture.get("tokens").cloned().ok_or("no tokens")?)?;
+    if tokens.is_empty() {
+        return Err("the fixture holds no tokens".into());
+    }
     let plan = Plan::from_json(&config).map_err(|e| e.to_string())?;
     let store = MemoryStore::default();
     let mut known = KnownKeys::new([3; 16]);
@@ -248,6 +251,9 @@ fn run(path: &str, rounds: usize) -> Result<()> {
             Some((input.as_bytes().to_vec(), signature))
         })
         .collect();
+    if signed.is_empty() {
+        return Err("no token of the fixture has a signature".into());
+    }
     time("RS256 signature alone", rounds, |n| {
         if let Some((input, signature)) = signed.get(n % signed.len()) {
             black_box(key.verify(rsa::Hash::Sha256, rsa::Padding::Pkcs1v15, input, signature));
