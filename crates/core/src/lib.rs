@@ -18,6 +18,7 @@ mod global_answer;
 mod global_limits;
 mod json_keys;
 mod jwt;
+mod keyed_hash;
 mod limits;
 mod local_count;
 pub mod metrics;
@@ -39,12 +40,13 @@ pub use global_limits::{
 };
 pub use jwt::key_fetch::{Answered, KeyCall, KeyFetch};
 pub use jwt::remote::FetchError;
-pub use jwt::token_cache::{random_hash_key, TokenCache};
+pub use jwt::token_cache::TokenCache;
+pub use keyed_hash::random_hash_key;
 pub use limits::{CounterStore, StoreError};
-pub use pipeline::{decide, Clock, KnownKeys, RequestEnv};
+pub use pipeline::{decide, Clock, RequestEnv};
 pub use plan::Plan;
 pub use rewrite::HeaderEdit;
-pub use subscription::KeyHash;
+pub use subscription::{KeyHash, KnownKeys};
 pub use verdict::{Decision, Forward, GlobalCheck, Trace, Verdict};
 
 #[cfg(test)]

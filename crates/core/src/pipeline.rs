@@ -21,12 +21,10 @@ use crate::operation::OperationId;
 use crate::plan::{Operation, Plan, ProductId};
 use crate::rewrite::{upstream_path, HeaderEdit};
 use crate::subscription::ConsumerId;
+use crate::subscription::KnownKeys;
 use crate::template::{ClaimSource, NoClaims, TemplateValues};
 use crate::verdict::{forward_with_headers, CounterOwner};
 use crate::verdict::{Decision, Forward, GlobalCheck, Trace, Verdict};
-use siphasher::sip128::{Hasher128, SipHasher24};
-use std::collections::HashMap;
-use std::hash::Hasher;
 use std::rc::Rc;
 
 /// Who is calling: a configured consumer, or a JWT client admitted through
@@ -62,31 +60,6 @@ struct Caller<'p> {
 /// The time as the host tells it (proxy-wasm `get_current_time` in Envoy), in Unix ms.
 pub trait Clock {
     fn now_ms(&self) -> u64;
-}
-
-/// Subscription keys this VM already found valid, by a SipHash-128 of the key under a secret
-/// random key: a hit skips the key's SHA-256, the largest cost of the key path in wasm. As with
-/// the token cache, no one who lacks the secret can make another key collide with a cached
-/// one. Only valid keys enter, so it never holds more than the plan's keys.
-#[derive(Debug)]
-pub struct KnownKeys {
-    hash_key: [u8; 16],
-    consumers: HashMap<u128, ConsumerId>,
-}
-
-impl KnownKeys {
-    pub fn new(hash_key: [u8; 16]) -> Self {
-        Self {
-            hash_key,
-            consumers: HashMap::new(),
-        }
-    }
-
-    fn hash(&self, key: &[u8]) -> u128 {
-        let mut hasher = SipHasher24::new_with_key(&self.hash_key);
-        hasher.write(key);
-        hasher.finish128().as_u128()
-    }
 }
 
 /// What the pipeline reads besides the request: the time (read once per request), the VM's
@@ -342,15 +315,7 @@ fn key_consumer<'p>(
     match key {
         PresentedKey::Found(key) => {
             let id = match env.known_keys.as_deref_mut() {
-                Some(known) => {
-                    let hash = known.hash(&key);
-                    match known.consumers.get(&hash) {
-                        Some(&id) => Some(id),
-                        None => plan.keys.consumer_for(&key).inspect(|&id| {
-                            known.consumers.insert(hash, id);
-                        }),
-                    }
-                }
+                Some(known) => known.consumer_for(&plan.keys, &key),
                 None => plan.keys.consumer_for(&key),
             };
             id.and_then(|id| plan.consumers.get(id).map(|c| Consumer::Configured(id, c)))

@@ -2,6 +2,7 @@
 //! presented key to its consumer. Only hashes are ever stored; a key is hashed the moment it is
 //! read and never kept.
 
+use crate::keyed_hash::keyed_hash;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
@@ -105,6 +106,39 @@ impl KeyTable {
 
     pub fn consumer_for(&self, key: &[u8]) -> Option<ConsumerId> {
         self.by_hash.get(&KeyHash::of(key)).copied()
+    }
+}
+
+/// Subscription keys this VM already found valid, by a keyed hash of the key
+/// (`keyed_hash.rs`): a hit skips the key's SHA-256, the largest cost of the key path in wasm.
+/// Only valid keys enter, so it never holds more than the plan's keys.
+#[derive(Debug)]
+pub struct KnownKeys {
+    hash_key: [u8; 16],
+    pub(crate) consumers: HashMap<u128, ConsumerId>,
+}
+
+impl KnownKeys {
+    pub fn new(hash_key: [u8; 16]) -> Self {
+        Self {
+            hash_key,
+            consumers: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn hash(&self, key: &[u8]) -> u128 {
+        keyed_hash(&self.hash_key, key)
+    }
+
+    /// The consumer holding `key`: remembered, else looked up in `table` (and remembered).
+    pub fn consumer_for(&mut self, table: &KeyTable, key: &[u8]) -> Option<ConsumerId> {
+        let hash = self.hash(key);
+        if let Some(&id) = self.consumers.get(&hash) {
+            return Some(id);
+        }
+        let id = table.consumer_for(key)?;
+        self.consumers.insert(hash, id);
+        Some(id)
     }
 }
 

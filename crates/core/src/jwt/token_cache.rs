@@ -19,22 +19,13 @@ use super::failure::{JwtFailure, Persistence};
 use super::key_binding::{FailureBinding, KeyBinding};
 use super::keys::KeySet;
 use super::verify::VerifiedToken;
-use siphasher::sip128::{Hasher128, SipHasher24};
+use crate::keyed_hash::keyed_hash;
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hasher;
 use std::rc::Rc;
 
 pub const DEFAULT_CAPACITY: usize = 1024;
 
 pub type TokenHash = u128;
-
-/// A 128-bit key for the token hash, from the system's randomness (WASI `random_get` in
-/// Envoy). `None` when no randomness is available: then nothing may be cached.
-pub fn random_hash_key() -> Option<[u8; 16]> {
-    let mut key = [0u8; 16];
-    getrandom::fill(&mut key).ok()?;
-    Some(key)
-}
 
 /// How long a token that failed verification is refused without verifying it again.
 pub const FAILURE_TTL_S: u64 = 30;
@@ -166,9 +157,7 @@ impl TokenCache {
     }
 
     pub fn hash(&self, token: &str) -> TokenHash {
-        let mut hasher = SipHasher24::new_with_key(&self.hash_key);
-        hasher.write(token.as_bytes());
-        hasher.finish128().as_u128()
+        keyed_hash(&self.hash_key, token.as_bytes())
     }
 
     /// Verified tokens held.
@@ -273,6 +262,7 @@ impl TokenCache {
 mod tests {
     use super::*;
     use crate::jwt::claims::ClaimMap;
+    use crate::keyed_hash::random_hash_key;
 
     fn token(exp: u64) -> Rc<VerifiedToken> {
         Rc::new(VerifiedToken {
