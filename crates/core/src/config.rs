@@ -226,6 +226,7 @@ pub struct OperationConfig {
     pub methods: Option<Vec<String>>,
     pub path: Option<String>,
     pub path_prefix: Option<String>,
+    pub path_template: Option<String>,
     #[serde(default)]
     pub auth: AuthMode,
     pub products: Option<Vec<String>>,

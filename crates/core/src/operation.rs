@@ -1,4 +1,7 @@
-//! Which operation a request is: method plus path, first match in configuration order wins.
+//! What an operation answers: its methods and how its path is compared. Which operation a
+//! request is, is the route table's to say (`route_table.rs`).
+
+use crate::path_template::PathTemplate;
 
 /// How an operation's path is compared with the request path (query string already removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -8,20 +11,24 @@ pub enum PathMatch {
     /// `/api`, `/api/x` and `/api?q`, never `/apix`. A prefix ending in `/` matches whatever
     /// follows it.
     Prefix(String),
+    /// Literal and `{name}` segments (`/invoices/{invoice_id}`), the whole path.
+    Template(PathTemplate),
 }
 
 impl PathMatch {
-    /// Length of the matched part of `path`, if it matches.
-    pub fn matched_len(&self, path: &str) -> Option<usize> {
+    /// The path as configured.
+    pub fn as_str(&self) -> &str {
         match self {
-            PathMatch::Exact(exact) => (path == exact).then_some(exact.len()),
-            PathMatch::Prefix(prefix) => {
-                let rest = path.strip_prefix(prefix.as_str())?;
-                (rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'))
-                    .then_some(prefix.len())
-            }
+            PathMatch::Exact(path) | PathMatch::Prefix(path) => path,
+            PathMatch::Template(template) => template.as_str(),
         }
     }
+}
+
+/// Length of the part of `path` that `prefix` matches, if it does (see `PathMatch::Prefix`).
+pub fn prefix_len(prefix: &str, path: &str) -> Option<usize> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/')).then_some(prefix.len())
 }
 
 /// Methods an operation answers; `None` = any method.
@@ -42,6 +49,11 @@ impl MethodSet {
                 .map(|m| m.to_ascii_uppercase())
                 .collect(),
         ))
+    }
+
+    /// The methods as listed (upper-cased); `None` = any method.
+    pub fn listed(&self) -> Option<&[String]> {
+        self.0.as_deref()
     }
 
     /// A list that holds GET also holds HEAD: HTTP servers (FastAPI among them) answer HEAD
@@ -66,55 +78,20 @@ pub struct Route {
     pub path: PathMatch,
 }
 
-impl Route {
-    /// Length of the matched part of `path` when method and path both match.
-    pub fn matched_len(&self, method: &str, path: &str) -> Option<usize> {
-        if self.methods.contains(method) {
-            self.path.matched_len(path)
-        } else {
-            None
-        }
-    }
-}
-
-/// The first route (in configuration order) that matches, with the matched path length.
-pub fn first_match<'a>(
-    routes: impl IntoIterator<Item = &'a Route>,
-    method: &str,
-    path: &str,
-) -> Option<(OperationId, usize)> {
-    routes
-        .into_iter()
-        .enumerate()
-        .find_map(|(id, route)| route.matched_len(method, path).map(|len| (id, len)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn exact_path_matches_only_itself() {
-        let m = PathMatch::Exact("/validate".into());
-        assert_eq!(m.matched_len("/validate"), Some(9));
-        assert_eq!(m.matched_len("/validate/"), None);
-        assert_eq!(m.matched_len("/validatex"), None);
-        assert_eq!(m.matched_len("/Validate"), None);
-    }
-
-    #[test]
     fn prefix_respects_segment_boundaries() {
-        let m = PathMatch::Prefix("/api".into());
-        assert_eq!(m.matched_len("/api"), Some(4));
-        assert_eq!(m.matched_len("/api/"), Some(4));
-        assert_eq!(m.matched_len("/api/v1/x"), Some(4));
-        assert_eq!(m.matched_len("/apix"), None);
-        assert_eq!(m.matched_len("/ap"), None);
-        let slash = PathMatch::Prefix("/files/".into());
-        assert_eq!(slash.matched_len("/files/a"), Some(7));
-        assert_eq!(slash.matched_len("/files"), None);
-        let root = PathMatch::Prefix("/".into());
-        assert_eq!(root.matched_len("/anything"), Some(1));
+        assert_eq!(prefix_len("/api", "/api"), Some(4));
+        assert_eq!(prefix_len("/api", "/api/"), Some(4));
+        assert_eq!(prefix_len("/api", "/api/v1/x"), Some(4));
+        assert_eq!(prefix_len("/api", "/apix"), None);
+        assert_eq!(prefix_len("/api", "/ap"), None);
+        assert_eq!(prefix_len("/files/", "/files/a"), Some(7));
+        assert_eq!(prefix_len("/files/", "/files"), None);
+        assert_eq!(prefix_len("/", "/anything"), Some(1));
     }
 
     #[test]
@@ -131,21 +108,5 @@ mod tests {
         assert!(MethodSet::of(vec!["GET".into()]).contains("HEAD"));
         assert!(!MethodSet::of(vec!["POST".into()]).contains("HEAD"));
         assert!(!MethodSet::of(vec!["HEAD".into()]).contains("GET"));
-    }
-
-    #[test]
-    fn first_match_wins_and_method_filters() {
-        let post_v = Route {
-            methods: MethodSet::of(vec!["POST".into()]),
-            path: PathMatch::Exact("/v".into()),
-        };
-        let anything = Route {
-            methods: MethodSet::any(),
-            path: PathMatch::Prefix("/".into()),
-        };
-        let routes = [post_v.clone(), anything];
-        assert_eq!(first_match(&routes, "POST", "/v"), Some((0, 2)));
-        assert_eq!(first_match(&routes, "GET", "/v"), Some((1, 1)));
-        assert_eq!(first_match([&post_v], "GET", "/v"), None);
     }
 }

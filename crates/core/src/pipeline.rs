@@ -20,6 +20,7 @@ use crate::local_count::{self, Counter};
 use crate::operation::OperationId;
 use crate::plan::{Operation, Plan, ProductId};
 use crate::rewrite::{upstream_path, HeaderEdit};
+use crate::route_table::{Matched, RouteMatch};
 use crate::subscription::ConsumerId;
 use crate::subscription::KnownKeys;
 use crate::template::{ClaimSource, NoClaims, TemplateValues};
@@ -123,7 +124,11 @@ fn run(
     };
     let (path, query) = split_path(path_and_query);
 
-    let Some((operation_id, matched_len)) = plan.match_operation(method, path) else {
+    let Some(RouteMatch {
+        operation: operation_id,
+        matched,
+    }) = plan.match_operation(method, path)
+    else {
         return match plan.unmatched {
             Unmatched::Reject => Verdict::Deny(Denial::no_operation()),
             Unmatched::Pass => Verdict::PassThrough,
@@ -152,10 +157,10 @@ fn run(
         Ok(admitted) => admitted,
         Err(denial) => return Verdict::Deny(denial),
     };
-    let request = Matched {
+    let request = MatchedRequest {
         headers,
         path,
-        matched_len,
+        matched,
         query,
     };
     let forward = rewrite(plan, operation_id, operation, caller, request);
@@ -433,12 +438,12 @@ impl ClaimSource for VerifiedToken {
     }
 }
 
-/// The request as matched: its headers, its path (without query), how much of the path the
+/// The request as matched: its headers, its path (without query), what of the path the
 /// operation matched, and its query string.
-struct Matched<'r> {
+struct MatchedRequest<'r> {
     headers: &'r Headers,
     path: &'r str,
-    matched_len: usize,
+    matched: Matched,
     query: Option<&'r str>,
 }
 
@@ -447,12 +452,12 @@ fn rewrite<'p>(
     operation_id: OperationId,
     operation: &Operation,
     caller: Caller<'p>,
-    request: Matched,
+    request: MatchedRequest,
 ) -> Forward {
-    let Matched {
+    let MatchedRequest {
         headers,
         path,
-        matched_len,
+        matched,
         query,
     } = request;
     let claims: &dyn ClaimSource = match &caller.token {
@@ -508,8 +513,8 @@ fn rewrite<'p>(
     let path = (operation.rewrite.is_some() || query_changed).then(|| {
         upstream_path(
             path,
-            matched_len,
-            operation.rewrite.as_deref(),
+            &matched,
+            operation.rewrite.as_ref(),
             stripped_query.flatten().as_deref(),
         )
     });

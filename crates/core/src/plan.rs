@@ -17,8 +17,10 @@ use crate::global_limits::GlobalLimits;
 use crate::jwt::key_fetch::KeyFetch;
 use crate::jwt::JwtPlan;
 use crate::limits::{create_entries, CounterStore, Limit, Limits, StoreError};
-use crate::operation::{first_match, MethodSet, OperationId, PathMatch, Route};
-use crate::rewrite::HeaderRules;
+use crate::operation::{MethodSet, OperationId, PathMatch, Route};
+use crate::path_template::PathTemplate;
+use crate::rewrite::{HeaderRules, PathRewrite};
+use crate::route_table::{first_unreachable, RouteMatch, RouteTable};
 use crate::subscription::{ConsumerId, KeyHash, KeyTable};
 use crate::template::Template;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -42,6 +44,8 @@ pub struct Plan {
     /// JWT clients without a consumer, admitted through `jwt.default_product`.
     pub(crate) dynamic: Option<DynamicConsumers>,
     pub(crate) operations: Vec<Operation>,
+    /// Which operation a request is (built from `operations`).
+    pub(crate) routes: RouteTable,
     pub(crate) unmatched: Unmatched,
     /// Names of the rate-limit response headers; `None` = not sent.
     pub(crate) rate_headers: Option<RateHeaderNames>,
@@ -91,7 +95,7 @@ pub struct Operation {
     pub auth: AuthMode,
     /// Products allowed to call; `None` = any.
     pub products: Option<Vec<ProductId>>,
-    pub rewrite: Option<String>,
+    pub rewrite: Option<PathRewrite>,
     pub request_headers: HeaderRules,
     pub response_headers: HeaderRules,
 }
@@ -161,6 +165,7 @@ impl Plan {
             .collect();
         let (consumers, keys) = compile_consumers(config.consumers, &product_ids)?;
         let operations = compile_operations(config.operations, &product_ids, config.jwt.is_some())?;
+        let routes = compile_routes(&operations)?;
         let (jwt, dynamic) = match config.jwt {
             None => (None, None),
             Some(jwt) => compile_jwt(jwt, &operations, &product_ids)?,
@@ -189,6 +194,7 @@ impl Plan {
             jwt,
             dynamic,
             operations,
+            routes,
             unmatched: config.unmatched,
             rate_headers,
             global,
@@ -281,9 +287,10 @@ impl Plan {
             .map(KeyFetch::new)
     }
 
-    /// The first operation whose method and path match, with the matched path length.
-    pub fn match_operation(&self, method: &str, path: &str) -> Option<(OperationId, usize)> {
-        first_match(self.operations.iter().map(|op| &op.route), method, path)
+    /// The operation a request is (see `route_table.rs` for which wins), and what of its path
+    /// the operation matched.
+    pub fn match_operation(&self, method: &str, path: &str) -> Option<RouteMatch> {
+        self.routes.lookup(method, path)
     }
 }
 
@@ -554,26 +561,30 @@ fn compile_operation(
             MethodSet::of(methods)
         }
     };
-    let path = match (op.path, op.path_prefix) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::rule(
-                at,
-                "give one of 'path' or 'path_prefix', not both",
-            ))
-        }
-        (None, None) => {
-            return Err(ConfigError::rule(
-                at,
-                "needs one of 'path' or 'path_prefix'",
-            ))
-        }
-        (Some(path), None) => {
+    let path = match (op.path, op.path_prefix, op.path_template) {
+        (Some(path), None, None) => {
             check_path(&format!("{at}.path"), &path)?;
             PathMatch::Exact(path)
         }
-        (None, Some(prefix)) => {
+        (None, Some(prefix), None) => {
             check_path(&format!("{at}.path_prefix"), &prefix)?;
             PathMatch::Prefix(prefix)
+        }
+        (None, None, Some(template)) => PathMatch::Template(
+            PathTemplate::parse(&template)
+                .map_err(|err| ConfigError::rule(format!("{at}.path_template"), err))?,
+        ),
+        (None, None, None) => {
+            return Err(ConfigError::rule(
+                at,
+                "needs one of 'path', 'path_prefix' or 'path_template'",
+            ))
+        }
+        _ => {
+            return Err(ConfigError::rule(
+                at,
+                "give one of 'path', 'path_prefix' or 'path_template', not several",
+            ))
         }
     };
     let needs_jwt = matches!(op.auth, AuthMode::Jwt | AuthMode::Either | AuthMode::Both);
@@ -611,15 +622,27 @@ fn compile_operation(
             Some(ids)
         }
     };
-    if let Some(rewrite) = &op.rewrite {
-        check_path(&format!("{at}.rewrite"), rewrite)?;
-    }
+    let rewrite = match op.rewrite {
+        None => None,
+        Some(rewrite) => {
+            let at = format!("{at}.rewrite");
+            check_path(&at, &rewrite)?;
+            Some(match &path {
+                PathMatch::Template(template) => {
+                    let params: Vec<&str> = template.param_names().collect();
+                    PathRewrite::fill(&rewrite, &params)
+                        .map_err(|err| ConfigError::rule(at, err))?
+                }
+                PathMatch::Exact(_) | PathMatch::Prefix(_) => PathRewrite::Replace(rewrite),
+            })
+        }
+    };
     Ok(Operation {
         name: op.name,
         route: Route { methods, path },
         auth: op.auth,
         products,
-        rewrite: op.rewrite,
+        rewrite,
         request_headers: compile_header_rules(
             &format!("{at}.request_headers"),
             op.request_headers,
@@ -629,6 +652,37 @@ fn compile_operation(
             op.response_headers,
         )?,
     })
+}
+
+/// The route table, refusing an operation no request could reach: a template behind another
+/// of the same shape for the same methods (or behind a prefix that takes all it matches), or a
+/// `path` that an earlier template takes.
+fn compile_routes(operations: &[Operation]) -> Result<RouteTable, ConfigError> {
+    let routes: Vec<Route> = operations.iter().map(|op| op.route.clone()).collect();
+    let table = RouteTable::new(&routes);
+    if let Some(found) = first_unreachable(&table, &routes) {
+        let (Some(shadowed), Some(winner)) = (
+            operations.get(found.operation),
+            operations.get(found.taken_by),
+        ) else {
+            return Ok(table);
+        };
+        let key = match shadowed.route.path {
+            PathMatch::Template(_) => "path_template",
+            PathMatch::Exact(_) => "path",
+            PathMatch::Prefix(_) => "path_prefix",
+        };
+        return Err(ConfigError::rule(
+            format!("operations[{}].{key}", found.operation),
+            format!(
+                "can never be reached: operations[{}] ('{}', {}) takes every request it matches",
+                found.taken_by,
+                winner.name,
+                winner.route.path.as_str()
+            ),
+        ));
+    }
+    Ok(table)
 }
 
 fn compile_header_rules(

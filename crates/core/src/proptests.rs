@@ -8,6 +8,7 @@
 mod counters;
 mod decide;
 mod plan_json;
+mod routing;
 
 use proptest::test_runner::Config;
 

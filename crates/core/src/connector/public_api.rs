@@ -5,8 +5,9 @@
 //! or route elsewhere.
 
 use crate::operation::PathMatch;
+use crate::path_template::{PathTemplate, Segment, WITNESS_VALUE};
 use crate::plan::{Operation, Plan};
-use crate::rewrite::upstream_path;
+use crate::rewrite::{upstream_path, PathRewrite, Piece};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
@@ -126,10 +127,16 @@ pub(crate) fn map<'a>(plan: &'a Plan, openapi: &'a Value) -> PublicApi<'a> {
 fn public_path_of(operation: &Operation, backend_path: &str) -> Option<String> {
     let configured = match &operation.route.path {
         PathMatch::Exact(path) | PathMatch::Prefix(path) => path,
+        PathMatch::Template(template) => {
+            return is_plain(backend_path)
+                .then(|| template_public_path(template, operation.rewrite.as_ref(), backend_path))
+                .flatten();
+        }
     };
     // Braces in tollgate's own paths are literal there, never a template a caller fills.
     let literal = |text: &str| !text.contains(['{', '}']);
-    if !literal(configured) || !operation.rewrite.as_deref().is_none_or(literal) {
+    let rewrite = operation.rewrite.as_ref().map(PathRewrite::as_str);
+    if !literal(configured) || !rewrite.is_none_or(literal) {
         return None;
     }
     if !is_plain(backend_path) {
@@ -161,14 +168,122 @@ fn is_plain(path: &str) -> bool {
         })
 }
 
+/// A template operation's public path for `backend_path` (a FastAPI path, `{name}`s
+/// included): its rewrite (or, without one, the template itself) must be that path with the
+/// template's parameters where FastAPI has its own, each one used. The public path is the
+/// template with FastAPI's parameter names, so the connector's path parameters are FastAPI's.
+fn template_public_path(
+    template: &PathTemplate,
+    rewrite: Option<&PathRewrite>,
+    backend_path: &str,
+) -> Option<String> {
+    let target: Vec<Piece> = match rewrite {
+        Some(PathRewrite::Fill { pieces, .. }) => pieces.clone(),
+        Some(PathRewrite::Replace(_)) => return None,
+        None => {
+            let mut index = 0;
+            let mut pieces = Vec::new();
+            for segment in template.segments() {
+                pieces.push(Piece::Text("/".to_string()));
+                match segment {
+                    Segment::Literal(text) => pieces.push(Piece::Text(text.clone())),
+                    Segment::Param(_) => {
+                        pieces.push(Piece::Param(index));
+                        index += 1;
+                    }
+                }
+            }
+            pieces
+        }
+    };
+    let target = coalesced(target);
+    let backend = fastapi_pieces(backend_path)?;
+    let params: Vec<&str> = template.param_names().collect();
+    let mut names: Vec<Option<String>> = vec![None; params.len()];
+    if target.len() != backend.len() {
+        return None;
+    }
+    for (ours, theirs) in target.iter().zip(&backend) {
+        match (ours, theirs) {
+            (Piece::Text(a), FastApiPiece::Text(b)) if a == b => {}
+            (Piece::Param(index), FastApiPiece::Param(name)) => {
+                let slot = names.get_mut(*index)?;
+                match slot {
+                    Some(known) if known != name => return None,
+                    _ => *slot = Some(name.clone()),
+                }
+            }
+            _ => return None,
+        }
+    }
+    // Every template parameter must be a FastAPI one, and no two the same.
+    let names: Vec<String> = names.into_iter().collect::<Option<_>>()?;
+    if names.iter().collect::<BTreeSet<_>>().len() != names.len() {
+        return None;
+    }
+    let mut public = String::new();
+    let mut next = names.iter();
+    for segment in template.segments() {
+        public.push('/');
+        match segment {
+            Segment::Literal(text) => public.push_str(text),
+            Segment::Param(_) => {
+                public.push('{');
+                public.push_str(next.next()?);
+                public.push('}');
+            }
+        }
+    }
+    Some(public)
+}
+
+/// Adjacent text pieces joined, so two spellings of one path compare piece by piece.
+fn coalesced(pieces: Vec<Piece>) -> Vec<Piece> {
+    let mut out: Vec<Piece> = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        match (out.last_mut(), piece) {
+            (Some(Piece::Text(last)), Piece::Text(text)) => last.push_str(&text),
+            (_, piece) => out.push(piece),
+        }
+    }
+    out
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum FastApiPiece {
+    Text(String),
+    Param(String),
+}
+
+/// A FastAPI path as text and `{name}` pieces, no two texts in a row.
+fn fastapi_pieces(path: &str) -> Option<Vec<FastApiPiece>> {
+    let mut pieces = Vec::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        let (before, from) = rest.split_at(open);
+        let close = from.find('}')?;
+        if !before.is_empty() {
+            pieces.push(FastApiPiece::Text(before.to_string()));
+        }
+        pieces.push(FastApiPiece::Param(from.get(1..close)?.to_string()));
+        rest = from.get(close + 1..)?;
+    }
+    if !rest.is_empty() {
+        pieces.push(FastApiPiece::Text(rest.to_string()));
+    }
+    Some(pieces)
+}
+
 fn public_path_unchecked(operation: &Operation, backend_path: &str) -> Option<String> {
+    let rewrite = operation.rewrite.as_ref().map(PathRewrite::as_str);
     match &operation.route.path {
+        PathMatch::Template(_) => None,
         PathMatch::Exact(public) => {
-            let target = operation.rewrite.as_deref().unwrap_or(public);
+            let target = rewrite.unwrap_or(public);
             (backend_path == target).then(|| public.clone())
         }
         PathMatch::Prefix(prefix) => {
-            let target = operation.rewrite.as_deref().unwrap_or(prefix);
+            let target = rewrite.unwrap_or(prefix);
             let rest = backend_path.strip_prefix(target)?;
             if rest.is_empty() {
                 return Some(prefix.clone());
@@ -188,15 +303,35 @@ fn public_path_unchecked(operation: &Operation, backend_path: &str) -> Option<St
 }
 
 /// Whether tollgate's first match sends (method, public path) to operation `index`, whose
-/// rewrite then gives back `backend_path`.
+/// rewrite then gives back `backend_path`. Both paths are tried with every `{name}` filled with
+/// a value no literal equals, as a caller's value would be.
 fn routes_to(plan: &Plan, index: usize, method: &str, public: &str, backend_path: &str) -> bool {
     let method = method.to_ascii_uppercase();
-    match plan.match_operation(&method, public) {
-        Some((matched, len)) if matched == index => plan.operations.get(index).is_some_and(|op| {
-            upstream_path(public, len, op.rewrite.as_deref(), None) == backend_path
+    let (public, backend_path) = (filled(public), filled(backend_path));
+    match plan.match_operation(&method, &public) {
+        Some(found) if found.operation == index => plan.operations.get(index).is_some_and(|op| {
+            upstream_path(&public, &found.matched, op.rewrite.as_ref(), None) == backend_path
         }),
         _ => false,
     }
+}
+
+/// `path` with each `{name}` replaced by a value a caller could send.
+fn filled(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' if !in_param => {
+                in_param = true;
+                out.push_str(WITNESS_VALUE);
+            }
+            '}' if in_param => in_param = false,
+            _ if in_param => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -446,6 +581,89 @@ mod tests {
                 row("post", "/v", "/api/validate"),
                 row("post", "/validate", "/api/validate")
             ]
+        );
+    }
+
+    #[test]
+    fn a_template_maps_one_to_one_with_fastapi_parameter_names() {
+        let plan = plan(json!([
+            {"name": "get_invoice", "methods": ["GET"], "path_template": "/invoices/{id}",
+             "rewrite": "/api/v1/invoices/{id}"},
+            {"name": "export", "methods": ["GET"], "path_template": "/invoices/export",
+             "rewrite": "/api/v1/invoices/export"},
+            {"name": "attach", "methods": ["POST"], "path_template": "/invoices/{id}/files",
+             "rewrite": "/api/v1/invoices/{id}/attachments"}
+        ]));
+        let doc = openapi(&[
+            ("/api/v1/invoices/{invoice_id}", &["get", "delete"]),
+            ("/api/v1/invoices/export", &["get"]),
+            ("/api/v1/invoices/{invoice_id}/attachments", &["post"]),
+            ("/api/v1/invoices/{invoice_id}/history", &["get"]),
+        ]);
+        let api = map(&plan, &doc);
+        assert_eq!(
+            routes(&api),
+            vec![
+                row(
+                    "get",
+                    "/invoices/{invoice_id}",
+                    "/api/v1/invoices/{invoice_id}"
+                ),
+                row("get", "/invoices/export", "/api/v1/invoices/export"),
+                row(
+                    "post",
+                    "/invoices/{invoice_id}/files",
+                    "/api/v1/invoices/{invoice_id}/attachments"
+                ),
+            ]
+        );
+        let left: Vec<_> = api
+            .left_out
+            .iter()
+            .map(|l| (l.method.as_str(), l.backend_path.as_str()))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                ("DELETE", "/api/v1/invoices/{invoice_id}"),
+                ("GET", "/api/v1/invoices/{invoice_id}/history")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_template_without_rewrite_is_its_own_backend_path() {
+        let plan = plan(json!([{"name": "item", "path_template": "/items/{item_id}/"}]));
+        let doc = openapi(&[("/items/{id}/", &["get"]), ("/items/{id}", &["get"])]);
+        assert_eq!(
+            routes(&map(&plan, &doc)),
+            vec![row("get", "/items/{id}/", "/items/{id}/")]
+        );
+    }
+
+    #[test]
+    fn a_template_is_exposed_only_when_its_parameters_are_fastapis() {
+        let doc = openapi(&[("/api/{a}/{b}", &["get"])]);
+        for (template, rewrite) in [
+            // A template parameter the backend path does not carry.
+            ("/x/{a}/{b}/{c}", "/api/{a}/{b}"),
+            // One template parameter standing for two FastAPI ones.
+            ("/x/{a}", "/api/{a}/{a}"),
+            // Text where FastAPI has a parameter.
+            ("/x/{a}", "/api/{a}/b"),
+        ] {
+            let plan = plan(json!([{"name": "t", "path_template": template, "rewrite": rewrite}]));
+            assert!(
+                map(&plan, &doc).exposed.is_empty(),
+                "{template} -> {rewrite}"
+            );
+        }
+        // Parameters may be reordered by the rewrite; each keeps FastAPI's name.
+        let plan =
+            plan(json!([{"name": "t", "path_template": "/x/{q}/{p}", "rewrite": "/api/{p}/{q}"}]));
+        assert_eq!(
+            routes(&map(&plan, &doc)),
+            vec![row("get", "/x/{b}/{a}", "/api/{a}/{b}")]
         );
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::route_table::Matched;
 use crate::subscription::KeyHash;
 use serde_json::{json, Value};
 
@@ -366,7 +367,7 @@ fn operations_are_checked() {
     assert_refused(
         |c| c["operations"][0]["path_prefix"] = json!("/v"),
         "operations[0]",
-        "give one of 'path' or 'path_prefix', not both",
+        "give one of 'path', 'path_prefix' or 'path_template', not several",
     );
     assert_refused(
         |c| {
@@ -376,7 +377,7 @@ fn operations_are_checked() {
                 .remove("path_prefix");
         },
         "operations[1]",
-        "needs one of 'path' or 'path_prefix'",
+        "needs one of 'path', 'path_prefix' or 'path_template'",
     );
     assert_refused(
         |c| c["operations"][0]["path"] = json!("validate"),
@@ -693,10 +694,143 @@ fn header_rules_compile_lower_cased_with_templates() {
 #[test]
 fn operations_match_in_order() {
     let plan = compile(&valid()).unwrap();
-    assert_eq!(plan.match_operation("POST", "/validate"), Some((0, 9)));
-    assert_eq!(plan.match_operation("GET", "/validate"), None);
-    assert_eq!(plan.match_operation("GET", "/public/a"), Some((1, 7)));
-    assert_eq!(plan.match_operation("GET", "/publicity"), None);
+    let found = |method, path| {
+        plan.match_operation(method, path)
+            .map(|found| (found.operation, found.matched))
+    };
+    assert_eq!(found("POST", "/validate"), Some((0, Matched::Whole)));
+    assert_eq!(found("GET", "/validate"), None);
+    assert_eq!(found("GET", "/public/a"), Some((1, Matched::Prefix(7))));
+    assert_eq!(found("GET", "/publicity"), None);
+}
+
+fn with_operations(operations: Value) -> Value {
+    let mut config = valid();
+    config["operations"] = operations;
+    config
+}
+
+#[test]
+#[allow(clippy::single_range_in_vec_init)]
+fn template_operations_load_and_match() {
+    let plan = compile(&with_operations(json!([
+        { "name": "get_invoice", "methods": ["GET"], "path_template": "/invoices/{invoice_id}",
+          "rewrite": "/api/v1/invoices/{invoice_id}" },
+        { "name": "export", "methods": ["GET"], "path_template": "/invoices/export" },
+        { "name": "attach", "methods": ["POST"], "path_template": "/invoices/{id}/attachments" }
+    ])))
+    .unwrap();
+    let found = plan.match_operation("GET", "/invoices/INV-1").unwrap();
+    assert_eq!(found.operation, 0);
+    assert_eq!(found.matched, Matched::Template(vec![10..15]));
+    assert_eq!(
+        plan.match_operation("GET", "/invoices/export")
+            .unwrap()
+            .operation,
+        1
+    );
+    assert_eq!(
+        plan.match_operation("POST", "/invoices/7/attachments")
+            .unwrap()
+            .operation,
+        2
+    );
+    assert!(plan.match_operation("POST", "/invoices/INV-1").is_none());
+    assert!(plan.match_operation("GET", "/invoices/a/b").is_none());
+}
+
+#[test]
+fn template_refusals_name_the_path() {
+    let template = |text: &'static str| {
+        move |c: &mut Value| {
+            c["operations"][1] = json!({ "name": "t", "path_template": text });
+        }
+    };
+    assert_refused(
+        template("invoices/{id}"),
+        "operations[1].path_template",
+        "must start with '/'",
+    );
+    assert_refused(
+        template("/a/{id}.json"),
+        "operations[1].path_template",
+        "a parameter must be a whole segment",
+    );
+    assert_refused(
+        template("/a/{id}/b/{id}"),
+        "operations[1].path_template",
+        "appears twice",
+    );
+    assert_refused(
+        template("/a//b"),
+        "operations[1].path_template",
+        "empty segment",
+    );
+    assert_refused(
+        template("/a/../b"),
+        "operations[1].path_template",
+        "normalisation",
+    );
+    assert_refused(
+        template("/a/{}"),
+        "operations[1].path_template",
+        "parameter name",
+    );
+    assert_refused(
+        template("/a%2Fb"),
+        "operations[1].path_template",
+        "without '%'",
+    );
+    assert_refused(
+        |c| c["operations"][1] = json!({ "name": "t", "path": "/x", "path_template": "/x" }),
+        "operations[1]",
+        "not several",
+    );
+    assert_refused(
+        |c| {
+            c["operations"][1] = json!({ "name": "t", "path_template": "/x/{id}",
+                                         "rewrite": "/api/{x_id}" })
+        },
+        "operations[1].rewrite",
+        "unknown parameter '{x_id}' (the template has: id)",
+    );
+    assert_refused(
+        |c| {
+            c["operations"][1] = json!({ "name": "t", "path_template": "/x/{id}",
+                                         "rewrite": "api/{id}" })
+        },
+        "operations[1].rewrite",
+        "must start with '/'",
+    );
+}
+
+#[test]
+fn unreachable_templates_and_shadowed_paths_are_refused() {
+    let message = compile(&with_operations(json!([
+        { "name": "by_x", "methods": ["GET"], "path_template": "/invoices/{x}" },
+        { "name": "by_id", "methods": ["GET"], "path_template": "/invoices/{id}" }
+    ])))
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        message,
+        "operations[1].path_template: can never be reached: operations[0] ('by_x', \
+         /invoices/{x}) takes every request it matches"
+    );
+    let message = compile(&with_operations(json!([
+        { "name": "any", "path_template": "/invoices/{id}" },
+        { "name": "export", "methods": ["GET"], "path": "/invoices/export" }
+    ])))
+    .unwrap_err()
+    .to_string();
+    assert!(message.starts_with("operations[1].path: can never be reached: operations[0]"));
+    // Other methods, or a literal template, stay reachable.
+    compile(&with_operations(json!([
+        { "name": "get", "methods": ["GET"], "path_template": "/invoices/{x}" },
+        { "name": "delete", "methods": ["DELETE"], "path_template": "/invoices/{id}" },
+        { "name": "export", "methods": ["GET"], "path_template": "/invoices/export" }
+    ])))
+    .unwrap();
 }
 
 #[test]
