@@ -3,16 +3,21 @@
 Two Envoys with the filter (two replicas, as on AKS) in front of the sample FastAPI backend,
 sharing one count of global limits through tollgate-rls on a throwaway Redis.
 
+The operations are made by `tollgate init` from the sample backend's OpenAPI on every start
+(one URL template per FastAPI operation, so the gateway exposes exactly the documented API),
+then given the demo's policy (products, header edits) from the reference `envoy/envoy.yaml`.
 Keys are made with `tollgate new-key` on every start and printed once; only their hashes are
-written into `.run/envoy*.yaml`, the reference `envoy/envoy.yaml` with the demo keys swapped in.
+written into `.run/envoy*.yaml`, the reference with the demo keys swapped in.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 import yaml
 
@@ -53,6 +58,51 @@ def stop() -> None:
     print("demo stopped")
 
 
+# What `tollgate init` gets for the sample backend: its API lives under /api/v1 and is public
+# at the root.
+BACKEND_PREFIX = "/api/v1"
+# The parts of an operation `tollgate init` makes; the rest is the demo's policy.
+INIT_KEYS = ("name", "methods", "path_template", "rewrite")
+
+
+def backend_openapi() -> dict:
+    """The sample backend's OpenAPI, as FastAPI generates it (the app is imported, no server
+    runs)."""
+    # Loaded from its file under its own name: the backend is not a package, and other `app`
+    # modules (the tests') must not stand in for it.
+    spec = importlib.util.spec_from_file_location("tollgate_sample_backend",
+                                                  stack.REPO / "backend" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.app.openapi()
+
+
+def init_operations(openapi: dict) -> list[dict]:
+    """The operations `tollgate init` makes from `openapi` (its key is thrown away)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source, made = Path(tmp) / "openapi.json", Path(tmp) / "tollgate.json"
+        source.write_text(json.dumps(openapi))
+        result = stack.tollgate_cli("init", "--openapi", str(source),
+                                    "--backend-prefix", BACKEND_PREFIX, "--out", str(made))
+        if result.returncode != 0:
+            sys.exit(f"tollgate init failed: {result.stderr}")
+        return json.loads(made.read_text())["operations"]
+
+
+def demo_plugin(reference: dict | None = None) -> dict:
+    """The demo's plugin configuration: the operations `tollgate init` makes from the backend's
+    OpenAPI, each given the policy of the reference operation of the same name (auth,
+    products, header edits); the rest of the reference as it is. An operation the reference
+    does not know keeps init's defaults (subscription key, any product)."""
+    reference = reference or stack.plugin_configuration(stack.load_reference())
+    policy = {op["name"]: op for op in reference["operations"]}
+    operations = []
+    for made in init_operations(backend_openapi()):
+        own = policy.get(made["name"], {})
+        operations.append(made | {k: v for k, v in own.items() if k not in INIT_KEYS})
+    return reference | {"operations": operations}
+
+
 def fresh_keys(plugin: dict) -> dict[str, list[str]]:
     """Replaces every consumer's key hashes with those of new keys; returns the keys."""
     keys = {}
@@ -83,11 +133,13 @@ try:
        -H 'Content-Type: application/json' \\
        -d '{DEMO_BODY}'
   curl -i -X POST {url}/validate                       # 401, missing key
-  curl -i {url}/admin/x -H 'Ocp-Apim-Subscription-Key: {flow_primary}'   # 403, starter may not
   curl -s '{url}/invoices?status=paid&limit=2' -H 'Ocp-Apim-Subscription-Key: {portal}'
   curl -s {url}/invoices/INV-1 -H 'Ocp-Apim-Subscription-Key: {portal}'
   curl -s -X POST {url}/invoices/INV-1/attachments -H 'Ocp-Apim-Subscription-Key: {portal}' \\
        -F file=@README.md -F kind=other
+  curl -i -X POST {url}/invoices/INV-1/attachments -H 'Ocp-Apim-Subscription-Key: {flow_primary}' \\
+       -F file=@README.md                              # 403, starter may not upload
+  curl -i {url}/invoices/INV-1/history -H 'Ocp-Apim-Subscription-Key: {portal}'   # 404, not in the API
 """)
     if len(urls) < 2:
         return
@@ -106,7 +158,7 @@ def compose_config() -> None:
     points docker compose at it."""
     RUN.mkdir(exist_ok=True)
     bootstrap = yaml.safe_load((stack.REPO / "envoy" / "envoy-compose.yaml").read_text())
-    plugin = stack.plugin_configuration(bootstrap)
+    plugin = demo_plugin(stack.plugin_configuration(bootstrap))
     keys = fresh_keys(plugin)
     stack.tollgate_filter(bootstrap)["configuration"]["value"] = json.dumps(plugin, indent=1)
     target = RUN / "envoy-compose.yaml"
@@ -120,7 +172,7 @@ def start() -> None:
     stop()
     RUN.mkdir(exist_ok=True)
     reference = stack.load_reference()
-    plugin = stack.plugin_configuration(reference)
+    plugin = demo_plugin(stack.plugin_configuration(reference))
     keys = fresh_keys(plugin)
 
     ports = reference["static_resources"]["listeners"][0]["address"]["socket_address"]
@@ -174,18 +226,14 @@ tollgate demo is running (logs in {RUN}; stop with `make stop`)
 
 def connector_inputs() -> None:
     """What `make connector` hands `tollgate connector`, in the directory given (default
-    .run/connector): tollgate.json, the plugin configuration of envoy/envoy.yaml, and
-    fastapi-openapi.json, the sample backend's OpenAPI as FastAPI generates it (the app is
-    imported, no server runs). The key hashes go along unchanged: the connector never copies
-    them, and nobody holds their keys."""
+    .run/connector): tollgate.json, the demo's plugin configuration (`demo_plugin`), and
+    fastapi-openapi.json, the sample backend's OpenAPI as FastAPI generates it. The key
+    hashes go along unchanged: the connector never copies them, and nobody holds their
+    keys."""
     out = Path(sys.argv[2]) if len(sys.argv) > 2 else RUN / "connector"
     out.mkdir(parents=True, exist_ok=True)
-    plugin = stack.plugin_configuration(stack.load_reference())
-    (out / "tollgate.json").write_text(json.dumps(plugin, indent=2) + "\n")
-    sys.path.insert(0, str(stack.REPO / "backend"))
-    from app import app  # the backend is not a package: imported from its folder
-
-    (out / "fastapi-openapi.json").write_text(json.dumps(app.openapi(), indent=2) + "\n")
+    (out / "tollgate.json").write_text(json.dumps(demo_plugin(), indent=2) + "\n")
+    (out / "fastapi-openapi.json").write_text(json.dumps(backend_openapi(), indent=2) + "\n")
     print(f"wrote {out / 'tollgate.json'} and {out / 'fastapi-openapi.json'}")
 
 

@@ -6,11 +6,20 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::process::ExitCode;
 use tollgate_core::connector::{self, AuthChoice, ConnectorError, Format, Options};
+use tollgate_core::init::{self, InitAuth, InitError, InitOptions};
 use tollgate_core::{ConfigError, KeyHash, Plan};
 
 const USAGE: &str = "\
 usage:
-  tollgate check CONFIG.json       validate a plugin configuration (as the filter does at load)
+  tollgate check CONFIG.json [--openapi OPENAPI.json [--strict]]
+                                   validate a plugin configuration (as the filter does at load);
+                                   with --openapi also list drift from FastAPI's OpenAPI (not
+                                   exposed / reaches nothing), --strict: drift is a failure
+  tollgate init --openapi OPENAPI.json [--backend-prefix /api/v1] [--public-prefix /]
+                [--auth subscription_key|jwt|either] [--out tollgate.json]
+                                   write a starting configuration: one operation per FastAPI
+                                   operation, a product, a consumer with a fresh key (printed
+                                   once on stderr); never overwrites
   tollgate new-key [--consumer ID] print a fresh random key and its sha256: hash
   tollgate hash-key                read a key from stdin, print its sha256: hash
   tollgate connector --config CONFIG.json --openapi OPENAPI.json --host HOST
@@ -44,6 +53,16 @@ enum CliError {
     Connector(ConnectorError),
     /// `connector`: an output file cannot be written.
     Write { path: String, error: std::io::Error },
+    /// `check --openapi`: the drift cannot be computed (an input is not OpenAPI 3.x, ...).
+    Drift(ConnectorError),
+    /// `check --openapi --strict`: the configuration and the OpenAPI have drifted apart.
+    Drifted(usize),
+    /// `init`: an unknown flag, a flag without its value, or a required flag missing.
+    InitUsage(String),
+    /// `init`: the inputs cannot make a configuration.
+    Init(InitError),
+    /// `init`: the output exists (init never overwrites).
+    Exists(String),
     /// `connector`: an output file is one of the inputs (`--format openapi` into the directory
     /// of `--openapi openapi.json`).
     WouldOverwrite(String),
@@ -60,6 +79,17 @@ impl fmt::Display for CliError {
             Self::NoKey => f.write_str("no key on stdin"),
             Self::Stdout(error) => write!(f, "cannot write: {error}"),
             Self::ConnectorUsage(message) => write!(f, "tollgate connector: {message}\n{USAGE}"),
+            Self::Drift(error) => write!(f, "tollgate check --openapi: {error}"),
+            Self::Drifted(count) => write!(
+                f,
+                "tollgate check --strict: {count} drift line(s) between the configuration and the OpenAPI"
+            ),
+            Self::InitUsage(message) => write!(f, "tollgate init: {message}\n{USAGE}"),
+            Self::Init(error) => write!(f, "tollgate init: {error}"),
+            Self::Exists(path) => write!(
+                f,
+                "tollgate init: {path} exists; init never overwrites (choose another --out)"
+            ),
             Self::Connector(error) => write!(f, "tollgate connector: {error}"),
             Self::Write { path, error } => write!(f, "cannot write {path}: {error}"),
             Self::WouldOverwrite(path) => write!(
@@ -74,7 +104,13 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
-        ["check", path] => check(path),
+        ["check", path] => check(path).map(|_| ()),
+        ["check", flags @ ..] => check_with_openapi(flags),
+        ["init", "-h" | "--help"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        ["init", flags @ ..] => init_config(flags),
         ["new-key"] => new_key(None),
         ["new-key", "--consumer", id] => new_key(Some(id)),
         ["hash-key"] => hash_key(),
@@ -98,7 +134,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &str) -> Result<(), CliError> {
+fn check(path: &str) -> Result<Vec<u8>, CliError> {
     let bytes = std::fs::read(path).map_err(|error| CliError::Read {
         path: path.to_string(),
         error,
@@ -113,6 +149,125 @@ fn check(path: &str) -> Result<(), CliError> {
         plan.consumer_count(),
         plan.product_count()
     );
+    Ok(bytes)
+}
+
+/// `check CONFIG --openapi OPENAPI [--strict]`, the flags in any order.
+fn check_with_openapi(args: &[&str]) -> Result<(), CliError> {
+    let mut config = None;
+    let mut openapi = None;
+    let mut strict = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match *arg {
+            "--strict" if !strict => strict = true,
+            "--openapi" if openapi.is_none() => {
+                openapi = Some(*rest.next().ok_or(CliError::Usage)?)
+            }
+            path if !path.starts_with('-') && config.is_none() => config = Some(path),
+            _ => return Err(CliError::Usage),
+        }
+    }
+    let (Some(config_path), Some(openapi_path)) = (config, openapi) else {
+        return Err(CliError::Usage);
+    };
+    let config = check(config_path)?;
+    let openapi = std::fs::read(openapi_path).map_err(|error| CliError::Read {
+        path: openapi_path.to_string(),
+        error,
+    })?;
+    let drift = connector::drift(&config, &openapi).map_err(CliError::Drift)?;
+    for line in &drift.not_exposed {
+        println!("not exposed: {line}");
+    }
+    for line in &drift.reaches_nothing {
+        println!("reaches nothing: {line}");
+    }
+    let count = drift.not_exposed.len() + drift.reaches_nothing.len();
+    if count == 0 {
+        println!("{openapi_path}: no drift (every FastAPI operation is exposed, every operation reaches one)");
+    }
+    if strict && count > 0 {
+        return Err(CliError::Drifted(count));
+    }
+    Ok(())
+}
+
+fn init_config(flags: &[&str]) -> Result<(), CliError> {
+    let usage = |message: String| CliError::InitUsage(message);
+    let mut options = InitOptions::default();
+    let mut openapi_path = None;
+    let mut out = "tollgate.json";
+    let mut flags_seen: Vec<&str> = Vec::new();
+    let mut pairs = flags.iter();
+    while let Some(flag) = pairs.next() {
+        let value = *pairs
+            .next()
+            .ok_or_else(|| usage(format!("{flag} needs a value")))?;
+        if flags_seen.contains(flag) {
+            return Err(usage(format!("{flag} given twice")));
+        }
+        flags_seen.push(*flag);
+        match *flag {
+            "--openapi" => openapi_path = Some(value),
+            "--backend-prefix" => options.backend_prefix = value.to_string(),
+            "--public-prefix" => options.public_prefix = value.to_string(),
+            "--out" => out = value,
+            "--auth" => {
+                options.auth = InitAuth::parse(value).ok_or_else(|| {
+                    usage(format!("--auth {value}: subscription_key, jwt or either"))
+                })?
+            }
+            _ => return Err(usage(format!("unknown flag {flag}"))),
+        }
+    }
+    let openapi_path = openapi_path.ok_or_else(|| usage("--openapi is required".into()))?;
+    if std::path::Path::new(out).exists() {
+        return Err(CliError::Exists(out.to_string()));
+    }
+    let openapi = std::fs::read(openapi_path).map_err(|error| CliError::Read {
+        path: openapi_path.to_string(),
+        error,
+    })?;
+    let key = fresh_key()?;
+    let made = init::starting_config(&openapi, &KeyHash::of(key.as_bytes()), &options)
+        .map_err(CliError::Init)?;
+    // create_new: a file that appeared meanwhile is not replaced either.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::AlreadyExists => CliError::Exists(out.to_string()),
+            _ => CliError::Write {
+                path: out.to_string(),
+                error,
+            },
+        })?;
+    file.write_all(made.config.as_bytes())
+        .map_err(|error| CliError::Write {
+            path: out.to_string(),
+            error,
+        })?;
+    for line in &made.skipped {
+        eprintln!("skipped: {line}");
+    }
+    println!("wrote {out} ({} operations)", made.operations);
+    eprintln!(
+        "{} on product '{}': its key, shown this once (only its hash is in {out}):",
+        init::FIRST_CONSUMER,
+        init::DEFAULT_PRODUCT
+    );
+    eprintln!("key:  {key}");
+    if options.auth != InitAuth::SubscriptionKey {
+        eprintln!(
+            "jwt: replace {} and {} in {out} with your Entra tenant and the API's application ID URI, \
+             and give Envoy a cluster 'entra_id' to login.microsoftonline.com",
+            init::TENANT_PLACEHOLDER,
+            init::AUDIENCE_PLACEHOLDER
+        );
+    }
+    eprintln!("next: tollgate check {out} --openapi {openapi_path} --strict");
     Ok(())
 }
 
@@ -223,10 +378,15 @@ fn make_connector(flags: &[&str]) -> Result<(), CliError> {
     Ok(())
 }
 
-fn new_key(consumer: Option<&str>) -> Result<(), CliError> {
+/// A new subscription key: 32 random bytes as 64 lowercase hex digits (`new-key`, `init`).
+fn fresh_key() -> Result<String, CliError> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(CliError::NoRandomness)?;
-    let key: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(secret.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn new_key(consumer: Option<&str>) -> Result<(), CliError> {
+    let key = fresh_key()?;
     let hash = KeyHash::of(key.as_bytes()).to_config_string();
     println!("key:  {key}");
     println!("hash: {hash}");

@@ -16,6 +16,7 @@ mod deny;
 mod dynamic_consumers;
 mod global_answer;
 mod global_limits;
+pub mod init;
 mod json_keys;
 mod jwt;
 mod keyed_hash;

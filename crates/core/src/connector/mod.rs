@@ -10,6 +10,7 @@
 mod action;
 mod auth;
 mod document;
+mod drift;
 mod error;
 mod names;
 mod openapi_out;
@@ -20,7 +21,9 @@ mod reachable;
 mod schema;
 
 pub use auth::AuthChoice;
+pub use drift::{drift, Drift};
 pub use error::ConnectorError;
+pub(crate) use public_api::root_path;
 
 use crate::config::{AuthMode, Config, Unmatched};
 use crate::plan::Plan;
@@ -292,17 +295,8 @@ fn is_host(host: &str) -> bool {
     name_ok && port_ok
 }
 
-fn read_inputs(config: &[u8], openapi: &[u8]) -> Result<Inputs, ConnectorError> {
-    let plan = Plan::from_json(config)?;
-    // Accepted by the plan above, so it parses; issuers and audiences are not kept in the plan.
-    let jwt = serde_json::from_slice::<Config>(config)
-        .ok()
-        .and_then(|c| c.jwt);
-    let issuers = jwt
-        .as_ref()
-        .and_then(|j| j.issuers.clone())
-        .unwrap_or_default();
-    let audiences = jwt.and_then(|j| j.audiences).unwrap_or_default();
+/// An OpenAPI 3.x document with a `paths` object (FastAPI's `/openapi.json`).
+pub fn read_openapi(openapi: &[u8]) -> Result<Value, ConnectorError> {
     let openapi: Value = serde_json::from_slice(openapi)
         .map_err(|e| ConnectorError::OpenApiSyntax(e.to_string()))?;
     match openapi.get("openapi").and_then(Value::as_str) {
@@ -324,6 +318,21 @@ fn read_inputs(config: &[u8], openapi: &[u8]) -> Result<Inputs, ConnectorError> 
     if !openapi.get("paths").is_some_and(Value::is_object) {
         return Err(ConnectorError::NotOpenApi3("no \"paths\" object".into()));
     }
+    Ok(openapi)
+}
+
+fn read_inputs(config: &[u8], openapi: &[u8]) -> Result<Inputs, ConnectorError> {
+    let plan = Plan::from_json(config)?;
+    // Accepted by the plan above, so it parses; issuers and audiences are not kept in the plan.
+    let jwt = serde_json::from_slice::<Config>(config)
+        .ok()
+        .and_then(|c| c.jwt);
+    let issuers = jwt
+        .as_ref()
+        .and_then(|j| j.issuers.clone())
+        .unwrap_or_default();
+    let audiences = jwt.and_then(|j| j.audiences).unwrap_or_default();
+    let openapi = read_openapi(openapi)?;
     Ok(Inputs {
         plan,
         issuers,
