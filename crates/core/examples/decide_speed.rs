@@ -1,6 +1,8 @@
 //! The policy's own cost per request, without Envoy: µs per `decide` on the bench's three
 //! paths (subscription key among 1,000 consumers, JWT cache hit, JWT RS256 cache miss), and
 //! the RSA signature alone on the same tokens, so a miss splits into signature and the rest.
+//! Then the key path again with 300 `path_template` operations against the demo's five
+//! path/prefix operations, and the operation lookup alone in both.
 //! Meant for wasm under V8, as Envoy runs the filter; the fixture (config and signed tokens)
 //! is made natively, because signing 2,000 tokens in wasm takes long:
 //!
@@ -173,7 +175,7 @@ fn time(label: &str, calls: usize, mut call: impl FnMut(usize)) {
     batches.sort_by(f64::total_cmp);
     let best = batches.first().copied().unwrap_or_default();
     let median = batches.get(BATCHES / 2).copied().unwrap_or_default();
-    println!("{label}: {best:.1} µs (median {median:.1})");
+    println!("{label}: {best:.2} µs (median {median:.2})");
 }
 
 fn forwarded(decision: &tollgate_core::Decision) -> bool {
@@ -235,6 +237,8 @@ fn run(path: &str, rounds: usize) -> Result<()> {
         black_box(decide_with(black_box(request), None));
     });
 
+    operations_speed(&fixture, rounds, &store)?;
+
     // The signature alone, on the same tokens, with the key as the plan loads it.
     let jwk = fixture.pointer("/config/jwt/jwks/keys/0").ok_or("no key")?;
     let decode = |text: Option<&Value>| -> Result<Vec<u8>> {
@@ -259,6 +263,120 @@ fn run(path: &str, rounds: usize) -> Result<()> {
             black_box(key.verify(rsa::Hash::Sha256, rsa::Padding::Pkcs1v15, input, signature));
         }
     });
+    Ok(())
+}
+
+/// The five operations of the demo before URL templates: exact paths and prefixes.
+fn five_operations() -> Value {
+    let op = |name: &str, methods: Value, key: &str, path: &str| {
+        let mut op = serde_json::json!({"name": name, "auth": "subscription_key",
+            "request_headers": {"set": {"x-consumer-id": "{consumer}"}}});
+        op[key] = Value::from(path);
+        if !methods.is_null() {
+            op["methods"] = methods;
+        }
+        op
+    };
+    Value::Array(vec![
+        op("validate", serde_json::json!(["POST"]), "path", "/validate"),
+        op(
+            "invoices",
+            serde_json::json!(["GET"]),
+            "path_prefix",
+            "/invoices",
+        ),
+        op(
+            "submit",
+            serde_json::json!(["POST"]),
+            "path_prefix",
+            "/invoices",
+        ),
+        op("admin", Value::Null, "path_prefix", "/admin"),
+        op("health", serde_json::json!(["GET"]), "path", "/healthz"),
+    ])
+}
+
+/// 300 operations as `tollgate init` makes them for a FastAPI service of 100 resources:
+/// list, read by id, and a sub-resource by id, each a URL template.
+fn template_operations() -> Value {
+    let mut ops = Vec::new();
+    for n in 0..100 {
+        for (name, method, template) in [
+            ("list", "GET", format!("/resource{n}")),
+            ("read", "GET", format!("/resource{n}/{{id}}")),
+            ("attach", "POST", format!("/resource{n}/{{id}}/attachments")),
+        ] {
+            ops.push(
+                serde_json::json!({"name": format!("{name}_{n}"), "methods": [method],
+                "path_template": template, "rewrite": format!("/api/v1{template}"),
+                "auth": "subscription_key",
+                "request_headers": {"set": {"x-consumer-id": "{consumer}"}}}),
+            );
+        }
+    }
+    Value::Array(ops)
+}
+
+/// The key path with the fixture's 1,000 consumers and each operation list; the lookup alone.
+fn operations_speed(fixture: &Value, rounds: usize, store: &MemoryStore) -> Result<()> {
+    let key = ("ocp-apim-subscription-key", KEY.to_owned());
+    for (label, operations, paths) in [
+        (
+            "5 path/prefix operations",
+            five_operations(),
+            ["/invoices/42", "/healthz"],
+        ),
+        (
+            "300 template operations",
+            template_operations(),
+            ["/resource0/42", "/resource99/42/attachments"],
+        ),
+    ] {
+        let mut config = fixture.get("config").cloned().ok_or("no config")?;
+        config["operations"] = operations;
+        config.as_object_mut().map(|c| c.remove("jwt"));
+        let plan = Plan::from_json(&serde_json::to_vec(&config)?).map_err(|e| e.to_string())?;
+        let mut known = KnownKeys::new([3; 16]);
+        let mut cache = TokenCache::new(CACHE, [7; 16]);
+        for path in paths {
+            let method = if path.ends_with("attachments") {
+                "POST"
+            } else {
+                "GET"
+            };
+            let mut headers = request(path, key.clone());
+            if let Some(first) = headers.first_mut() {
+                first.1 = method.as_bytes().to_vec();
+            }
+            let mut decide_once = || {
+                let mut env = RequestEnv {
+                    now_ms: NOW_MS,
+                    tokens: &mut cache,
+                    counters: store,
+                    fetched_keys: None,
+                    known_keys: Some(&mut known),
+                };
+                decide(&plan, black_box(&headers), &mut env)
+            };
+            if !forwarded(&decide_once()) {
+                return Err(format!("{label}: {method} {path} is not admitted").into());
+            }
+            time(
+                &format!("{label}, key + local limit, {method} {path}, decide"),
+                rounds * 20,
+                |_| {
+                    black_box(decide_once());
+                },
+            );
+            time(
+                &format!("{label}, {method} {path}, lookup alone"),
+                rounds * 200,
+                |_| {
+                    black_box(plan.match_operation(black_box(method), black_box(path)));
+                },
+            );
+        }
+    }
     Ok(())
 }
 
