@@ -9,9 +9,9 @@ import json
 
 import pytest
 import requests
-import yaml
 
 import demo
+import shipped
 import stack
 from conftest import Keys, sha256_ref, start_gateway
 from http_helpers import raw_request, seen, upstream_requests
@@ -149,20 +149,26 @@ def test_a_templates_policy_is_its_own(demo_gateway):
     assert headers == ["invoice-flow"]
 
 
-def test_the_reference_configuration_is_what_init_makes(tmp_path):
-    """envoy/envoy.yaml and envoy/envoy-compose.yaml hold the operations `tollgate init` makes
-    from the backend's OpenAPI today: the shipped demo never drifts from the API it fronts."""
+def test_the_shipped_configurations_are_what_init_makes(tmp_path):
+    """Every shipped configuration of the demo's API (envoy/, the AKS sidecar, the Istio
+    WasmPlugin) holds the operations `tollgate init` makes from the backend's OpenAPI today,
+    and passes `check --openapi --strict`: what is shipped never drifts from the API it fronts.
+    (envoy-entra.yaml is the JWT example, with an operation list of its own.)"""
     made = [{k: op[k] for k in demo.INIT_KEYS if k in op}
             for op in demo.init_operations(demo.backend_openapi())]
-    for name in ("envoy.yaml", "envoy-compose.yaml"):
-        bootstrap = yaml.safe_load((stack.REPO / "envoy" / name).read_text())
-        plugin = stack.plugin_configuration(bootstrap)
-        shipped = [{k: op[k] for k in demo.INIT_KEYS if k in op} for op in plugin["operations"]]
-        assert shipped == made, name
-        config = tmp_path / f"{name}.json"
-        config.write_text(json.dumps(plugin))
-        openapi = tmp_path / "openapi.json"
-        openapi.write_text(json.dumps(demo.backend_openapi()))
+    openapi = tmp_path / "openapi.json"
+    openapi.write_text(json.dumps(demo.backend_openapi()))
+    checked_any = 0
+    for n, (where, text) in enumerate(shipped.plugin_configurations()):
+        if "entra" in where:
+            continue
+        plugin = json.loads(text)
+        shipped_ops = [{k: op[k] for k in demo.INIT_KEYS if k in op} for op in plugin["operations"]]
+        assert shipped_ops == made, where
+        config = tmp_path / f"plugin-{n}.json"
+        config.write_text(text)
         checked = stack.tollgate_cli("check", str(config), "--openapi", str(openapi), "--strict")
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert checked.returncode == 0, (where, checked.stdout + checked.stderr)
         assert "no drift" in checked.stdout
+        checked_any += 1
+    assert checked_any == 4
