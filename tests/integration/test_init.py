@@ -308,6 +308,9 @@ def test_init_writes_one_operation_per_fastapi_operation(variant):
             assert operation["name"] == function
         else:
             assert operation["name"].startswith(function), (operation["name"], function)
+            # Made unique, but never named after another method than its own.
+            other = re.search(r"_(get|put|post|delete|patch|head|options)$", operation["name"])
+            assert not other or other.group(1) == key[0].lower(), (operation["name"], key)
 
 
 def test_init_writes_product_consumer_and_reject(variant):
@@ -423,21 +426,36 @@ def test_routes_fastapi_hides_are_not_public(variant, init_gateway):
     assert response.json()["statusCode"] == 404
 
 
-def test_literal_segment_wins_over_an_earlier_parameter(variant, init_gateway):
-    """GET /v2/orders/{order_id} comes first in FastAPI's OpenAPI and so in init's output;
-    /v2/orders/export still reaches export_orders (and 42 reaches get_order)."""
+@pytest.mark.parametrize("order", ["as-written", "reversed"])
+def test_literal_segment_wins_over_a_parameter_in_any_order(variant, init_gateway, workdir,
+                                                             request, order):
+    """GET /v2/orders/export reaches export_orders and /v2/orders/42 get_order, with init's
+    order of operations and with it reversed (every parameter template then comes before the
+    literal beside it)."""
     if variant.app != "edge":
         pytest.skip("the edge app's routes")
     config = ok(variant)
-    names = [operation["name"] for operation in config["operations"]]
-    assert names.index("get_order") < names.index("export_orders")
-    headers = {key_header(config): variant.init.key}
-    base = init_gateway.url + expected_public("/svc/v2/orders", variant.backend_prefix,
-                                              variant.public_prefix)
-    export = requests.get(base + "/export", headers=headers, timeout=10)
-    assert export.status_code == 200 and export.json()["handler"] == "export_orders", export.text
-    order = requests.get(base + "/42", headers=headers, timeout=10)
-    assert order.status_code == 200 and order.json()["handler"] == "get_order", order.text
+    envoy = init_gateway
+    if order == "reversed":
+        config = dict(config, operations=list(reversed(config["operations"])))
+        names = [operation["name"] for operation in config["operations"]]
+        assert names.index("get_order") < names.index("export_orders")
+        envoy = start_gateway(workdir, request.getfixturevalue("edge_backend"), config,
+                              f"init-{variant.name}-reversed")
+    try:
+        headers = {key_header(config): variant.init.key}
+        base = envoy.url + expected_public("/svc/v2/orders", variant.backend_prefix,
+                                           variant.public_prefix)
+        export = requests.get(base + "/export", headers=headers, timeout=10)
+        assert export.status_code == 200, export.text
+        assert export.json()["handler"] == "export_orders", export.text
+        order_42 = requests.get(base + "/42", headers=headers, timeout=10)
+        assert order_42.status_code == 200, order_42.text
+        assert order_42.json()["handler"] == "get_order", order_42.text
+    finally:
+        if envoy is not init_gateway:
+            envoy.stop()
+            assert "panicked" not in envoy.log()
 
 
 # --- 3. the connector from init's output ----------------------------------------------------------
@@ -558,20 +576,28 @@ def test_other_auth_passes_check(tmp_path, auth):
 
 
 def test_a_path_that_cannot_be_a_template_is_skipped_and_reported(tmp_path):
+    """`/v2/reports/{report_id}.csv` (a parameter and a literal in one segment) cannot be a
+    template: skipped with a line on stderr, everything else written, and `check --openapi`
+    reports it as not exposed."""
     openapi = edge_openapi()
-    openapi["paths"]["/v2/files/{name}.json"] = json.loads(
-        json.dumps(openapi["paths"]["/v2/files/{name}"]))
-    openapi["paths"]["/v2/files/{name}.json"]["get"]["operationId"] = "get_file_json"
+    openapi["paths"]["/v2/reports/{report_id}.csv"] = {"get": {
+        "operationId": "get_report_csv_v2_reports__report_id__csv_get",
+        "parameters": [{"name": "report_id", "in": "path", "required": True,
+                        "schema": {"type": "string", "title": "Report Id"}}],
+        "responses": {"200": {"description": "Successful Response",
+                              "content": {"application/json": {"schema": {}}}}},
+    }}
     init = run_init(tmp_path, openapi, "--backend-prefix", "/svc")
     assert init.result.returncode == 0, init.result.stderr
     skipped = [line for line in init.result.stderr.splitlines() if line.startswith("skipped:")]
-    assert len(skipped) == 1 and "/v2/files/{name}.json" in skipped[0], init.result.stderr
+    assert len(skipped) == 1 and "/v2/reports/{report_id}.csv" in skipped[0], init.result.stderr
     routes = fastapi_routes(edge_module().service, "/svc")
     assert {(operation["methods"][0], backend_path(operation))
             for operation in init.config["operations"]} == set(routes)
+    assert check(init.path).returncode == 0
     lenient = check(init.path, "--openapi", str(init.openapi_path))
     assert lenient.returncode == 0
-    assert drift(lenient) == ["not exposed: GET /svc/v2/files/{name}.json"], lenient.stdout
+    assert drift(lenient) == ["not exposed: GET /svc/v2/reports/{report_id}.csv"], lenient.stdout
 
 
 @pytest.mark.parametrize("openapi_text", [

@@ -221,9 +221,9 @@ fn public_path(backend_path: &str, options: &InitOptions) -> String {
 
 /// FastAPI's function name: its default operationId is the name followed by the path (every
 /// character but letters, digits and `_` made `_`) and `_<method>`; a custom operationId is
-/// taken whole. Without either, the method and the path.
+/// taken whole. Without one, the method and the path.
 fn function_name(operation: &Value, openapi_path: &str, method: &str) -> String {
-    let suffix: String = openapi_path
+    let path_part: String = openapi_path
         .chars()
         .map(|c| {
             if c.is_alphanumeric() || c == '_' {
@@ -232,13 +232,20 @@ fn function_name(operation: &Value, openapi_path: &str, method: &str) -> String 
                 '_'
             }
         })
-        .chain(format!("_{method}").chars())
         .collect();
+    // One function serving several methods has one operationId for all of them, ending in
+    // whichever method FastAPI happened to list first: any method's suffix is stripped.
+    let function = |id: &str| {
+        METHODS.iter().find_map(|any| {
+            id.strip_suffix(any)
+                .and_then(|rest| rest.strip_suffix('_'))
+                .and_then(|rest| rest.strip_suffix(path_part.as_str()))
+                .filter(|function| !function.is_empty())
+                .map(str::to_string)
+        })
+    };
     let name = match operation.get("operationId").and_then(Value::as_str) {
-        Some(id) => match id.strip_suffix(&suffix) {
-            Some(function) if !function.is_empty() => function.to_string(),
-            _ => id.to_string(),
-        },
+        Some(id) => function(id).unwrap_or_else(|| id.to_string()),
         None => format!("{method}{openapi_path}"),
     };
     let snake = snake_case(&name);

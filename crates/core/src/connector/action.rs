@@ -1,6 +1,7 @@
 //! One connector operation (Swagger 2.0): its parameters, its body, its responses. Power
 //! Platform shows one response schema per operation, so only the first 2xx JSON response keeps
-//! its schema; tollgate's own refusals (401, 403, 429) are listed with the messages it sends.
+//! its schema; tollgate's own refusals (401, 403, 429; 404 on a path with parameters) are
+//! listed with the messages it sends.
 
 use crate::config::AuthMode;
 use crate::connector::document::resolve;
@@ -13,6 +14,31 @@ use serde_json::{json, Map, Value};
 pub(crate) const UNAUTHORIZED: &str = "Access denied: the subscription key or the token is missing or invalid ({\"statusCode\": 401, \"message\": ...}).";
 pub(crate) const FORBIDDEN: &str = "Access denied: the product may not call this operation or a required claim is missing; or out of call volume quota, replenished after Retry-After seconds.";
 pub(crate) const TOO_MANY: &str = "Rate limit is exceeded. Try again in Retry-After seconds.";
+pub(crate) const NOT_FOUND: &str = "Unable to match incoming request to an operation: a path parameter is one non-empty segment, never '/', '.' or '..' ({\"statusCode\": 404, \"message\": ...}).";
+
+/// The answers tollgate itself may give an exposed operation's callers: the refusals of
+/// authentication, authorization and limits when the operation has a caller to refuse, and
+/// 404 when a path parameter's value is no single segment.
+pub(crate) fn gateway_answers(exposed: &Exposed) -> Vec<(&'static str, &'static str)> {
+    let mut answers = Vec::new();
+    if exposed.operation.auth != AuthMode::None {
+        answers.extend([("401", UNAUTHORIZED), ("403", FORBIDDEN), ("429", TOO_MANY)]);
+    }
+    if exposed.public_path.contains('{') {
+        answers.push(("404", NOT_FOUND));
+    }
+    answers
+}
+
+/// Puts tollgate's answer under `status`: it replaces what the backend documents for 401, 403
+/// and 429 (the backend never sees those calls), but a 404 the backend documents (its own "not
+/// found") stays.
+pub(crate) fn insert_answer(responses: &mut Map<String, Value>, status: &str, answer: Value) {
+    if status == "404" && responses.contains_key(status) {
+        return;
+    }
+    responses.insert(status.to_string(), answer);
+}
 
 /// The Swagger operation object for `exposed`, named `id`.
 pub(crate) fn swagger_operation(
@@ -293,10 +319,8 @@ fn responses(
     if !out.keys().any(|status| status.starts_with('2')) {
         out.insert("200".into(), json!({ "description": "Success" }));
     }
-    if exposed.operation.auth != AuthMode::None {
-        for (status, text) in [("401", UNAUTHORIZED), ("403", FORBIDDEN), ("429", TOO_MANY)] {
-            out.insert(status.into(), json!({ "description": text }));
-        }
+    for (status, text) in gateway_answers(exposed) {
+        insert_answer(&mut out, status, json!({ "description": text }));
     }
     out
 }

@@ -3,7 +3,7 @@
 //! they say); paths, parameters, ids and security are the public ones, as in the connector.
 
 use crate::config::AuthMode;
-use crate::connector::action::{FORBIDDEN, TOO_MANY, UNAUTHORIZED};
+use crate::connector::action::{gateway_answers, insert_answer};
 use crate::connector::auth::{Entra, KEY_SCHEME};
 use crate::connector::parameters::{self, Owned};
 use crate::connector::public_api::PublicApi;
@@ -36,13 +36,10 @@ pub(crate) fn document(
         }
         let auth = exposed.operation.auth;
         operation.insert("security".into(), security(auth, entra.is_some()));
-        if auth != AuthMode::None {
-            let responses = operation.entry("responses").or_insert_with(|| json!({}));
-            if let Some(responses) = responses.as_object_mut() {
-                for (status, text) in [("401", UNAUTHORIZED), ("403", FORBIDDEN), ("429", TOO_MANY)]
-                {
-                    responses.insert(status.into(), error_response(text));
-                }
+        let responses = operation.entry("responses").or_insert_with(|| json!({}));
+        if let Some(responses) = responses.as_object_mut() {
+            for (status, text) in gateway_answers(exposed) {
+                insert_answer(responses, status, error_response(text));
             }
         }
         let item = paths

@@ -150,6 +150,14 @@ fn the_connector_is_the_public_api() {
             .get(status)
             .is_none());
     }
+    // A path parameter that is no single segment is tollgate's 404.
+    assert!(get["responses"]["404"]["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("Unable to match incoming request to an operation"));
+    assert!(swagger["paths"]["/healthz"]["get"]["responses"]
+        .get("404")
+        .is_none());
 }
 
 #[test]

@@ -175,6 +175,11 @@ fn names_are_snake_case_and_unique() {
         "read"
     );
     assert_eq!(function_name(&id("custom"), "/a/{id}", "get"), "custom");
+    // One function for GET and POST: FastAPI gives both the same id, with either suffix.
+    for listed in ["search_a_post", "search_a_get"] {
+        assert_eq!(function_name(&id(listed), "/a", "get"), "search");
+        assert_eq!(function_name(&id(listed), "/a", "post"), "search");
+    }
     assert_eq!(function_name(&json!({}), "/a/{id}", "get"), "get_a_id");
     assert_eq!(function_name(&id("___"), "/a", "post"), "post_a");
     let mut taken = BTreeSet::new();
