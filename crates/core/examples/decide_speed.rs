@@ -269,13 +269,18 @@ fn run(path: &str, rounds: usize) -> Result<()> {
 /// The five operations of the demo before URL templates: exact paths and prefixes.
 fn five_operations() -> Value {
     let op = |name: &str, methods: Value, key: &str, path: &str| {
-        let mut op = serde_json::json!({"name": name, "auth": "subscription_key",
-            "request_headers": {"set": {"x-consumer-id": "{consumer}"}}});
-        op[key] = Value::from(path);
+        let mut op = serde_json::Map::new();
+        op.insert("name".into(), Value::from(name));
+        op.insert("auth".into(), Value::from("subscription_key"));
+        op.insert(
+            "request_headers".into(),
+            serde_json::json!({"set": {"x-consumer-id": "{consumer}"}}),
+        );
+        op.insert(key.into(), Value::from(path));
         if !methods.is_null() {
-            op["methods"] = methods;
+            op.insert("methods".into(), methods);
         }
-        op
+        Value::Object(op)
     };
     Value::Array(vec![
         op("validate", serde_json::json!(["POST"]), "path", "/validate"),
@@ -333,8 +338,9 @@ fn operations_speed(fixture: &Value, rounds: usize, store: &MemoryStore) -> Resu
         ),
     ] {
         let mut config = fixture.get("config").cloned().ok_or("no config")?;
-        config["operations"] = operations;
-        config.as_object_mut().map(|c| c.remove("jwt"));
+        let sections = config.as_object_mut().ok_or("config is no object")?;
+        sections.insert("operations".into(), operations);
+        sections.remove("jwt");
         let plan = Plan::from_json(&serde_json::to_vec(&config)?).map_err(|e| e.to_string())?;
         let mut known = KnownKeys::new([3; 16]);
         let mut cache = TokenCache::new(CACHE, [7; 16]);
