@@ -15,6 +15,7 @@ usage:
                                    validate a plugin configuration (as the filter does at load);
                                    with --openapi also list drift from FastAPI's OpenAPI (not
                                    exposed / reaches nothing), --strict: drift is a failure
+                                   (exit status 2; 1 for an invalid configuration)
   tollgate init --openapi OPENAPI.json [--backend-prefix /api/v1] [--public-prefix /]
                 [--auth subscription_key|jwt|either] [--out tollgate.json]
                                    write a starting configuration: one operation per FastAPI
@@ -29,6 +30,9 @@ usage:
                                    write the Power Platform custom connector (apiDefinition.swagger.json,
                                    apiProperties.json, settings.json) or, with --format openapi,
                                    openapi.json: the public API tollgate enforces";
+
+/// `check --openapi --strict` found drift (1 is every other failure).
+const DRIFT_EXIT: u8 = 2;
 
 /// Why a command failed; `Display` is what the operator reads on stderr.
 #[derive(Debug)]
@@ -129,7 +133,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{error}");
-            ExitCode::FAILURE
+            // Drift under --strict is told apart from a broken configuration or a usage error.
+            match error {
+                CliError::Drifted(_) => ExitCode::from(DRIFT_EXIT),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -162,9 +170,13 @@ fn check_with_openapi(args: &[&str]) -> Result<(), CliError> {
         match *arg {
             "--strict" if !strict => strict = true,
             "--openapi" if openapi.is_none() => {
-                openapi = Some(*rest.next().ok_or(CliError::Usage)?)
+                let value = *rest.next().ok_or(CliError::Usage)?;
+                if value.starts_with("--") {
+                    return Err(CliError::Usage);
+                }
+                openapi = Some(value)
             }
-            path if !path.starts_with('-') && config.is_none() => config = Some(path),
+            path if !path.starts_with("--") && config.is_none() => config = Some(path),
             _ => return Err(CliError::Usage),
         }
     }
@@ -180,10 +192,13 @@ fn check_with_openapi(args: &[&str]) -> Result<(), CliError> {
     for line in &drift.not_exposed {
         println!("not exposed: {line}");
     }
+    for line in &drift.through_parameter {
+        println!("reached through another operation's parameter: {line}");
+    }
     for line in &drift.reaches_nothing {
         println!("reaches nothing: {line}");
     }
-    let count = drift.not_exposed.len() + drift.reaches_nothing.len();
+    let count = drift.len();
     if count == 0 {
         println!("{openapi_path}: no drift (every FastAPI operation is exposed, every operation reaches one)");
     }
@@ -251,6 +266,9 @@ fn init_config(flags: &[&str]) -> Result<(), CliError> {
         })?;
     for line in &made.skipped {
         eprintln!("skipped: {line}");
+    }
+    for line in &made.warnings {
+        eprintln!("warning: {line}");
     }
     println!("wrote {out} ({} operations)", made.operations);
     eprintln!(

@@ -99,6 +99,8 @@ pub struct Initialized {
     pub operations: usize,
     /// FastAPI operations left out, one line each: "METHOD /backend/path: why".
     pub skipped: Vec<String>,
+    /// What the operator may not expect, one line each.
+    pub warnings: Vec<String>,
 }
 
 /// The product every generated consumer is on: a modest burst limit to start from.
@@ -135,6 +137,7 @@ pub fn starting_config(
     let mut operations = Vec::new();
     let mut skipped = Vec::new();
     let mut names = BTreeSet::new();
+    let mut under_prefix = false;
     let paths = openapi
         .get("paths")
         .and_then(Value::as_object)
@@ -147,7 +150,8 @@ pub fn starting_config(
                 continue;
             };
             let upper = method.to_ascii_uppercase();
-            let public = public_path(&backend_path, options);
+            let (public, moved) = public_path(&backend_path, &root, options);
+            under_prefix |= moved;
             if let Err(error) = PathTemplate::parse(&public) {
                 skipped.push(format!("{upper} {backend_path}: {error}"));
                 continue;
@@ -162,6 +166,19 @@ pub fn starting_config(
                 auth: options.auth.as_str(),
             });
         }
+    }
+    let mut warnings = Vec::new();
+    if !options.backend_prefix.is_empty() && !under_prefix {
+        warnings.push(format!(
+            "--backend-prefix {} matches no path of the document (its paths start with {}): \
+             every path stays public as the backend serves it",
+            options.backend_prefix,
+            if root.is_empty() {
+                "the OpenAPI path"
+            } else {
+                root.as_str()
+            }
+        ));
     }
     if operations.is_empty() {
         return Err(InitError::NoOperations);
@@ -191,32 +208,73 @@ pub fn starting_config(
         operations,
         unmatched: "reject",
     };
-    let count = config.operations.len();
-    let mut text =
-        serde_json::to_string_pretty(&config).map_err(|e| InitError::Serialize(e.to_string()))?;
-    text.push('\n');
-    Plan::from_json(text.as_bytes()).map_err(InitError::Refused)?;
+    // Two FastAPI paths that become one public path (a path outside the prefix beside its
+    // twin under it), or templates FastAPI could not tell apart either: the later one can
+    // never be reached, so it is left out, named, rather than the whole run refused.
+    let mut config = config;
+    let text = loop {
+        let mut text = serde_json::to_string_pretty(&config)
+            .map_err(|e| InitError::Serialize(e.to_string()))?;
+        text.push('\n');
+        match Plan::from_json(text.as_bytes()) {
+            Ok(_) => break text,
+            Err(error) => {
+                let index = unreachable_operation(&error).ok_or(InitError::Refused(error))?;
+                let dropped = config.operations.remove(index);
+                skipped.push(format!(
+                    "{} {}: public path {} is another operation's already",
+                    dropped.methods.join(","),
+                    dropped.rewrite.as_deref().unwrap_or(&dropped.path_template),
+                    dropped.path_template
+                ));
+            }
+        }
+    };
+    if config.operations.is_empty() {
+        return Err(InitError::NoOperations);
+    }
     Ok(Initialized {
         config: text,
-        operations: count,
+        operations: config.operations.len(),
         skipped,
+        warnings,
     })
 }
 
-/// The public path of a backend path: under `--backend-prefix` it moves to `--public-prefix`;
+/// The index of the operation a refusal says can never be reached.
+fn unreachable_operation(error: &crate::ConfigError) -> Option<usize> {
+    if !error.message().starts_with("can never be reached") {
+        return None;
+    }
+    error
+        .path()
+        .strip_prefix("operations[")?
+        .split_once(']')?
+        .0
+        .parse()
+        .ok()
+}
+
+/// The public path of a backend path, and whether `--backend-prefix` moved it: a path under
+/// the prefix (given with or without the document's `root_path`) moves to `--public-prefix`;
 /// any other path keeps its own path under `--public-prefix`.
-fn public_path(backend_path: &str, options: &InitOptions) -> String {
+fn public_path(backend_path: &str, root: &str, options: &InitOptions) -> (String, bool) {
     let prefix = options.backend_prefix.trim_end_matches('/');
-    let rest = match backend_path.strip_prefix(prefix) {
-        Some(rest) if !prefix.is_empty() && (rest.is_empty() || rest.starts_with('/')) => rest,
-        _ => backend_path,
+    let under = |prefix: &str| {
+        backend_path
+            .strip_prefix(prefix)
+            .filter(|rest| !prefix.is_empty() && (rest.is_empty() || rest.starts_with('/')))
     };
+    let with_root = format!("{root}{prefix}");
+    let moved = under(prefix).or_else(|| under(&with_root).filter(|_| !prefix.is_empty()));
+    let rest = moved.unwrap_or(backend_path);
     let public = options.public_prefix.trim_end_matches('/');
-    match (public.is_empty(), rest.is_empty()) {
+    let path = match (public.is_empty(), rest.is_empty()) {
         (true, true) => "/".to_string(),
         (false, true) => public.to_string(),
         _ => format!("{public}{rest}"),
-    }
+    };
+    (path, moved.is_some())
 }
 
 /// FastAPI's function name: its default operationId is the name followed by the path (every

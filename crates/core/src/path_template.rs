@@ -23,10 +23,15 @@ pub struct PathTemplate {
     segments: Vec<Segment>,
 }
 
+/// At most this many segments in a template: the request-side walk recurses once per
+/// segment, so its depth is bounded here, at load.
+pub const MAX_SEGMENTS: usize = 64;
+
 /// Why a template is refused; `Display` is the message after the configuration path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateError {
     NoLeadingSlash,
+    TooManySegments(usize),
     /// `/a//b`: Envoy merges the slashes, so the template could never be matched as written.
     EmptySegment,
     /// `.` or `..`: Envoy removes them before tollgate sees the path.
@@ -47,6 +52,10 @@ impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoLeadingSlash => f.write_str("must start with '/'"),
+            Self::TooManySegments(count) => write!(
+                f,
+                "has {count} segments; at most {MAX_SEGMENTS}"
+            ),
             Self::EmptySegment => f.write_str("must not hold an empty segment ('//')"),
             Self::DotSegment(segment) => {
                 write!(f, "segment '{segment}' is removed by path normalisation")
@@ -78,6 +87,9 @@ impl PathTemplate {
             .strip_prefix('/')
             .ok_or(TemplateError::NoLeadingSlash)?;
         let pieces: Vec<&str> = rest.split('/').collect();
+        if pieces.len() > MAX_SEGMENTS {
+            return Err(TemplateError::TooManySegments(pieces.len()));
+        }
         let last = pieces.len().saturating_sub(1);
         let mut segments = Vec::with_capacity(pieces.len());
         for (at, piece) in pieces.iter().enumerate() {
@@ -192,8 +204,9 @@ pub(crate) fn decoded(segment: &str) -> Cow<'_, str> {
 }
 
 /// Whether a request segment may fill a parameter: not empty, not `.` or `..` in any
-/// spelling, and no encoded `/` or `\` (the backend would decode them into a path of more
-/// segments than the template matched).
+/// spelling, no encoded `/` or `\` (the backend would decode them into a path of more
+/// segments than the template matched), and every `%` an escape (`%2` next to a parameter's
+/// `e` in a rewrite must not make `%2e`).
 pub(crate) fn fits_param(segment: &str) -> bool {
     if segment.is_empty() {
         return false;
@@ -201,8 +214,45 @@ pub(crate) fn fits_param(segment: &str) -> bool {
     if !segment.contains('%') {
         return segment != "." && segment != "..";
     }
+    if !escapes_well_formed(segment) {
+        return false;
+    }
     let plain = decoded(segment);
     plain != "." && plain != ".." && !plain.contains(['/', '\\'])
+}
+
+/// Every `%` is followed by two hex digits.
+fn escapes_well_formed(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().all(|(at, byte)| {
+        *byte != b'%'
+            || (bytes.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(at + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
+}
+
+/// A path no operation should answer for a backend to see as another: an encoded `/` or `\`,
+/// or a `.`/`..` segment in some spelling. Such a request is never passed on unmatched.
+pub fn is_ambiguous(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let plain = decoded(segment);
+        plain == "." || plain == ".." || (segment.contains('%') && plain.contains(['/', '\\']))
+    })
+}
+
+/// How many bytes of `raw` decode (as `decoded` decodes: each well-formed `%XX` one byte) to
+/// its first `decoded_len` bytes.
+pub(crate) fn raw_len(raw: &str, decoded_len: usize) -> usize {
+    let bytes = raw.as_bytes();
+    let (mut at, mut produced) = (0, 0);
+    while produced < decoded_len && at < bytes.len() {
+        let escape = bytes.get(at) == Some(&b'%')
+            && bytes.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(at + 2).is_some_and(u8::is_ascii_hexdigit);
+        at += if escape { 3 } else { 1 };
+        produced += 1;
+    }
+    at
 }
 
 #[cfg(test)]
@@ -292,13 +342,65 @@ mod tests {
     }
 
     #[test]
+    fn raw_lengths_of_decoded_prefixes() {
+        assert_eq!(raw_len("/admin%3Astats/x", 12), 14);
+        assert_eq!(raw_len("/admin", 6), 6);
+        assert_eq!(raw_len("/a%zz/b", 5), 5);
+        assert_eq!(raw_len("%41%42", 1), 3);
+        assert_eq!(raw_len("ab", 9), 2);
+    }
+
+    #[test]
+    fn ambiguous_paths() {
+        for path in [
+            "/a/%2e%2e/b",
+            "/a/./b",
+            "/a/x%2Fy",
+            "/a%5cb",
+            "/..",
+            "/a/%2E",
+        ] {
+            assert!(is_ambiguous(path), "{path}");
+        }
+        for path in ["/a/b", "/a/.x", "/a/%20", "/", "/a//b", "/a/..b"] {
+            assert!(!is_ambiguous(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn no_configured_path_holds_the_witness_value() {
+        // Load-time reachability fills parameters with a space and relies on every kind of
+        // configured path refusing spaces.
+        assert!(matches!(
+            PathTemplate::parse("/a b"),
+            Err(TemplateError::BadCharacter(_))
+        ));
+        assert!(crate::checks::check_path("p", "/a b").is_err());
+        assert_eq!(WITNESS_VALUE, " ");
+        assert!(fits_param(WITNESS_VALUE));
+    }
+
+    #[test]
+    fn deep_templates_are_refused() {
+        let deep = "/a".repeat(MAX_SEGMENTS + 1);
+        assert_eq!(
+            PathTemplate::parse(&deep),
+            Err(TemplateError::TooManySegments(MAX_SEGMENTS + 1))
+        );
+        assert!(PathTemplate::parse(&"/a".repeat(MAX_SEGMENTS)).is_ok());
+    }
+
+    #[test]
     fn a_parameter_never_takes_dots_empty_or_encoded_slashes() {
         for refused in [
-            "", ".", "..", "%2e", "%2E%2e", ".%2e", "a%2Fb", "a%2fb", "a%5Cb", "%5c",
+            "", ".", "..", "%2e", "%2E%2e", ".%2e", "a%2Fb", "a%2fb", "a%5Cb", "%5c", "%2", "a%",
+            "%zz", "%2%2e",
         ] {
             assert!(!fits_param(refused), "{refused:?}");
         }
-        for taken in ["INV-1", "a%20b", "...", ".a", "%41", "%ff", "a.b", "~x"] {
+        for taken in [
+            "INV-1", "a%20b", "...", ".a", "%41", "%ff", "a.b", "~x", "100%25",
+        ] {
             assert!(fits_param(taken), "{taken:?}");
         }
     }

@@ -18,6 +18,7 @@ use crate::jwt::JwtPlan;
 use crate::limits::{CounterState, CounterStore, Limits, RateHeaders};
 use crate::local_count::{self, Counter};
 use crate::operation::OperationId;
+use crate::path_template::is_ambiguous;
 use crate::plan::{Operation, Plan, ProductId};
 use crate::rewrite::{upstream_path, HeaderEdit};
 use crate::route_table::{Matched, RouteMatch};
@@ -130,8 +131,10 @@ fn run(
     }) = plan.match_operation(method, path)
     else {
         return match plan.unmatched {
-            Unmatched::Reject => Verdict::Deny(Denial::no_operation()),
-            Unmatched::Pass => Verdict::PassThrough,
+            // Passed on untouched, an encoded slash or a dot segment could reach a route an
+            // operation guards once the backend decodes it.
+            Unmatched::Pass if !is_ambiguous(path) => Verdict::PassThrough,
+            Unmatched::Pass | Unmatched::Reject => Verdict::Deny(Denial::no_operation()),
         };
     };
     let Some(operation) = plan.operations.get(operation_id) else {

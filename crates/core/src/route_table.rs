@@ -5,7 +5,13 @@
 //!   segment from the left, a literal beats a parameter, whatever the order they are written
 //!   in (`/invoices/export` beats `/invoices/{id}`, as in APIM); among templates of one shape,
 //!   the first in configuration order whose methods match.
-//! - Between the two: whichever comes first in the configuration.
+//! - Between the two: the templates that match stand where the first of them stands in the
+//!   configuration; a `path` or prefix before that place wins, otherwise the most specific
+//!   template does. (So adding a template never hands a request from a template to a `path`.)
+//!
+//! Paths and prefixes are compared with the request path percent-decoded, as templates'
+//! literals are, and as the backend routes: an encoded spelling of a configured path
+//! (`/admin%3Astats`) is that path, never a template parameter's value under another policy.
 //!
 //! Cost per request: exact paths are one hash lookup and templates one walk down a segment
 //! trie (the literal child first, the parameter child only when that branch finds nothing),
@@ -13,7 +19,7 @@
 //! the first match or at an operation later than one already found.
 
 use crate::operation::{prefix_len, MethodSet, OperationId, PathMatch, Route};
-use crate::path_template::{decoded, fits_param, Segment};
+use crate::path_template::{decoded, fits_param, raw_len, Segment};
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -39,9 +45,9 @@ pub enum Matched {
 pub struct RouteTable {
     /// Per operation.
     methods: Vec<MethodSet>,
-    /// Exact path → its operations in configuration order.
+    /// Exact path (decoded) → its operations in configuration order.
     exact: HashMap<String, Vec<OperationId>>,
-    /// In configuration order.
+    /// In configuration order, decoded.
     prefixes: Vec<(OperationId, String)>,
     templates: Node,
 }
@@ -62,8 +68,14 @@ impl RouteTable {
         for (id, route) in routes.into_iter().enumerate() {
             table.methods.push(route.methods.clone());
             match &route.path {
-                PathMatch::Exact(path) => table.exact.entry(path.clone()).or_default().push(id),
-                PathMatch::Prefix(prefix) => table.prefixes.push((id, prefix.clone())),
+                PathMatch::Exact(path) => table
+                    .exact
+                    .entry(decoded(path).into_owned())
+                    .or_default()
+                    .push(id),
+                PathMatch::Prefix(prefix) => {
+                    table.prefixes.push((id, decoded(prefix).into_owned()))
+                }
                 PathMatch::Template(template) => {
                     let mut node = &mut table.templates;
                     for segment in template.segments() {
@@ -84,9 +96,10 @@ impl RouteTable {
     /// The operation `method` and `path` (without query) are, if any.
     pub fn lookup(&self, method: &str, path: &str) -> Option<RouteMatch> {
         let answers = |id: &OperationId| self.answers(*id, method);
+        let plain = decoded(path);
         let mut found = self
             .exact
-            .get(path)
+            .get(plain.as_ref())
             .and_then(|ids| ids.iter().find(|id| answers(id)))
             .map(|&operation| RouteMatch {
                 operation,
@@ -96,29 +109,39 @@ impl RouteTable {
             if found.as_ref().is_some_and(|f| f.operation < *id) {
                 break;
             }
-            if let Some(len) = prefix_len(prefix, path).filter(|_| answers(id)) {
+            if let Some(len) = prefix_len(prefix, &plain).filter(|_| answers(id)) {
                 found = Some(RouteMatch {
                     operation: *id,
-                    matched: Matched::Prefix(len),
+                    matched: Matched::Prefix(raw_len(path, len)),
                 });
                 break;
             }
         }
+        let Some(first) = path.starts_with('/').then_some(1) else {
+            return found;
+        };
         let mut captures = Vec::new();
-        if let Some(first) = path.starts_with('/').then_some(1) {
-            let template = self
-                .templates
-                .find(self, method, path, Some(first), &mut captures);
-            if let Some(operation) = template {
-                if found.as_ref().is_none_or(|f| operation < f.operation) {
-                    found = Some(RouteMatch {
-                        operation,
-                        matched: Matched::Template(captures),
-                    });
-                }
+        let Some(template) = self
+            .templates
+            .find(self, method, path, Some(first), &mut captures)
+        else {
+            return found;
+        };
+        // The templates stand where the first matching one does (only worth finding when a
+        // path or prefix competes).
+        let place = match &found {
+            Some(other) if other.operation < template => {
+                self.templates.first_match(self, method, path, Some(first))
             }
+            _ => template,
+        };
+        match found {
+            Some(other) if other.operation < place => Some(other),
+            _ => Some(RouteMatch {
+                operation: template,
+                matched: Matched::Template(captures),
+            }),
         }
-        found
     }
 
     fn answers(&self, operation: OperationId, method: &str) -> bool {
@@ -170,6 +193,44 @@ impl Node {
             }
         }
         None
+    }
+
+    /// The lowest operation id among every template under this node that matches the rest of
+    /// `path` from `start` for `method` (each branch walked, not only the most specific).
+    fn first_match(
+        &self,
+        table: &RouteTable,
+        method: &str,
+        path: &str,
+        start: Option<usize>,
+    ) -> OperationId {
+        let Some(start) = start else {
+            return self
+                .ends
+                .iter()
+                .copied()
+                .find(|&id| table.answers(id, method))
+                .unwrap_or(OperationId::MAX);
+        };
+        let Some(rest) = path.get(start..) else {
+            return OperationId::MAX;
+        };
+        let (end, next) = match rest.find('/') {
+            Some(at) => (start + at, Some(start + at + 1)),
+            None => (path.len(), None),
+        };
+        let segment = path.get(start..end).unwrap_or_default();
+        let literal = self
+            .literals
+            .get(decoded(segment).as_ref())
+            .map_or(OperationId::MAX, |child| {
+                child.first_match(table, method, path, next)
+            });
+        let param = match &self.param {
+            Some(child) if fits_param(segment) => child.first_match(table, method, path, next),
+            _ => OperationId::MAX,
+        };
+        literal.min(param)
     }
 }
 

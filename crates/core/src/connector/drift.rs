@@ -8,28 +8,44 @@ use super::{read_openapi, ConnectorError};
 use crate::plan::Plan;
 
 /// Each line is "METHOD /path": the backend path for `not_exposed`, the public one for
-/// `reaches_nothing` (`ANY` for an operation without `methods`).
+/// `reaches_nothing` (`ANY` for an operation without `methods`); `through_parameter` lines
+/// name the backend operation, the operation that takes it and the public path.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Drift {
     pub not_exposed: Vec<String>,
+    /// FastAPI operations with no operation of their own that a template operation's
+    /// parameter reaches anyway (under that operation's policy).
+    pub through_parameter: Vec<String>,
     pub reaches_nothing: Vec<String>,
 }
 
 impl Drift {
+    pub fn len(&self) -> usize {
+        self.not_exposed.len() + self.through_parameter.len() + self.reaches_nothing.len()
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.not_exposed.is_empty() && self.reaches_nothing.is_empty()
+        self.len() == 0
     }
 }
 
 pub fn drift(config: &[u8], openapi: &[u8]) -> Result<Drift, ConnectorError> {
     let plan = Plan::from_json(config)?;
     let openapi = read_openapi(openapi)?;
-    let api = public_api::map(&plan, &openapi);
-    let not_exposed = api
-        .left_out
-        .iter()
-        .map(|left| format!("{} {}", left.method, left.backend_path))
-        .collect();
+    let api = public_api::map_every_method(&plan, &openapi);
+    let mut not_exposed = Vec::new();
+    let mut through_parameter = Vec::new();
+    for left in &api.left_out {
+        let line = format!("{} {}", left.method, left.backend_path);
+        match public_api::reached_through_parameter(&plan, &left.method, &left.backend_path) {
+            Some((index, public)) => through_parameter.push(format!(
+                "{line} (by operation '{}' as {} {public})",
+                plan.operation_name(index).unwrap_or_default(),
+                left.method
+            )),
+            None => not_exposed.push(line),
+        }
+    }
     let reached = |index: usize, method: Option<&str>| {
         api.exposed.iter().any(|e| {
             e.operation_index == index && method.is_none_or(|m| e.method.eq_ignore_ascii_case(m))
@@ -53,6 +69,7 @@ pub fn drift(config: &[u8], openapi: &[u8]) -> Result<Drift, ConnectorError> {
     }
     Ok(Drift {
         not_exposed,
+        through_parameter,
         reaches_nothing,
     })
 }
@@ -110,6 +127,38 @@ mod tests {
         assert_eq!(found.not_exposed, ["POST /api/i/{item_id}/approve"]);
         assert_eq!(found.reaches_nothing, ["POST /legacy", "ANY /old"]);
         assert!(!found.is_empty());
+    }
+
+    #[test]
+    fn a_route_a_parameter_takes_is_reported_with_the_operation_that_takes_it() {
+        let found = drift(
+            &config(json!([
+                {"name": "get_invoice", "methods": ["GET"], "path_template": "/invoices/{id}",
+                 "rewrite": "/api/invoices/{id}"}
+            ])),
+            &openapi(json!({
+                "/api/invoices/pending": {"get": {}, "post": {}},
+                "/api/invoices/{invoice_id}": {"get": {}}
+            })),
+        )
+        .unwrap();
+        assert_eq!(found.not_exposed, ["POST /api/invoices/pending"]);
+        assert_eq!(
+            found.through_parameter,
+            ["GET /api/invoices/pending (by operation 'get_invoice' as GET /invoices/pending)"]
+        );
+        assert!(found.reaches_nothing.is_empty());
+        assert_eq!(found.len(), 2);
+    }
+
+    #[test]
+    fn trace_is_drift_like_any_method() {
+        let found = drift(
+            &config(json!([{"name": "ping", "methods": ["TRACE"], "path_template": "/ping"}])),
+            &openapi(json!({"/ping": {"trace": {}}})),
+        )
+        .unwrap();
+        assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! or route elsewhere.
 
 use crate::operation::PathMatch;
-use crate::path_template::{PathTemplate, Segment, WITNESS_VALUE};
+use crate::path_template::{fits_param, PathTemplate, Segment, WITNESS_VALUE};
 use crate::plan::{Operation, Plan};
 use crate::rewrite::{upstream_path, PathRewrite, Piece};
 use serde_json::{Map, Value};
@@ -62,7 +62,18 @@ pub(crate) fn root_path(openapi: &Value) -> String {
     path.trim_end_matches('/').to_string()
 }
 
+/// The public API a connector can describe: Swagger 2.0 has no TRACE, so FastAPI's TRACE
+/// operations are left out.
 pub(crate) fn map<'a>(plan: &'a Plan, openapi: &'a Value) -> PublicApi<'a> {
+    map_methods(plan, openapi, &SWAGGER_METHODS)
+}
+
+/// Every method an OpenAPI path item may hold (the drift check's view).
+pub(crate) fn map_every_method<'a>(plan: &'a Plan, openapi: &'a Value) -> PublicApi<'a> {
+    map_methods(plan, openapi, &METHODS)
+}
+
+fn map_methods<'a>(plan: &'a Plan, openapi: &'a Value, methods: &[&'static str]) -> PublicApi<'a> {
     let root = root_path(openapi);
     let Some(paths) = openapi.get("paths").and_then(Value::as_object) else {
         return PublicApi {
@@ -80,7 +91,7 @@ pub(crate) fn map<'a>(plan: &'a Plan, openapi: &'a Value) -> PublicApi<'a> {
             let Some(public_path) = public_path_of(operation, &backend_path) else {
                 continue;
             };
-            for method in SWAGGER_METHODS {
+            for &method in methods {
                 let Some(fastapi) = item.get(method).and_then(Value::as_object) else {
                     continue;
                 };
@@ -232,6 +243,85 @@ fn template_public_path(
                 public.push_str(next.next()?);
                 public.push('}');
             }
+        }
+    }
+    Some(public)
+}
+
+/// A FastAPI operation (method, backend path) that no operation exposes as its own, but that a
+/// template operation reaches anyway: a parameter of its rewrite takes a literal segment of
+/// the backend path (`/api/v1/invoices/pending` through `/invoices/{id}` →
+/// `/api/v1/invoices/{id}`), so `GET /invoices/pending` runs FastAPI's `pending` handler under
+/// the template operation's policy. Returns that operation's index and the public path.
+pub(crate) fn reached_through_parameter(
+    plan: &Plan,
+    method: &str,
+    backend_path: &str,
+) -> Option<(usize, String)> {
+    let upper = method.to_ascii_uppercase();
+    plan.operations
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| op.route.methods.contains(&upper))
+        .find_map(|(index, op)| {
+            let PathMatch::Template(template) = &op.route.path else {
+                return None;
+            };
+            let target = op
+                .rewrite
+                .as_ref()
+                .map_or(template.as_str(), PathRewrite::as_str);
+            let public = public_with_values(template, target, backend_path)?;
+            routes_to(plan, index, method, &public, backend_path).then_some((index, public))
+        })
+}
+
+/// The template with each parameter given what stands in the backend path where the rewrite
+/// (`target`) has it: a FastAPI `{name}` or a literal segment. Whole segments only.
+fn public_with_values(template: &PathTemplate, target: &str, backend_path: &str) -> Option<String> {
+    let ours: Vec<&str> = target.split('/').collect();
+    let theirs: Vec<&str> = backend_path.split('/').collect();
+    if ours.len() != theirs.len() {
+        return None;
+    }
+    let param = |segment: &str| {
+        segment
+            .strip_prefix('{')
+            .and_then(|s| s.strip_suffix('}'))
+            .filter(|name| !name.contains(['{', '}']))
+            .map(str::to_string)
+    };
+    let mut values: Vec<(String, String)> = Vec::new();
+    for (mine, other) in ours.iter().zip(&theirs) {
+        match (param(mine), param(other)) {
+            (Some(name), _) => {
+                let value = other.to_string();
+                if param(other).is_none() && !fits_param(other) {
+                    return None;
+                }
+                match values.iter().find(|(known, _)| *known == name) {
+                    Some((_, earlier)) if *earlier != value => return None,
+                    Some(_) => {}
+                    None => values.push((name, value)),
+                }
+            }
+            (None, None) if mine == other && !mine.contains(['{', '}']) => {}
+            _ => return None,
+        }
+    }
+    let mut public = String::new();
+    for segment in template.segments() {
+        public.push('/');
+        match segment {
+            Segment::Literal(text) => public.push_str(text),
+            Segment::Param(name) => match values.iter().find(|(known, _)| known == name) {
+                Some((_, value)) => public.push_str(value),
+                None => {
+                    public.push('{');
+                    public.push_str(name);
+                    public.push('}');
+                }
+            },
         }
     }
     Some(public)

@@ -195,16 +195,93 @@ fn public_paths() {
         public_prefix: public.into(),
         auth: InitAuth::SubscriptionKey,
     };
-    assert_eq!(public_path("/api/v1", &with("/api/v1", "/")), "/");
-    assert_eq!(public_path("/api/v1/x", &with("/api/v1", "/")), "/x");
+    let public = |path: &str, options: &InitOptions| public_path(path, "", options);
+    assert_eq!(public("/api/v1", &with("/api/v1", "/")), ("/".into(), true));
     assert_eq!(
-        public_path("/api/v10/x", &with("/api/v1", "/")),
-        "/api/v10/x"
+        public("/api/v1/x", &with("/api/v1", "/")),
+        ("/x".into(), true)
     );
-    assert_eq!(public_path("/api/v1/x", &with("/api/v1", "/p")), "/p/x");
-    assert_eq!(public_path("/api/v1", &with("/api/v1", "/p/")), "/p");
-    assert_eq!(public_path("/x", &with("", "/")), "/x");
-    assert_eq!(public_path("/", &with("", "/")), "/");
+    assert_eq!(
+        public("/api/v10/x", &with("/api/v1", "/")),
+        ("/api/v10/x".into(), false)
+    );
+    assert_eq!(
+        public("/api/v1/x", &with("/api/v1", "/p")),
+        ("/p/x".into(), true)
+    );
+    assert_eq!(
+        public("/api/v1", &with("/api/v1", "/p/")),
+        ("/p".into(), true)
+    );
+    assert_eq!(public("/x", &with("", "/")), ("/x".into(), false));
+    assert_eq!(public("/", &with("", "/")), ("/".into(), false));
+    // The prefix may leave out FastAPI's root_path (servers[0].url).
+    assert_eq!(
+        public_path("/svc/api/v1/x", "/svc", &with("/api/v1", "/")),
+        ("/x".into(), true)
+    );
+    assert_eq!(
+        public_path("/svc/api/v1/x", "/svc", &with("/svc/api/v1", "/")),
+        ("/x".into(), true)
+    );
+}
+
+#[test]
+fn a_prefix_that_matches_nothing_is_said() {
+    let made = starting_config(
+        fastapi().to_string().as_bytes(),
+        &key(),
+        &InitOptions {
+            backend_prefix: "/v2".into(),
+            ..InitOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(made.warnings.len(), 1);
+    assert!(made.warnings[0].starts_with("--backend-prefix /v2 matches no path"));
+    // Given without the root path, it still moves the paths under it.
+    let made = starting_config(
+        fastapi().to_string().as_bytes(),
+        &key(),
+        &InitOptions {
+            backend_prefix: "/api/v1".into(),
+            ..InitOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(made.warnings.is_empty());
+    assert!(made
+        .config
+        .contains("\"path_template\": \"/invoices/{invoice_id}\""));
+}
+
+#[test]
+fn operations_no_request_could_reach_are_left_out_and_named() {
+    // "/api/v1/health" and "/health" both become "/health"; "/a/{x}" and "/a/{y}" are one
+    // shape: FastAPI could not tell them apart either.
+    let doc = json!({"openapi": "3.0.3", "paths": {
+        "/a/{x}": {"get": {"operationId": "one"}},
+        "/a/{y}": {"get": {"operationId": "two"}},
+        "/api/v1/health": {"get": {"operationId": "health_api_v1_health_get"}},
+        "/health": {"get": {"operationId": "health_health_get"}}
+    }});
+    let made = starting_config(
+        doc.to_string().as_bytes(),
+        &key(),
+        &InitOptions {
+            backend_prefix: "/api/v1".into(),
+            ..InitOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(made.operations, 2);
+    assert_eq!(
+        made.skipped,
+        [
+            "GET /a/{y}: public path /a/{y} is another operation's already",
+            "GET /health: public path /health is another operation's already"
+        ]
+    );
 }
 
 #[test]
@@ -233,11 +310,4 @@ fn refusals() {
     .starts_with("--backend-prefix api: "));
     assert!(refused(r#"{"swagger": "2.0"}"#, &prefixed()).contains("not an OpenAPI 3.x"));
     assert!(refused(r#"{"openapi": "3.0.3", "paths": {}}"#, &prefixed()).contains("no operation"));
-    // Paths FastAPI itself could not tell apart: the made configuration is refused, never
-    // written half-working.
-    let clash = json!({"openapi": "3.0.3", "paths": {
-        "/a/{x}": {"get": {"operationId": "one"}},
-        "/a/{y}": {"get": {"operationId": "two"}}
-    }});
-    assert!(refused(&clash.to_string(), &prefixed()).contains("can never be reached"));
 }

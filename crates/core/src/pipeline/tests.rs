@@ -326,6 +326,20 @@ fn unmatched_reject_is_404_and_pass_forwards_untouched() {
 }
 
 #[test]
+fn unmatched_pass_never_forwards_a_path_the_backend_would_read_as_another() {
+    // An encoded slash or a dot segment fits no template parameter; passed on untouched, the
+    // backend would decode it into a route an operation guards.
+    for path in ["/validate%2Fx", "/v/%2e%2e/validate", "/a%5Cb", "/x/./y"] {
+        let d = denied(run(&plan("pass"), &request("GET", path, &[])));
+        assert_eq!((d.status, d.outcome), (404, Outcome::NoOperation), "{path}");
+    }
+    assert_eq!(
+        run(&plan("pass"), &request("GET", "/nowhere/a%20b", &[])),
+        Verdict::PassThrough
+    );
+}
+
+#[test]
 fn malformed_requests_get_4xx() {
     let p = plan("reject");
     let huge = vec![b'k'; 16 * 1024];

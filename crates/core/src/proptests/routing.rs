@@ -1,20 +1,22 @@
 //! The route table answers as the contract reads, written the slow way: among `path` and
-//! `path_prefix` operations the first match in configuration order; among templates the most
-//! specific (a literal beats a parameter at the first segment where they differ), then the
-//! first in order; between the two, the earlier operation. Random operation lists and random
+//! `path_prefix` operations (compared with the decoded path) the first match in configuration
+//! order; among templates the most specific (a literal beats a parameter at the first segment
+//! where they differ), then the first in order; between the two, the path or prefix when it
+//! comes before every matching template, else the most specific template. Random operation lists and random
 //! paths over a small alphabet (so they collide often), the table against this reference.
 
 use super::config;
 use crate::operation::{prefix_len, MethodSet, PathMatch, Route};
-use crate::path_template::{decoded, fits_param, PathTemplate, Segment};
+use crate::path_template::{decoded, fits_param, raw_len, PathTemplate, Segment};
 use crate::route_table::{Matched, RouteTable};
 use proptest::prelude::*;
 use std::cmp::Ordering;
 use std::ops::Range;
 
-const LITERALS: &[&str] = &["a", "b", "export", ""];
+const LITERALS: &[&str] = &["a", "b", "export", "", "a:b"];
 const REQUEST_SEGMENTS: &[&str] = &[
-    "a", "b", "export", "%65xport", "%61", "x", "", ".", "..", "%2e", "x%2Fy", "%zz",
+    "a", "b", "export", "%65xport", "%61", "x", "", ".", "..", "%2e", "x%2Fy", "%zz", "a%3Ab",
+    "a:b", "%2", "a%2Fb",
 ];
 const METHODS: &[&str] = &["GET", "POST", "HEAD", "DELETE"];
 
@@ -102,19 +104,19 @@ fn more_specific(a: &PathTemplate, b: &PathTemplate) -> Ordering {
 }
 
 fn reference(routes: &[Route], method: &str, path: &str) -> Option<(usize, Matched)> {
+    let plain = decoded(path);
     let other = routes.iter().enumerate().find_map(|(id, route)| {
         if !route.methods.contains(method) {
             return None;
         }
         match &route.path {
-            PathMatch::Exact(exact) => (exact == path).then_some((id, Matched::Whole)),
-            PathMatch::Prefix(prefix) => {
-                prefix_len(prefix, path).map(|len| (id, Matched::Prefix(len)))
-            }
+            PathMatch::Exact(exact) => (decoded(exact) == plain).then_some((id, Matched::Whole)),
+            PathMatch::Prefix(prefix) => prefix_len(&decoded(prefix), &plain)
+                .map(|len| (id, Matched::Prefix(raw_len(path, len)))),
             PathMatch::Template(_) => None,
         }
     });
-    let template = routes
+    let matching: Vec<(usize, &PathTemplate, Vec<Range<usize>>)> = routes
         .iter()
         .enumerate()
         .filter(|(_, route)| route.methods.contains(method))
@@ -122,11 +124,15 @@ fn reference(routes: &[Route], method: &str, path: &str) -> Option<(usize, Match
             PathMatch::Template(t) => template_match(t, path).map(|captures| (id, t, captures)),
             _ => None,
         })
+        .collect();
+    let place = matching.iter().map(|(id, _, _)| *id).min();
+    let template = matching
+        .into_iter()
         .min_by(|(a, ta, _), (b, tb, _)| more_specific(ta, tb).then(a.cmp(b)))
         .map(|(id, _, captures)| (id, Matched::Template(captures)));
-    match (other, template) {
-        (Some(o), Some(t)) => Some(if o.0 < t.0 { o } else { t }),
-        (o, t) => o.or(t),
+    match (other, template, place) {
+        (Some(o), Some(t), Some(place)) => Some(if o.0 < place { o } else { t }),
+        (o, t, _) => o.or(t),
     }
 }
 

@@ -134,7 +134,8 @@ fn literals_are_compared_with_the_decoded_segment() {
         template(&["GET"], "/invoices/export"),
     ];
     assert_eq!(winner(&routes, "GET", "/invoices/%65xport"), Some(1));
-    assert_eq!(winner(&routes, "GET", "/invoices/%65xport%"), Some(0));
+    // A "%" that is no escape fits no parameter.
+    assert_eq!(winner(&routes, "GET", "/invoices/%65xport%"), None);
     let found = RouteTable::new(&routes)
         .lookup("GET", "/invoices/a%20b")
         .unwrap();
@@ -295,4 +296,54 @@ fn a_head_template_before_a_get_one_keeps_both_reachable() {
         template(&["HEAD"], "/i/{id}"),
     ];
     assert_eq!(unreachable(&routes).map(|u| u.operation), Some(1));
+}
+
+#[test]
+fn an_encoded_spelling_of_a_path_or_prefix_is_that_path() {
+    // FastAPI routes "/v1/admin%3Astats" as "/v1/admin:stats": it must not pass as a value
+    // of the template's parameter, under the template's policy.
+    let routes = vec![
+        exact(&["GET"], "/v1/admin:stats"),
+        template(&["GET"], "/v1/{name}"),
+        prefix(&[], "/ops:x"),
+        template(&[], "/{section}/{id}"),
+    ];
+    let table = RouteTable::new(&routes);
+    assert_eq!(winner(&routes, "GET", "/v1/admin%3Astats"), Some(0));
+    assert_eq!(winner(&routes, "GET", "/v1/admin%3astats"), Some(0));
+    assert_eq!(winner(&routes, "GET", "/v1/other"), Some(1));
+    let found = table.lookup("GET", "/ops%3Ax/7").unwrap();
+    assert_eq!((found.operation, found.matched), (2, Matched::Prefix(8)));
+    // A configured path written encoded is compared decoded too.
+    let routes = vec![exact(&["GET"], "/files/my%20doc")];
+    assert_eq!(winner(&routes, "GET", "/files/my%20doc"), Some(0));
+    assert_eq!(winner(&routes, "GET", "/files/my doc"), Some(0));
+}
+
+#[test]
+fn templates_stand_where_their_first_match_stands() {
+    // "/a/b" as a path behind "/{s}/{x}" is unreachable, and stays so when a more specific
+    // template comes after it: adding a template never hands requests to a path.
+    let routes = vec![
+        template(&[], "/{s}/{x}"),
+        exact(&["GET"], "/a/b"),
+        template(&["GET"], "/a/{y}"),
+    ];
+    assert_eq!(winner(&routes, "GET", "/a/b"), Some(2));
+    assert_eq!(winner(&routes, "POST", "/a/b"), Some(0));
+    assert_eq!(
+        unreachable(&routes),
+        Some(Unreachable {
+            operation: 1,
+            taken_by: 2
+        })
+    );
+    // A path before every template that matches wins.
+    let routes = vec![
+        exact(&["GET"], "/a/b"),
+        template(&[], "/{s}/{x}"),
+        template(&["GET"], "/a/{y}"),
+    ];
+    assert_eq!(winner(&routes, "GET", "/a/b"), Some(0));
+    assert_eq!(winner(&routes, "GET", "/a/c"), Some(2));
 }
