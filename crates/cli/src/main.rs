@@ -208,22 +208,32 @@ fn check_with_openapi(args: &[&str]) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `--flag value` pairs, each flag once and with its value.
+fn flag_values<'a>(
+    flags: &[&'a str],
+    usage: impl Fn(String) -> CliError,
+) -> Result<Vec<(&'a str, &'a str)>, CliError> {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    let mut rest = flags.iter();
+    while let Some(&flag) = rest.next() {
+        let value = *rest
+            .next()
+            .ok_or_else(|| usage(format!("{flag} needs a value")))?;
+        if pairs.iter().any(|(seen, _)| *seen == flag) {
+            return Err(usage(format!("{flag} given twice")));
+        }
+        pairs.push((flag, value));
+    }
+    Ok(pairs)
+}
+
 fn init_config(flags: &[&str]) -> Result<(), CliError> {
     let usage = |message: String| CliError::InitUsage(message);
     let mut options = InitOptions::default();
     let mut openapi_path = None;
     let mut out = "tollgate.json";
-    let mut flags_seen: Vec<&str> = Vec::new();
-    let mut pairs = flags.iter();
-    while let Some(flag) = pairs.next() {
-        let value = *pairs
-            .next()
-            .ok_or_else(|| usage(format!("{flag} needs a value")))?;
-        if flags_seen.contains(flag) {
-            return Err(usage(format!("{flag} given twice")));
-        }
-        flags_seen.push(*flag);
-        match *flag {
+    for (flag, value) in flag_values(flags, usage)? {
+        match flag {
             "--openapi" => openapi_path = Some(value),
             "--backend-prefix" => options.backend_prefix = value.to_string(),
             "--public-prefix" => options.public_prefix = value.to_string(),
@@ -302,17 +312,8 @@ fn make_connector(flags: &[&str]) -> Result<(), CliError> {
     let mut files = ConnectorFlags::default();
     let mut host = None;
     let mut options = Options::for_host("");
-    let mut flags_seen: Vec<&str> = Vec::new();
-    let mut pairs = flags.iter();
-    while let Some(flag) = pairs.next() {
-        let value = *pairs
-            .next()
-            .ok_or_else(|| usage(format!("{flag} needs a value")))?;
-        if flags_seen.contains(flag) {
-            return Err(usage(format!("{flag} given twice")));
-        }
-        flags_seen.push(*flag);
-        match *flag {
+    for (flag, value) in flag_values(flags, usage)? {
+        match flag {
             "--config" => files.config = Some(value),
             "--openapi" => files.openapi = Some(value),
             "--out" => files.out = Some(value),

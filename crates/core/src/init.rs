@@ -281,29 +281,8 @@ fn public_path(backend_path: &str, root: &str, options: &InitOptions) -> (String
 /// character but letters, digits and `_` made `_`) and `_<method>`; a custom operationId is
 /// taken whole. Without one, the method and the path.
 fn function_name(operation: &Value, openapi_path: &str, method: &str) -> String {
-    let path_part: String = openapi_path
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    // One function serving several methods has one operationId for all of them, ending in
-    // whichever method FastAPI happened to list first: any method's suffix is stripped.
-    let function = |id: &str| {
-        METHODS.iter().find_map(|any| {
-            id.strip_suffix(any)
-                .and_then(|rest| rest.strip_suffix('_'))
-                .and_then(|rest| rest.strip_suffix(path_part.as_str()))
-                .filter(|function| !function.is_empty())
-                .map(str::to_string)
-        })
-    };
     let name = match operation.get("operationId").and_then(Value::as_str) {
-        Some(id) => function(id).unwrap_or_else(|| id.to_string()),
+        Some(id) => crate::connector::function_name(Some(id), openapi_path),
         None => format!("{method}{openapi_path}"),
     };
     let snake = snake_case(&name);

@@ -23,6 +23,7 @@ mod schema;
 pub use auth::AuthChoice;
 pub use drift::{drift, Drift};
 pub use error::ConnectorError;
+pub(crate) use names::function_name;
 pub(crate) use public_api::root_path;
 
 use crate::config::{AuthMode, Config, Unmatched};
