@@ -284,8 +284,10 @@ impl Filter {
         // when the request ends (a client gone while it waits) without any callback, and the
         // SDK then keeps the call's token forever: a leak, and a panic when Envoy's call ids
         // wrap (after 2^30 calls). The root's calls always end with a callback; the SDK still
-        // hands the answer to this request, or drops it when the request is gone.
-        let in_root = !self.from_root && host.set_effective_context(shared.root_id).is_ok();
+        // hands the answer to this request, or drops it when the request is gone. A request
+        // decided again from the root's callback has its own context in effect: the same
+        // holds for it.
+        let in_root = host.set_effective_context(shared.root_id).is_ok();
         let dispatched = match shared.plan.global_limits() {
             Some(global) => host
                 .dispatch_grpc_call(

@@ -390,6 +390,13 @@ fn a_woken_request_gets_its_rate_limit_answer_through_the_root() {
         host.resumed_contexts.borrow().is_empty(),
         "the service decides"
     );
+    // Made in the root's name, as every rate-limit call: a client that leaves meanwhile
+    // leaves no call behind for Envoy to cancel without a callback.
+    assert_eq!(
+        call.context, ROOT,
+        "grpc call made while context {} was effective",
+        call.context
+    );
 
     // The SDK hands the answer to the root, whose callback made the call.
     plugin.on_grpc_call_response(&host, call.token + 1, 0, 0);
