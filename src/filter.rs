@@ -7,8 +7,8 @@
 //! plugin decides it again once the fetch ends.
 
 use crate::host::{apply_edit, define_metric_logged, Host, Side};
+use crate::parked::Parked;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use tollgate_core::metrics::{self, SeriesIds};
 use tollgate_core::{
@@ -34,12 +34,8 @@ pub struct Shared {
     /// Keeps rate-limit service failures to a log line a second.
     pub log_throttle: RefCell<LogThrottle>,
     /// Paused requests the root context must reach (waiting for keys, or for a rate-limit
-    /// answer that comes to the root), by context id. A request that ended meanwhile is a
-    /// dead `Weak`.
-    pub parked: RefCell<HashMap<u32, Weak<RefCell<Filter>>>>,
-    /// Rate-limit calls made by a request decided from the root context, by call token: the
-    /// answer comes to the root, which hands it on to this context id.
-    pub routed_calls: RefCell<HashMap<u32, u32>>,
+    /// answer that comes to the root), and the calls whose answers it hands on.
+    pub parked: RefCell<Parked<Filter>>,
     /// A request brought the tick forward; the next tick sets the period back.
     pub quick_tick: Cell<bool>,
 }
@@ -48,9 +44,7 @@ impl Shared {
     /// Makes `filter` (context `id`) reachable from the root context.
     fn park(&self, id: u32, filter: Weak<RefCell<Filter>>) {
         if let Ok(mut parked) = self.parked.try_borrow_mut() {
-            // Requests that ended while parked leave dead entries: drop them as we go.
-            parked.retain(|_, filter| filter.strong_count() > 0);
-            parked.insert(id, filter);
+            parked.park(id, filter);
         }
     }
 
@@ -59,8 +53,15 @@ impl Shared {
         self.parked
             .try_borrow_mut()
             .ok()
-            .and_then(|mut parked| parked.remove(&id))
-            .and_then(|filter| filter.upgrade())
+            .and_then(|mut parked| parked.unpark(id))
+    }
+
+    /// The request a rate-limit call made from the root answers.
+    pub fn routed(&self, token: u32) -> Option<u32> {
+        self.parked
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut parked| parked.routed(token))
     }
 }
 
@@ -319,14 +320,9 @@ impl Filter {
                 });
                 if self.from_root {
                     // The call was made from the root's callback: its answer comes there.
-                    shared.park(self.context_id, self.me.clone());
-                    if let (Ok(mut routed), Ok(parked)) = (
-                        shared.routed_calls.try_borrow_mut(),
-                        shared.parked.try_borrow(),
-                    ) {
-                        // Calls of requests that ended are never answered: drop them.
-                        routed.retain(|_, id| parked.contains_key(id));
-                        routed.insert(token, self.context_id);
+                    if let Ok(mut parked) = shared.parked.try_borrow_mut() {
+                        parked.park(self.context_id, self.me.clone());
+                        parked.route_call(token, self.context_id);
                     }
                 }
                 Next::Stop

@@ -11,6 +11,8 @@ mod filter;
 #[cfg(any(target_arch = "wasm32", test))]
 mod host;
 #[cfg(any(target_arch = "wasm32", test))]
+mod parked;
+#[cfg(any(target_arch = "wasm32", test))]
 mod plugin;
 #[cfg(target_arch = "wasm32")]
 mod proxy;

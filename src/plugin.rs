@@ -106,7 +106,6 @@ impl Plugin {
             keys,
             log_throttle: RefCell::default(),
             parked: RefCell::default(),
-            routed_calls: RefCell::default(),
             quick_tick: Cell::new(false),
         }));
         if fetches {
@@ -224,12 +223,7 @@ impl Plugin {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let routed = shared
-            .routed_calls
-            .try_borrow_mut()
-            .ok()
-            .and_then(|mut routed| routed.remove(&token));
-        let Some(id) = routed else {
+        let Some(id) = shared.routed(token) else {
             return;
         };
         let Some(filter) = shared.unpark(id) else {

@@ -514,3 +514,27 @@ fn a_withdrawn_key_stops_its_cached_tokens_at_the_next_refetch() {
     let (_, next) = send(&host, &plugin, 4, &token("h1", host.now_ms.get()));
     assert_eq!(next, Next::Continue);
 }
+
+#[test]
+fn waiting_for_keys_is_capped_per_worker() {
+    let (host, mut plugin) = configured(&remote_config(json!({})), ROOT);
+    answer(&host, &mut plugin, 1, "200", Some(jwks(&["h1"])));
+    later(&host, 301_000);
+    let rotated = token("h2", host.now_ms.get());
+    let mut held = Vec::new();
+    let cap = u32::try_from(tollgate_core::MAX_KEY_WAITERS).unwrap();
+    for id in 2..2 + cap {
+        let (filter, next) = send(&host, &plugin, id, &rotated);
+        assert_eq!(next, Next::Stop, "request {id} waits");
+        held.push(filter);
+    }
+    assert!(host.replies.borrow().is_empty());
+    // One over the cap gets at once the 401 its token gets without the wait, counted.
+    let (_over, next) = send(&host, &plugin, 2 + cap, &rotated);
+    assert_eq!(next, Next::Stop);
+    assert_eq!(statuses(&host), vec![(2 + cap, 401)]);
+    assert_eq!(
+        host.metric(&request_counter("op", "-", "invalid_credential")),
+        Some(1)
+    );
+}

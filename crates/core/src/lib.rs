@@ -42,6 +42,7 @@ pub use global_limits::{
     SERVICE as RLS_SERVICE,
 };
 pub use jwt::key_fetch::{Answered, KeyCall, KeyFetch};
+pub use jwt::key_waiters::MAX_KEY_WAITERS;
 pub use jwt::remote::FetchError;
 pub use jwt::token_cache::TokenCache;
 pub use keyed_hash::random_hash_key;

@@ -242,8 +242,16 @@ impl KeyFetch {
         } else {
             return KeyWait::Refused;
         };
-        self.waiters
-            .add(waiter, now_ms.saturating_add(self.source.timeout_ms));
+        if !self
+            .waiters
+            .add(waiter, now_ms.saturating_add(self.source.timeout_ms))
+        {
+            // Too many waiting in this worker already: this one gets its answer now.
+            if fetch_now {
+                self.state.unwant();
+            }
+            return KeyWait::Refused;
+        }
         KeyWait::Waiting { fetch_now }
     }
 
