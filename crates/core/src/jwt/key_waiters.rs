@@ -1,13 +1,13 @@
 //! Requests paused until a key fetch ends, by the host's context id, each with the time its
 //! wait must end (the source's `timeout_ms` after it began).
 //!
-//! Every operation is O(1) amortised, whatever the number waiting: waits begin in deadline
-//! order (one timeout per source, a clock that does not go back), so the overdue are at the
-//! front of a queue; a request that stops waiting is forgotten in a map and its queue entry
-//! skipped when it comes up. And the number waiting is capped per worker: a flood of tokens
-//! naming unknown keys cannot park without bound.
+//! Every operation is O(log n) amortised, whatever the number waiting: the deadlines are a
+//! min-heap, so the overdue come off its top; a request that stops waiting is forgotten in a
+//! map and its heap entry skipped when it comes up. And the number waiting is capped per
+//! worker: a flood of tokens naming unknown keys cannot park without bound.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 /// At most this many requests of one worker wait for keys at once; the next is refused
 /// (it gets the 401 its token gets without the wait).
@@ -15,54 +15,56 @@ pub const MAX_KEY_WAITERS: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct KeyWaiters {
-    /// (context id, deadline in Unix ms), in arrival order; may hold entries of requests that
-    /// stopped waiting (not in `deadlines`, or there with another deadline).
-    queue: VecDeque<(u32, u64)>,
-    /// Who waits, and until when.
-    deadlines: HashMap<u32, u64>,
+    /// (deadline in Unix ms, arrival number, context id), earliest deadline on top; may hold
+    /// entries of requests that stopped waiting or waited again (not the arrival `current`
+    /// holds for them).
+    heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    /// Who waits: context id → its current arrival number.
+    current: HashMap<u32, u64>,
+    arrivals: u64,
 }
 
 impl KeyWaiters {
     /// `id` waits until `deadline_ms` at the latest; false when the cap is reached.
     pub fn add(&mut self, id: u32, deadline_ms: u64) -> bool {
-        if !self.deadlines.contains_key(&id) && self.deadlines.len() >= MAX_KEY_WAITERS {
+        if !self.current.contains_key(&id) && self.current.len() >= MAX_KEY_WAITERS {
             return false;
         }
-        self.deadlines.insert(id, deadline_ms);
-        self.queue.push_back((id, deadline_ms));
+        self.arrivals += 1;
+        self.current.insert(id, self.arrivals);
+        self.heap.push(Reverse((deadline_ms, self.arrivals, id)));
         self.compact();
         true
     }
 
     pub fn remove(&mut self, id: u32) {
-        self.deadlines.remove(&id);
+        self.current.remove(&id);
         self.compact();
     }
 
-    /// Everyone: the fetch they waited for has ended.
+    /// Everyone, in arrival order: the fetch they waited for has ended.
     pub fn take_all(&mut self) -> Vec<u32> {
-        let mut all = Vec::with_capacity(self.deadlines.len());
-        for (id, deadline) in self.queue.drain(..) {
-            if self.deadlines.get(&id) == Some(&deadline) {
-                self.deadlines.remove(&id);
-                all.push(id);
-            }
-        }
-        self.deadlines.clear();
-        all
+        let mut all: Vec<(u64, u32)> = self
+            .current
+            .drain()
+            .map(|(id, arrival)| (arrival, id))
+            .collect();
+        all.sort_unstable();
+        self.heap.clear();
+        all.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// Those whose wait is over at `now_ms`.
+    /// Those whose wait is over at `now_ms`, earliest deadline first.
     pub fn take_overdue(&mut self, now_ms: u64) -> Vec<u32> {
         let mut overdue = Vec::new();
-        while let Some(&(id, deadline)) = self.queue.front() {
-            let current = self.deadlines.get(&id) == Some(&deadline);
-            if current && deadline > now_ms {
+        while let Some(&Reverse((deadline, arrival, id))) = self.heap.peek() {
+            let live = self.current.get(&id) == Some(&arrival);
+            if live && deadline > now_ms {
                 break;
             }
-            self.queue.pop_front();
-            if current {
-                self.deadlines.remove(&id);
+            self.heap.pop();
+            if live {
+                self.current.remove(&id);
                 overdue.push(id);
             }
         }
@@ -70,19 +72,19 @@ impl KeyWaiters {
     }
 
     pub fn len(&self) -> usize {
-        self.deadlines.len()
+        self.current.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.deadlines.is_empty()
+        self.current.is_empty()
     }
 
-    /// Drops stale queue entries once they outnumber the live ones (amortised O(1)).
+    /// Drops stale heap entries once they outnumber the live ones (amortised O(1) each).
     fn compact(&mut self) {
-        if self.queue.len() > 2 * self.deadlines.len() + 64 {
-            let deadlines = &self.deadlines;
-            self.queue
-                .retain(|(id, deadline)| deadlines.get(id) == Some(deadline));
+        if self.heap.len() > 2 * self.current.len() + 64 {
+            let current = &self.current;
+            self.heap
+                .retain(|Reverse((_, arrival, id))| current.get(id) == Some(arrival));
         }
     }
 }
@@ -139,7 +141,7 @@ mod tests {
             waiters.add(id, u64::from(id));
             waiters.remove(id);
         }
-        assert!(waiters.queue.len() <= 64, "{}", waiters.queue.len());
+        assert!(waiters.heap.len() <= 64, "{}", waiters.heap.len());
         assert!(waiters.is_empty());
     }
 }

@@ -14,6 +14,13 @@ use serde::Deserialize;
 /// Tokens longer than this are refused before any parsing (Entra tokens are 1 to 4 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
+/// A token without `kid` is tried against at most this many keys that fit its algorithm
+/// (inline keys first, then fetched ones, each in published order). Entra ID, and every
+/// provider that rotates keys, names the key in every token, so this only bounds tokens of
+/// small hand-kept key sets — and an attacker's, who would otherwise buy one signature check
+/// per key of the set with one request.
+pub const MAX_KIDLESS_CANDIDATES: usize = 4;
+
 /// A header longer than this (base64url) is refused as malformed.
 const MAX_HEADER_BYTES: usize = 8192;
 
@@ -130,6 +137,11 @@ impl TokenVerifier {
                 Err(KeyChoiceError::AlgorithmMismatch) => mismatch = true,
                 Err(KeyChoiceError::NotFound) => {}
             }
+        }
+        if header.kid.is_none() {
+            // Every try is a signature check (~140 µs for RS256 in wasm): a token without kid
+            // may not make a request cost one per key of a large set.
+            candidates.truncate(MAX_KIDLESS_CANDIDATES);
         }
         if candidates.is_empty() {
             return Err(if mismatch {
