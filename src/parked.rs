@@ -62,6 +62,7 @@ impl<T> Parked<T> {
         self.swept
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.requests.len()
     }
