@@ -254,8 +254,11 @@ impl Filter {
                 self.forward(host, forward, now_ms);
                 Next::Continue
             }
-            Verdict::PassThrough => {
+            Verdict::PassThrough(edits) => {
                 self.count(host, trace, metrics::ALLOWED);
+                for edit in &edits {
+                    apply_edit(host, Side::Request, edit);
+                }
                 Next::Continue
             }
             // A check is only ever settled into one of the above.

@@ -169,14 +169,32 @@ def test_auth_none_needs_no_key_and_drops_spoofed_identity(gateway):
     assert header_values(received, KEY_HEADER) == []
 
 
-def test_unmatched_pass_forwards_untouched(gateway_pass):
+def test_identity_headers_are_dropped_on_operations_that_set_none(gateway):
+    """"items" sets no header itself, but other operations set x-consumer-id and x-product
+    from identity: the client's copies never reach the backend on any route."""
+    response = requests.get(f"{gateway.url}/v1/items/7",
+                            headers={KEY_HEADER: Keys.primary, "x-consumer-id": "contoso-portal",
+                                     "x-product": "unlimited", "x-other": "kept"}, timeout=10)
+    received = seen(response)
+    assert received["path"] == "/api/v1/items/7"
+    assert header_values(received, "x-consumer-id") == []
+    assert header_values(received, "x-product") == []
+    assert header_values(received, "x-other") == ["kept"]
+
+
+def test_unmatched_pass_forwards_untouched_but_for_identity_headers(gateway_pass):
     response = requests.get(
         f"{gateway_pass.url}/anything/here?subscription-key=whatever&a=1",
-        headers={"x-consumer-id": "client-said"}, timeout=10)
+        headers={"x-consumer-id": "client-said", "x-product": "unlimited",
+                 "x-other": "client-said"}, timeout=10)
     received = seen(response)
     assert received["path"] == "/anything/here"
     assert received["query"] == "subscription-key=whatever&a=1"
-    assert header_values(received, "x-consumer-id") == ["client-said"]
+    # Identity headers are tollgate's on every request it forwards: a backend may read them
+    # on any route.
+    assert header_values(received, "x-consumer-id") == []
+    assert header_values(received, "x-product") == []
+    assert header_values(received, "x-other") == ["client-said"]
     # Matched operations are still enforced.
     response = requests.post(f"{gateway_pass.url}/validate", json=INVOICE, timeout=10)
     assert response.status_code == 401

@@ -133,7 +133,16 @@ fn run(
         return match plan.unmatched {
             // Passed on untouched, an encoded slash or a dot segment could reach a route an
             // operation guards once the backend decodes it.
-            Unmatched::Pass if !is_ambiguous(path) => Verdict::PassThrough,
+            Unmatched::Pass if !is_ambiguous(path) => {
+                let mut edits: Vec<HeaderEdit> = plan
+                    .identity_headers
+                    .iter()
+                    .cloned()
+                    .map(HeaderEdit::Remove)
+                    .collect();
+                drop_absent_removals(&mut edits, headers);
+                Verdict::PassThrough(edits)
+            }
             Unmatched::Pass | Unmatched::Reject => Verdict::Deny(Denial::no_operation()),
         };
     };
@@ -480,6 +489,20 @@ fn rewrite<'p>(
 
     // The upstream never sees a subscription key, whichever operation it was sent to.
     let mut request_edits = vec![HeaderEdit::Remove(plan.key_header.clone())];
+    // Nor a client's own identity header, on any operation: those this operation sets are
+    // replaced below, the claim headers set or removed; the rest go here.
+    let claim_header = |name: &String| {
+        plan.jwt
+            .as_ref()
+            .is_some_and(|jwt| jwt.claims_to_headers.iter().any(|(_, h)| h == name))
+    };
+    request_edits.extend(
+        plan.identity_headers
+            .iter()
+            .filter(|name| !operation.request_headers.sets(name) && !claim_header(name))
+            .cloned()
+            .map(HeaderEdit::Remove),
+    );
     if let Some(jwt) = &plan.jwt {
         // With a `jwt` section, a bearer token reaches the upstream only when it was verified
         // for this request (and `forward_token` allows it): never an unverified one sent
@@ -499,12 +522,7 @@ fn rewrite<'p>(
     operation
         .request_headers
         .push_edits(&values, &mut request_edits);
-    // Removing a header the request does not carry is a wasted host call (and a route-cache
-    // clear in Envoy): drop those edits.
-    request_edits.retain(|edit| match edit {
-        HeaderEdit::Remove(name) => headers.iter().any(|(present, _)| present == name),
-        _ => true,
-    });
+    drop_absent_removals(&mut request_edits, headers);
     let mut response_edits = Vec::new();
     operation
         .response_headers
@@ -529,6 +547,15 @@ fn rewrite<'p>(
         path,
         response_edits,
     }
+}
+
+/// Removing a header the request does not carry is a wasted host call (and a route-cache clear
+/// in Envoy): drops those edits.
+fn drop_absent_removals(edits: &mut Vec<HeaderEdit>, headers: &Headers) {
+    edits.retain(|edit| match edit {
+        HeaderEdit::Remove(name) => headers.iter().any(|(present, _)| present == name),
+        _ => true,
+    });
 }
 
 /// A header's first value as text; `None` when absent or not UTF-8.

@@ -46,6 +46,11 @@ pub struct Plan {
     pub(crate) operations: Vec<Operation>,
     /// Which operation a request is (built from `operations`).
     pub(crate) routes: RouteTable,
+    /// Lower-cased names of the headers that say who is calling: every header any operation
+    /// sets or appends from `{consumer}`, `{product}` or a claim, and every
+    /// `jwt.claims_to_headers` target. A backend may read them on any route, so no request
+    /// tollgate forwards carries a client's own copy.
+    pub(crate) identity_headers: Vec<String>,
     pub(crate) unmatched: Unmatched,
     /// Names of the rate-limit response headers; `None` = not sent.
     pub(crate) rate_headers: Option<RateHeaderNames>,
@@ -180,6 +185,7 @@ impl Plan {
             })
             .collect();
 
+        let identity_headers = identity_headers(&operations, jwt.as_ref());
         let rate_headers = compile_rate_headers(config.rate_limit_headers)?;
         check_metric_labels(&consumers, &operations)?;
 
@@ -195,6 +201,7 @@ impl Plan {
             dynamic,
             operations,
             routes,
+            identity_headers,
             unmatched: config.unmatched,
             rate_headers,
             global,
@@ -652,6 +659,28 @@ fn compile_operation(
             op.response_headers,
         )?,
     })
+}
+
+fn identity_headers(operations: &[Operation], jwt: Option<&JwtPlan>) -> Vec<String> {
+    let mut names: BTreeSet<String> = operations
+        .iter()
+        .flat_map(|op| {
+            op.request_headers
+                .set
+                .iter()
+                .chain(&op.request_headers.append)
+        })
+        .filter(|(_, template)| template.is_identity())
+        .map(|(name, _)| name.clone())
+        .collect();
+    if let Some(jwt) = jwt {
+        names.extend(
+            jwt.claims_to_headers
+                .iter()
+                .map(|(_, header)| header.clone()),
+        );
+    }
+    names.into_iter().collect()
 }
 
 /// The route table, refusing an operation no request could reach: a template behind another

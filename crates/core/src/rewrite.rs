@@ -30,6 +30,11 @@ pub struct HeaderRules {
 }
 
 impl HeaderRules {
+    /// Whether these rules `set` the header (lower-cased `name`): its every value replaced.
+    pub fn sets(&self, name: &str) -> bool {
+        self.set.iter().any(|(set, _)| set == name)
+    }
+
     /// Claims named by `{claim:...}` in these rules.
     pub fn claim_names(&self) -> impl Iterator<Item = &str> {
         self.set

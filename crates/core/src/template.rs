@@ -154,6 +154,14 @@ impl Template {
         Some(out)
     }
 
+    /// Whether the value says who is calling (`{consumer}`, `{product}`, a claim): a header
+    /// holding it is one a backend may trust, so tollgate owns that name on every request.
+    pub fn is_identity(&self) -> bool {
+        self.pieces
+            .iter()
+            .any(|piece| matches!(piece, Piece::Consumer | Piece::Product | Piece::Claim(_)))
+    }
+
     pub fn claim_names(&self) -> impl Iterator<Item = &str> {
         self.pieces.iter().filter_map(|piece| match piece {
             Piece::Claim(name) => Some(name.as_str()),

@@ -38,8 +38,9 @@ pub enum Verdict {
     Deny(Denial),
     /// Forward with these changes.
     Forward(Forward),
-    /// No operation matched and `unmatched` is `pass`: forward untouched.
-    PassThrough,
+    /// No operation matched and `unmatched` is `pass`: forward untouched but for these edits
+    /// (the identity headers tollgate owns, removed when the client sent them).
+    PassThrough(Vec<HeaderEdit>),
     /// Admitted so far; the rate-limit service must count the global limits before the
     /// request may go on (`global_answer::settle` reads its answer).
     AskGlobal(Box<GlobalCheck>),

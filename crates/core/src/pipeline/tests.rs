@@ -291,6 +291,67 @@ fn product_not_allowed_is_403() {
 }
 
 #[test]
+fn identity_headers_are_removed_on_operations_that_set_none_and_on_pass_through() {
+    // "admin" sets no header, yet "validate" sets x-consumer-id and x-product from identity:
+    // a backend may read them on any route, so the client's copies never pass.
+    let spoofed: &[(&str, &[u8])] = &[
+        (KEY, b"portal"),
+        ("x-consumer-id", b"contoso-portal"),
+        ("x-product", b"unlimited"),
+        ("x-other", b"kept"),
+    ];
+    let f = forwarded(run(&plan("reject"), &request("GET", "/admin/x", spoofed)));
+    assert_eq!(
+        f.request_edits,
+        vec![
+            HeaderEdit::Remove(KEY.into()),
+            HeaderEdit::Remove("x-consumer-id".into()),
+            HeaderEdit::Remove("x-product".into()),
+        ]
+    );
+    assert_eq!(
+        run(&plan("pass"), &request("GET", "/nowhere", &spoofed[1..])),
+        Verdict::PassThrough(vec![
+            HeaderEdit::Remove("x-consumer-id".into()),
+            HeaderEdit::Remove("x-product".into()),
+        ])
+    );
+    // Claim headers and appended identity are tollgate's too.
+    let config = json!({
+        "products": { "p": {} },
+        "consumers": [{ "id": "c", "product": "p", "keys": [hash("k")] }],
+        "jwt": crate::testing::tokens::jwt_section(),
+        "operations": [
+            { "name": "open", "path": "/open", "auth": "none" },
+            { "name": "key", "path": "/key",
+              "request_headers": { "append": { "x-via": "gw/{product}" },
+                                   "set": { "x-static": "fixed" } } }
+        ],
+        "unmatched": "pass"
+    });
+    let jwt_plan = Plan::from_json(config.to_string().as_bytes()).unwrap();
+    assert_eq!(jwt_plan.identity_headers, ["x-user-oid", "x-via"]);
+    let f = forwarded(run(
+        &jwt_plan,
+        &request("GET", "/open", &[("x-via", b"evil"), ("x-static", b"kept")]),
+    ));
+    assert_eq!(f.request_edits, vec![HeaderEdit::Remove("x-via".into())]);
+    let f = forwarded(run(
+        &jwt_plan,
+        &request("GET", "/key", &[(KEY, b"k"), ("x-via", b"evil")]),
+    ));
+    assert_eq!(
+        f.request_edits,
+        vec![
+            HeaderEdit::Remove(KEY.into()),
+            HeaderEdit::Remove("x-via".into()),
+            HeaderEdit::Set("x-static".into(), "fixed".into()),
+            HeaderEdit::Append("x-via".into(), "gw/p".into()),
+        ]
+    );
+}
+
+#[test]
 fn auth_none_needs_no_key_and_removes_spoofable_identity() {
     let f = forwarded(run(
         &plan("reject"),
@@ -321,7 +382,7 @@ fn unmatched_reject_is_404_and_pass_forwards_untouched() {
             &plan("pass"),
             &request("GET", "/nowhere?subscription-key=x", &[])
         ),
-        Verdict::PassThrough
+        Verdict::PassThrough(vec![])
     );
 }
 
@@ -335,7 +396,7 @@ fn unmatched_pass_never_forwards_a_path_the_backend_would_read_as_another() {
     }
     assert_eq!(
         run(&plan("pass"), &request("GET", "/nowhere/a%20b", &[])),
-        Verdict::PassThrough
+        Verdict::PassThrough(vec![])
     );
 }
 

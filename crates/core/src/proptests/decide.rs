@@ -473,7 +473,7 @@ fn check(plan: &Plan, pass: bool, headers: &Headers) -> Result<(), TestCaseError
                 return Err(TestCaseError::fail(why));
             }
         }
-        Verdict::PassThrough => {
+        Verdict::PassThrough(_) => {
             prop_assert!(pass, "pass-through with unmatched: reject");
             prop_assert_eq!(
                 oracle_operation(headers),
@@ -517,7 +517,7 @@ fn the_generators_reach_forwards_for_every_auth_mode() {
         match decide(&f.pass, &headers, &mut env).verdict {
             Verdict::Forward(forward) => forwarded[forward.operation] += 1,
             Verdict::Deny(_) => denied += 1,
-            Verdict::PassThrough => passed += 1,
+            Verdict::PassThrough(_) => passed += 1,
             Verdict::AskGlobal(_) => {}
         }
     }
