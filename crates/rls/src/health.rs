@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use tonic::server::NamedService;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use crate::service::RateLimiter;
+use crate::server::RateLimitServer;
 use crate::store::Store;
 
 /// How often Redis is probed.
@@ -21,10 +20,7 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 const FAILED_PROBES_BEFORE_RECONNECT: u32 = 2;
 
 /// The services whose status follows Redis: the whole server ("") and the RLS service.
-const SERVICES: [&str; 2] = [
-    "",
-    <RateLimitServiceServer<RateLimiter> as NamedService>::NAME,
-];
+const SERVICES: [&str; 2] = ["", <RateLimitServer as NamedService>::NAME];
 
 /// Sets every tracked service to SERVING or NOT_SERVING.
 pub async fn set(reporter: &HealthReporter, serving: bool) {

@@ -7,20 +7,30 @@ mod health;
 mod request;
 mod response;
 mod script;
+mod server;
 mod service;
 mod store;
+mod wire;
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::config::{Config, ConfigError};
+use crate::server::RateLimitServer;
 use crate::service::RateLimiter;
 use crate::store::Store;
+
+/// Concurrent calls on one HTTP/2 connection. At ~1 ms a call, an Envoy worker would need
+/// 100,000 calls/s to fill them.
+const MAX_STREAMS_PER_CONNECTION: u32 = 100;
+/// How much longer than `--redis-timeout-ms` a call may take in all (reading the request
+/// included) before it is cancelled.
+const CALL_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -73,8 +83,14 @@ async fn run(config: Config) -> ExitCode {
     eprintln!("tollgate-rls: listening on {address} (redis {redis_shown})");
 
     let served = Server::builder()
+        // Each stream may hold a buffer of up to MAX_REQUEST_BYTES until its message is
+        // complete: bound how many one connection opens (tonic leaves hyper's 200 unset, so
+        // unlimited) and how long one may take. Envoy opens another connection when it needs
+        // more streams; its own timeout is far shorter.
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .timeout(config.redis_timeout + CALL_TIMEOUT_MARGIN)
         .add_service(health_service)
-        .add_service(RateLimitServiceServer::new(RateLimiter::new(store)))
+        .add_service(RateLimitServer::new(RateLimiter::new(store)))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,

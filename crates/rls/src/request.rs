@@ -16,6 +16,11 @@ pub const MAX_DESCRIPTORS: usize = 16;
 pub const MAX_ENTRIES: usize = 16;
 /// Bytes in the domain, and in each entry key and value: bounds the size of a Redis key.
 pub const MAX_TEXT_BYTES: usize = 256;
+/// Bytes in one encoded request; larger messages are refused before they are read. The largest
+/// request within the limits above is ~134 KB (16 descriptors of 16 entries of 256-byte keys
+/// and values); twice that leaves room for fields this service ignores, and tollgate sends
+/// under 1 KB. tonic's default, 4 MiB, let one call grow the process by ~115 MB.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// Larger increments exceed every `u32` limit anyway; capping keeps them exact in Lua's doubles.
 const MAX_ADDEND: u64 = 1 << 32;
 
@@ -50,20 +55,36 @@ impl Plan {
 /// `descriptors`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestError {
+    /// Not a protobuf encoding of `RateLimitRequest`.
+    Malformed(String),
     EmptyDomain,
     DomainTooLong,
     TooManyDescriptors(usize),
-    TooManyEntries { descriptor: usize },
-    EntryTooLong { descriptor: usize },
-    EmptyEntryKey { descriptor: usize },
-    LimitWithoutEntries { descriptor: usize },
-    UnknownUnit { descriptor: usize, unit: i32 },
-    NegativeHits { descriptor: usize },
+    TooManyEntries {
+        descriptor: usize,
+    },
+    EntryTooLong {
+        descriptor: usize,
+    },
+    EmptyEntryKey {
+        descriptor: usize,
+    },
+    LimitWithoutEntries {
+        descriptor: usize,
+    },
+    UnknownUnit {
+        descriptor: usize,
+        unit: i32,
+    },
+    NegativeHits {
+        descriptor: usize,
+    },
 }
 
 impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            RequestError::Malformed(why) => write!(f, "malformed request: {why}"),
             RequestError::EmptyDomain => f.write_str("domain must not be empty"),
             RequestError::DomainTooLong => {
                 write!(f, "domain is longer than {MAX_TEXT_BYTES} bytes")

@@ -486,3 +486,18 @@ fn openssl(dir: &Path, a: &[&str], b: &[&str], c: &[&str]) {
         .expect("the openssl command is needed to make test certificates");
     assert!(status.success(), "openssl {a:?} failed");
 }
+
+/// Peak resident memory of a process in KiB (`VmHWM` in /proc), Linux only.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A descriptor with nothing in it: two bytes on the wire, what a flood is made of.
+pub fn empty_descriptors(count: usize) -> Vec<RateLimitDescriptor> {
+    vec![RateLimitDescriptor::default(); count]
+}
