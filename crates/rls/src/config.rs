@@ -10,17 +10,24 @@ pub const REDIS_ENV: &str = "TOLLGATE_RLS_REDIS";
 
 pub const USAGE: &str = "\
 usage: tollgate-rls [--listen ADDR:PORT] [--redis URL] [--redis-timeout-ms N]
+                    [--max-hits-addend N]
 
   --listen ADDR:PORT      where to serve gRPC, HTTP/2 cleartext (default 127.0.0.1:8081)
   --redis URL             redis://[user:password@]host:port/db, or rediss:// for TLS;
                           may instead come from TOLLGATE_RLS_REDIS (the flag wins)
   --redis-timeout-ms N    answer UNAVAILABLE when Redis has not answered within N ms
                           (default 20)
+  --max-hits-addend N     refuse (INVALID_ARGUMENT) a request that would add more than N
+                          to a counter at once (default 1: tollgate always adds 1)
   -h, --help              this text";
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
 const DEFAULT_REDIS_TIMEOUT_MS: u64 = 20;
 const MAX_REDIS_TIMEOUT_MS: u64 = 60_000;
+/// tollgate counts each request once; a larger addend lets one call spend a whole quota.
+const DEFAULT_MAX_HITS_ADDEND: u64 = 1;
+/// The request's own hits_addend is a u32, and every limit is a u32 too.
+const MAX_MAX_HITS_ADDEND: u64 = u32::MAX as u64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -28,6 +35,8 @@ pub struct Config {
     /// The Redis URL, password included: never print it, print [`redact`] of it.
     pub redis_url: String,
     pub redis_timeout: Duration,
+    /// The largest hits_addend (request or descriptor) a call may carry.
+    pub max_hits_addend: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +49,7 @@ pub enum ConfigError {
     MissingValue(&'static str),
     InvalidListen(String),
     InvalidTimeout(String),
+    InvalidMaxHitsAddend(String),
     MissingRedis,
     /// Holds the redacted URL.
     UnsupportedScheme(String),
@@ -61,6 +71,10 @@ impl fmt::Display for ConfigError {
                 f,
                 "--redis-timeout-ms {value:?} is not a number of milliseconds from 1 to {MAX_REDIS_TIMEOUT_MS}"
             ),
+            ConfigError::InvalidMaxHitsAddend(value) => write!(
+                f,
+                "--max-hits-addend {value:?} is not a whole number from 1 to {MAX_MAX_HITS_ADDEND}"
+            ),
             ConfigError::MissingRedis => {
                 write!(f, "no Redis URL: pass --redis or set {REDIS_ENV}")
             }
@@ -81,6 +95,7 @@ where
     let mut listen = DEFAULT_LISTEN.to_string();
     let mut redis = None;
     let mut timeout = DEFAULT_REDIS_TIMEOUT_MS.to_string();
+    let mut max_hits_addend = DEFAULT_MAX_HITS_ADDEND.to_string();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         // Both `--flag value` and `--flag=value`.
@@ -92,6 +107,7 @@ where
             "-h" | "--help" => return Err(ConfigError::Help),
             "--listen" => ("--listen", &mut listen),
             "--redis-timeout-ms" => ("--redis-timeout-ms", &mut timeout),
+            "--max-hits-addend" => ("--max-hits-addend", &mut max_hits_addend),
             "--redis" => {
                 let value = match inline {
                     Some(v) => v.to_string(),
@@ -123,6 +139,11 @@ where
         .ok()
         .filter(|ms| (1..=MAX_REDIS_TIMEOUT_MS).contains(ms))
         .ok_or_else(|| ConfigError::InvalidTimeout(timeout.clone()))?;
+    let max_hits_addend = max_hits_addend
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (1..=MAX_MAX_HITS_ADDEND).contains(n))
+        .ok_or_else(|| ConfigError::InvalidMaxHitsAddend(max_hits_addend.clone()))?;
     let redis_url = redis
         .or(redis_env)
         .filter(|url| !url.is_empty())
@@ -134,6 +155,7 @@ where
         listen,
         redis_url,
         redis_timeout: Duration::from_millis(timeout_ms),
+        max_hits_addend,
     })
 }
 
@@ -168,6 +190,7 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:8081".parse().unwrap());
         assert_eq!(c.redis_url, "redis://127.0.0.1:6379/0");
         assert_eq!(c.redis_timeout, Duration::from_millis(20));
+        assert_eq!(c.max_hits_addend, 1);
 
         let c = parse(
             args(&[
@@ -175,6 +198,8 @@ mod tests {
                 "0.0.0.0:9000",
                 "--redis-timeout-ms=50",
                 "--redis=rediss://h:6380",
+                "--max-hits-addend",
+                "4294967295",
             ]),
             None,
         )
@@ -182,6 +207,7 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(c.redis_url, "rediss://h:6380");
         assert_eq!(c.redis_timeout, Duration::from_millis(50));
+        assert_eq!(c.max_hits_addend, u64::from(u32::MAX));
     }
 
     #[test]
@@ -218,6 +244,12 @@ mod tests {
             assert_eq!(
                 parse(args(&["--redis-timeout-ms", bad]), Some(url())),
                 Err(ConfigError::InvalidTimeout(bad.to_string()))
+            );
+        }
+        for bad in ["0", "-1", "1.5", "x", "", "4294967296"] {
+            assert_eq!(
+                parse(args(&["--max-hits-addend", bad]), Some(url())),
+                Err(ConfigError::InvalidMaxHitsAddend(bad.to_string()))
             );
         }
         let typo = parse(args(&["--redis-url=redis://:S3cret@h:6379"]), None).unwrap_err();

@@ -90,7 +90,10 @@ async fn run(config: Config) -> ExitCode {
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .timeout(config.redis_timeout + CALL_TIMEOUT_MARGIN)
         .add_service(health_service)
-        .add_service(RateLimitServer::new(RateLimiter::new(store)))
+        .add_service(RateLimitServer::new(RateLimiter::new(
+            store,
+            config.max_hits_addend,
+        )))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,

@@ -21,8 +21,6 @@ pub const MAX_TEXT_BYTES: usize = 256;
 /// and values); twice that leaves room for fields this service ignores, and tollgate sends
 /// under 1 KB. tonic's default, 4 MiB, let one call grow the process by ~115 MB.
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
-/// Larger increments exceed every `u32` limit anyway; capping keeps them exact in Lua's doubles.
-const MAX_ADDEND: u64 = 1 << 32;
 
 /// A descriptor that carries a `limit` override, made ready for the counting script.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +77,12 @@ pub enum RequestError {
     NegativeHits {
         descriptor: usize,
     },
+    /// A hits_addend above `--max-hits-addend`; `descriptor` is `None` for the request's own.
+    AddendTooLarge {
+        descriptor: Option<usize>,
+        addend: u64,
+        max: u64,
+    },
 }
 
 impl fmt::Display for RequestError {
@@ -115,6 +119,19 @@ impl fmt::Display for RequestError {
                 f,
                 "descriptors[{descriptor}].is_negative_hits is not supported"
             ),
+            RequestError::AddendTooLarge {
+                descriptor,
+                addend,
+                max,
+            } => {
+                if let Some(descriptor) = descriptor {
+                    write!(f, "descriptors[{descriptor}].")?;
+                }
+                write!(
+                    f,
+                    "hits_addend {addend} is more than this service accepts ({max}, --max-hits-addend)"
+                )
+            }
         }
     }
 }
@@ -122,7 +139,13 @@ impl fmt::Display for RequestError {
 impl std::error::Error for RequestError {}
 
 /// Checks `request` and plans its counting at `now_ms` (Unix milliseconds, the service's clock).
-pub fn plan(request: &RateLimitRequest, now_ms: u64) -> Result<Plan, RequestError> {
+/// No hits_addend, the request's or a descriptor's, may exceed `max_addend`: whoever reaches
+/// the service could otherwise spend any consumer's quota in one call.
+pub fn plan(
+    request: &RateLimitRequest,
+    now_ms: u64,
+    max_addend: u64,
+) -> Result<Plan, RequestError> {
     if request.domain.is_empty() {
         return Err(RequestError::EmptyDomain);
     }
@@ -137,6 +160,13 @@ pub fn plan(request: &RateLimitRequest, now_ms: u64) -> Result<Plan, RequestErro
         0 => 1,
         n => u64::from(n),
     };
+    if request_addend > max_addend {
+        return Err(RequestError::AddendTooLarge {
+            descriptor: None,
+            addend: request_addend,
+            max: max_addend,
+        });
+    }
     let descriptors = request
         .descriptors
         .iter()
@@ -146,7 +176,7 @@ pub fn plan(request: &RateLimitRequest, now_ms: u64) -> Result<Plan, RequestErro
                 &request.domain,
                 position,
                 descriptor,
-                request_addend,
+                (request_addend, max_addend),
                 now_ms,
             )
         })
@@ -158,7 +188,7 @@ fn plan_descriptor(
     domain: &str,
     descriptor: usize,
     d: &RateLimitDescriptor,
-    request_addend: u64,
+    (request_addend, max_addend): (u64, u64),
     now_ms: u64,
 ) -> Result<Option<Counted>, RequestError> {
     if d.entries.len() > MAX_ENTRIES {
@@ -171,6 +201,16 @@ fn plan_descriptor(
         if entry.key.is_empty() {
             return Err(RequestError::EmptyEntryKey { descriptor });
         }
+    }
+    // A descriptor's own hits_addend, when set, wins over the request's, and may be 0 (a check
+    // that counts nothing). Checked on every descriptor, counted or not: one rule to explain.
+    let addend = d.hits_addend.map_or(request_addend, |own| own.value);
+    if addend > max_addend {
+        return Err(RequestError::AddendTooLarge {
+            descriptor: Some(descriptor),
+            addend,
+            max: max_addend,
+        });
     }
     let Some(limit) = d.limit else {
         return Ok(None);
@@ -185,12 +225,6 @@ fn plan_descriptor(
     if d.is_negative_hits {
         return Err(RequestError::NegativeHits { descriptor });
     }
-    // A descriptor's own hits_addend, when set, wins over the request's, and may be 0 (a check
-    // that counts nothing).
-    let addend = d
-        .hits_addend
-        .map_or(request_addend, |own| own.value)
-        .min(MAX_ADDEND);
     let window = Window::at(now_ms, unit);
     let key = counter_key(
         domain,
@@ -254,7 +288,7 @@ mod tests {
             ],
             0,
         );
-        let plan = plan(&r, 61_500).unwrap();
+        let plan = plan(&r, 61_500, 1).unwrap();
         assert_eq!(plan.descriptors.len(), 3);
         let first = plan.descriptors[0].as_ref().unwrap();
         assert_eq!(
@@ -274,12 +308,51 @@ mod tests {
     fn descriptor_addend_wins_over_request_addend() {
         let mut own = descriptor(&[("k", "v")], Some((10, 1)));
         own.hits_addend = Some(UInt64Value { value: 0 });
-        let mut big = descriptor(&[("k", "w")], Some((10, 1)));
-        big.hits_addend = Some(UInt64Value { value: u64::MAX });
+        let mut two = descriptor(&[("k", "w")], Some((10, 1)));
+        two.hits_addend = Some(UInt64Value { value: 2 });
         let plain = descriptor(&[("k", "x")], Some((10, 1)));
-        let plan = plan(&request(vec![own, big, plain], 3), 0).unwrap();
+        let plan = plan(&request(vec![own, two, plain], 3), 0, 3).unwrap();
         let addends: Vec<u64> = plan.counted().map(|c| c.addend).collect();
-        assert_eq!(addends, vec![0, MAX_ADDEND, 3]);
+        assert_eq!(addends, vec![0, 2, 3]);
+    }
+
+    #[test]
+    fn addends_above_the_maximum_are_refused() {
+        let counted = || descriptor(&[("k", "v")], Some((10, 1)));
+        // The request's own addend; 0 means 1, so it passes a maximum of 1.
+        assert!(plan(&request(vec![counted()], 0), 0, 1).is_ok());
+        assert!(plan(&request(vec![counted()], 1), 0, 1).is_ok());
+        assert_eq!(
+            plan(&request(vec![counted()], u32::MAX), 0, 1),
+            Err(RequestError::AddendTooLarge {
+                descriptor: None,
+                addend: u64::from(u32::MAX),
+                max: 1
+            })
+        );
+        // Even a request that counts nothing.
+        assert!(plan(&request(vec![], 2), 0, 1).is_err());
+        assert!(plan(&request(vec![], 2), 0, 2).is_ok());
+
+        // A descriptor's addend, counted or not.
+        let mut big = counted();
+        big.hits_addend = Some(UInt64Value { value: u64::MAX });
+        let mut uncounted = descriptor(&[("path", "/")], None);
+        uncounted.hits_addend = Some(UInt64Value { value: 6 });
+        assert_eq!(
+            plan(&request(vec![counted(), big], 1), 0, u64::from(u32::MAX)),
+            Err(RequestError::AddendTooLarge {
+                descriptor: Some(1),
+                addend: u64::MAX,
+                max: u64::from(u32::MAX)
+            })
+        );
+        let err = plan(&request(vec![uncounted.clone()], 1), 0, 5).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "descriptors[0].hits_addend 6 is more than this service accepts (5, --max-hits-addend)"
+        );
+        assert!(plan(&request(vec![uncounted], 1), 0, 6).is_ok());
     }
 
     #[test]
@@ -287,48 +360,48 @@ mod tests {
         let ok = || descriptor(&[("k", "v")], Some((1, 1)));
         let mut r = request(vec![ok()], 0);
         r.domain.clear();
-        assert_eq!(plan(&r, 0), Err(RequestError::EmptyDomain));
+        assert_eq!(plan(&r, 0, 1), Err(RequestError::EmptyDomain));
 
         let mut r = request(vec![ok()], 0);
         r.domain = "d".repeat(MAX_TEXT_BYTES + 1);
-        assert_eq!(plan(&r, 0), Err(RequestError::DomainTooLong));
+        assert_eq!(plan(&r, 0, 1), Err(RequestError::DomainTooLong));
 
         let r = request(vec![ok(); MAX_DESCRIPTORS + 1], 0);
         assert_eq!(
-            plan(&r, 0),
+            plan(&r, 0, 1),
             Err(RequestError::TooManyDescriptors(MAX_DESCRIPTORS + 1))
         );
 
         let r = request(vec![ok(), descriptor(&[], Some((1, 1)))], 0);
         assert_eq!(
-            plan(&r, 0),
+            plan(&r, 0, 1),
             Err(RequestError::LimitWithoutEntries { descriptor: 1 })
         );
 
         let long = "v".repeat(MAX_TEXT_BYTES + 1);
         let r = request(vec![descriptor(&[("k", &long)], None)], 0);
         assert_eq!(
-            plan(&r, 0),
+            plan(&r, 0, 1),
             Err(RequestError::EntryTooLong { descriptor: 0 })
         );
 
         let r = request(vec![descriptor(&[("", "v")], Some((1, 1)))], 0);
         assert_eq!(
-            plan(&r, 0),
+            plan(&r, 0, 1),
             Err(RequestError::EmptyEntryKey { descriptor: 0 })
         );
 
         let many: Vec<(&str, &str)> = vec![("k", "v"); MAX_ENTRIES + 1];
         let r = request(vec![descriptor(&many, Some((1, 1)))], 0);
         assert_eq!(
-            plan(&r, 0),
+            plan(&r, 0, 1),
             Err(RequestError::TooManyEntries { descriptor: 0 })
         );
 
         for unit in [0, 8, -3] {
             let r = request(vec![descriptor(&[("k", "v")], Some((1, unit)))], 0);
             assert_eq!(
-                plan(&r, 0),
+                plan(&r, 0, 1),
                 Err(RequestError::UnknownUnit {
                     descriptor: 0,
                     unit
@@ -340,7 +413,7 @@ mod tests {
         negative.is_negative_hits = true;
         let r = request(vec![negative], 0);
         assert_eq!(
-            plan(&r, 0),
+            plan(&r, 0, 1),
             Err(RequestError::NegativeHits { descriptor: 0 })
         );
     }
@@ -351,7 +424,7 @@ mod tests {
         let entries: Vec<(&str, &str)> = vec![(&text, &text); MAX_ENTRIES];
         let mut r = request(vec![descriptor(&entries, Some((0, 7))); MAX_DESCRIPTORS], 0);
         r.domain = text.clone();
-        let plan = plan(&r, 0).unwrap();
+        let plan = plan(&r, 0, 1).unwrap();
         assert_eq!(plan.counted().count(), MAX_DESCRIPTORS);
         assert!(plan.counted().all(|c| c.limit == 0 && c.unit == Unit::Week));
     }
@@ -362,7 +435,7 @@ mod tests {
             vec![descriptor(&[], None), descriptor(&[("a", "b")], None)],
             0,
         );
-        let plan = plan(&r, 0).unwrap();
+        let plan = plan(&r, 0, 1).unwrap();
         assert_eq!(plan.counted().count(), 0);
         assert_eq!(plan.descriptors.len(), 2);
     }

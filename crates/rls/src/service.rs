@@ -15,11 +15,13 @@ use crate::store::{Store, StoreError};
 /// The `RateLimitService` implementation.
 pub struct RateLimiter {
     store: Arc<Store>,
+    /// `--max-hits-addend`.
+    max_addend: u64,
 }
 
 impl RateLimiter {
-    pub fn new(store: Arc<Store>) -> RateLimiter {
-        RateLimiter { store }
+    pub fn new(store: Arc<Store>, max_addend: u64) -> RateLimiter {
+        RateLimiter { store, max_addend }
     }
 }
 
@@ -29,7 +31,7 @@ impl RateLimitService for RateLimiter {
         &self,
         request: Request<RateLimitRequest>,
     ) -> Result<Response<RateLimitResponse>, Status> {
-        let plan = request::plan(request.get_ref(), now_ms())
+        let plan = request::plan(request.get_ref(), now_ms(), self.max_addend)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let counted: Vec<&Counted> = plan.counted().collect();
         let outcome = if counted.is_empty() {

@@ -211,7 +211,7 @@ mod tests {
         ];
         for bytes in requests {
             let decoded = RateLimitRequest::decode(bytes.as_slice()).unwrap();
-            let planned = crate::request::plan(&decoded, 0).unwrap_err();
+            let planned = crate::request::plan(&decoded, 0, u64::MAX).unwrap_err();
             assert_eq!(check(&bytes), Err(planned));
         }
     }

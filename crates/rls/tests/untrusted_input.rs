@@ -1,6 +1,7 @@
 //! Calls no tollgate would make, from whoever can reach the port: messages far larger than any
 //! valid request, and floods of descriptors, are refused without the service's memory growing
-//! with them, and the service keeps serving.
+//! with them, and the service keeps serving; a hits_addend that would spend a consumer's quota
+//! in one call is refused before Redis is touched.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(
@@ -13,12 +14,13 @@
 mod common;
 
 use common::*;
+use envoy_types::pb::google::protobuf::UInt64Value;
+use redis::AsyncCommands;
 use tonic::Code;
 
 /// The largest request the service accepts by its own rules: a 256-byte domain, 16 descriptors
 /// of 16 entries, each key and value 256 bytes, every optional field set (~134 KB encoded).
 fn largest_valid_request() -> envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest {
-    use envoy_types::pb::google::protobuf::UInt64Value;
     let descriptors = (0..16)
         .map(|d| {
             let keys: Vec<String> = (0..16)
@@ -169,4 +171,79 @@ async fn a_request_that_never_finishes_is_cancelled() {
 
 fn request_ok() -> envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest {
     request(vec![descriptor(&[("consumer", "c")], Some((1_000, DAY)))])
+}
+
+#[tokio::test]
+async fn a_hits_addend_above_the_maximum_is_refused_before_redis() {
+    let redis = Redis::start();
+    let rls = Rls::start_ready(&redis.url()).await;
+    let mut client = rls.client().await;
+    let quota = || {
+        descriptor(
+            &[("consumer", "victim"), ("limit", "quota")],
+            Some((50_000, DAY)),
+        )
+    };
+
+    // One call that would use up the victim's month: refused, whatever the field.
+    let mut whole = request(vec![quota()]);
+    whole.hits_addend = u32::MAX;
+    let mut own = quota();
+    own.hits_addend = Some(UInt64Value { value: 50_000 });
+    let mut uncounted = descriptor(&[("path", "/")], None);
+    uncounted.hits_addend = Some(UInt64Value { value: 2 });
+    for bad in [whole, request(vec![own]), request(vec![quota(), uncounted])] {
+        let status = should(&mut client, bad).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("--max-hits-addend"), "{status:?}");
+    }
+    let keys: Vec<String> = redis.connection().await.keys("*").await.unwrap();
+    assert!(keys.is_empty(), "a refused request reached Redis: {keys:?}");
+
+    // What tollgate sends (1), and 0, which the protocol reads as 1.
+    for addend in [1, 0] {
+        let mut r = request(vec![quota()]);
+        r.hits_addend = addend;
+        assert_eq!(should(&mut client, r).await.unwrap().overall_code, OK);
+    }
+    let count: u64 = redis
+        .connection()
+        .await
+        .get(key(
+            &[("consumer", "victim"), ("limit", "quota")],
+            86_400,
+            now_s() / 86_400,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+
+    // Raised by the flag, for other Envoy setups that count more than one per request.
+    let raised = Rls::start_ready_with(&redis.url(), &["--max-hits-addend", "5"]).await;
+    let mut client = raised.client().await;
+    let mut five = request(vec![quota()]);
+    five.hits_addend = 5;
+    assert_eq!(
+        should(&mut client, five.clone())
+            .await
+            .unwrap()
+            .overall_code,
+        OK
+    );
+    five.hits_addend = 6;
+    let status = should(&mut client, five).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
+#[test]
+fn a_bad_max_hits_addend_is_refused_at_start() {
+    for bad in ["0", "4294967296", "many"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate-rls"))
+            .args(["--redis", "redis://127.0.0.1:1/0", "--max-hits-addend", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--max-hits-addend"), "{stderr}");
+    }
 }

@@ -234,11 +234,13 @@ impl Rls {
     /// Starts the service and waits until it reports SERVING, as a readiness probe would. The
     /// Redis timeout is generous: these runs test counting, not latency, on a busy debug build.
     pub async fn start_ready(redis_url: &str) -> Rls {
-        let rls = Rls::start_with(
-            RedisUrl::Flag(redis_url),
-            &["--redis-timeout-ms", "2000"],
-            &[],
-        );
+        Rls::start_ready_with(redis_url, &[]).await
+    }
+
+    /// [`Rls::start_ready`] with more flags.
+    pub async fn start_ready_with(redis_url: &str, args: &[&str]) -> Rls {
+        let args = [&["--redis-timeout-ms", "2000"], args].concat();
+        let rls = Rls::start_with(RedisUrl::Flag(redis_url), &args, &[]);
         let mut health = rls.health().await;
         wait_health(&mut health, ServingStatus::Serving, Duration::from_secs(5)).await;
         rls
