@@ -36,6 +36,8 @@ RLS_SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
 ISTIO_SHA256 = r"(^$|^[a-f0-9]{64}$)"
 # Istio's CRD, copied unchanged with its LICENSE and SOURCE.md (a clone has no ../shared).
 ISTIO_CRD = REPO / "tests" / "data" / "k8s-schemas" / "istio-wasmplugin-crd.yaml"
+# Istio's networking and security CRDs (AuthorizationPolicy among them), copied the same way.
+ISTIO_SECURITY_CRDS = REPO / "tests" / "data" / "k8s-schemas" / "istio-networking-security-crds.yaml"
 
 
 def test_everything_expected_is_shipped():
@@ -47,6 +49,9 @@ def test_everything_expected_is_shipped():
     for manifest in ("k8s/rls/deployment.yaml:Deployment/tollgate-rls",
                      "k8s/rls/deployment.yaml:PodDisruptionBudget/tollgate-rls",
                      "k8s/rls/service.yaml:Service/tollgate-rls",
+                     "k8s/rls/networkpolicy.yaml:NetworkPolicy/tollgate-rls",
+                     "k8s/rls/istio-authorizationpolicy.yaml:AuthorizationPolicy/tollgate-rls",
+                     "k8s/sidecar/deployment.yaml:ServiceAccount/invoice-validator",
                      "k8s/rls/examples/redis-secret.yaml:Secret/tollgate-rls-redis",
                      "k8s/rls/dev/redis.yaml:Deployment/tollgate-redis",
                      "k8s/rls/dev/redis.yaml:Service/tollgate-redis"):
@@ -363,8 +368,8 @@ def test_istio_wasmplugin_passes_istio_schema():
 
 def test_k8s_manifests_pass_kubernetes_schemas():
     for name, doc in MANIFESTS.items():
-        if doc["apiVersion"].startswith("extensions.istio.io/"):
-            continue  # a CRD: test_istio_wasmplugin_passes_istio_schema
+        if doc["apiVersion"].split("/")[0].endswith(".istio.io"):
+            continue  # CRDs: test_istio_*_passes_istio_schema
         try:
             kubernetes_validate.validate(doc, "1.31.0", strict=True)
         except kubernetes_validate.ValidationError as e:
@@ -459,3 +464,139 @@ def test_dockerignore_keeps_what_the_images_copy_and_drops_the_rest():
     for heavy in ("target/release/tollgate-rls", "target/debug/tollgate", ".venv/bin/python",
                   ".git/HEAD", ".run/envoy.yaml"):
         assert dockerignored(heavy, patterns), heavy
+
+
+# --- Who may call tollgate-rls: the NetworkPolicy and Istio's AuthorizationPolicy -------------
+
+def gateway_deployment() -> dict:
+    """The pods tollgate runs in: the sidecar's Deployment, whose labels Istio's WasmPlugin
+    selects too."""
+    return MANIFESTS["k8s/sidecar/deployment.yaml:Deployment/invoice-validator"]
+
+
+def gateway_namespace() -> str:
+    """Where the gateways run: the WasmPlugin's namespace (the sidecar's manifests name none)."""
+    return MANIFESTS["k8s/istio/wasmplugin.yaml:WasmPlugin/tollgate"]["metadata"]["namespace"]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """Whether a label selector (matchLabels only, as shipped) matches a pod's labels."""
+    assert set(selector) == {"matchLabels"}, selector
+    return selector["matchLabels"].items() <= labels.items()
+
+
+def rls_grpc_port() -> int:
+    """The container port tollgate-rls's Service sends calls to."""
+    (container,) = rls_deployment()["spec"]["template"]["spec"]["containers"]
+    (port,) = rls_service()["spec"]["ports"]
+    return next(p["containerPort"] for p in container["ports"]
+                if port["targetPort"] in (p["name"], p["containerPort"]))
+
+
+def istio_schema(doc: dict) -> dict:
+    """The spec schema Istio's API server checks a resource of this kind and version against."""
+    group, version = doc["apiVersion"].split("/")
+    for crd in yaml.safe_load_all(ISTIO_SECURITY_CRDS.read_text()):
+        if crd["spec"]["group"] == group and crd["spec"]["names"]["kind"] == doc["kind"]:
+            served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+            assert served["served"], f"{doc['apiVersion']} is not served"
+            return served["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    raise AssertionError(f"no CRD for {doc['apiVersion']} {doc['kind']}")
+
+
+def unknown_fields(value, schema: dict, path: str = "spec") -> list[str]:
+    """Fields the schema does not declare. The API server would silently drop them (a CRD
+    prunes unknown fields): a misspelt one would leave the policy wider than written."""
+    found = []
+    if isinstance(value, dict) and "properties" in schema:
+        for key, item in value.items():
+            if key not in schema["properties"]:
+                found.append(f"{path}.{key}")
+            else:
+                found += unknown_fields(item, schema["properties"][key], f"{path}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            found += unknown_fields(item, schema["items"], f"{path}[{index}]")
+    return found
+
+
+def test_rls_networkpolicy_passes_kubernetes_schema():
+    policy = MANIFESTS["k8s/rls/networkpolicy.yaml:NetworkPolicy/tollgate-rls"]
+    try:
+        kubernetes_validate.validate(policy, "1.31.0", strict=True)
+    except kubernetes_validate.ValidationError as e:
+        pytest.fail(e.message)
+
+
+def test_rls_networkpolicy_admits_only_the_gateways_to_the_grpc_port():
+    policy = MANIFESTS["k8s/rls/networkpolicy.yaml:NetworkPolicy/tollgate-rls"]
+    spec = policy["spec"]
+    rls_labels = rls_deployment()["spec"]["template"]["metadata"]["labels"]
+    gateway_labels = gateway_deployment()["spec"]["template"]["metadata"]["labels"]
+    assert policy["metadata"]["namespace"] == rls_deployment()["metadata"]["namespace"]
+    # It isolates tollgate-rls's pods (and no others) for incoming traffic.
+    assert selects(spec["podSelector"], rls_labels)
+    assert not selects(spec["podSelector"], gateway_labels)
+    assert spec["policyTypes"] == ["Ingress"]
+    # One rule: from the gateway pods of the gateways' namespace, to the gRPC port only.
+    (rule,) = spec["ingress"]
+    (peer,) = rule["from"]
+    assert set(peer) == {"namespaceSelector", "podSelector"}, "both, in one peer: an AND"
+    assert peer["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": gateway_namespace()}}
+    assert selects(peer["podSelector"], gateway_labels)
+    assert not selects(peer["podSelector"], rls_labels)
+    wasmplugin = MANIFESTS["k8s/istio/wasmplugin.yaml:WasmPlugin/tollgate"]
+    assert peer["podSelector"] == wasmplugin["spec"]["selector"]
+    (port,) = rule["ports"]
+    assert port == {"protocol": "TCP", "port": rls_grpc_port()}
+    # What the Service calls, and what Envoy's cluster reaches through it.
+    assert rls_host_and_port()[1] == rls_service()["spec"]["ports"][0]["port"]
+
+
+def test_rls_authorizationpolicy_passes_istio_schema():
+    policy = MANIFESTS["k8s/rls/istio-authorizationpolicy.yaml:AuthorizationPolicy/tollgate-rls"]
+    assert policy["apiVersion"] == "security.istio.io/v1"
+    schema = istio_schema(policy)
+    jsonschema.validate(policy["spec"], schema)
+    assert not unknown_fields(policy["spec"], schema)
+    # The CRD's x-kubernetes-validations (CEL, which jsonschema does not run), as they apply.
+    spec = policy["spec"]
+    assert sum(key in spec for key in ("selector", "targetRef", "targetRefs")) <= 1
+    for key, value in spec["selector"]["matchLabels"].items():
+        assert key and "*" not in key and "*" not in value
+    for rule in spec["rules"]:
+        for peer in rule.get("from", []):
+            source = peer["source"]
+            if "serviceAccounts" in source or "notServiceAccounts" in source:
+                assert not {"principals", "notPrincipals", "namespaces", "notNamespaces"} & \
+                    set(source)
+
+
+def test_rls_authorizationpolicy_admits_only_the_gateways_identity():
+    policy = MANIFESTS["k8s/rls/istio-authorizationpolicy.yaml:AuthorizationPolicy/tollgate-rls"]
+    spec = policy["spec"]
+    rls_labels = rls_deployment()["spec"]["template"]["metadata"]["labels"]
+    assert policy["metadata"]["namespace"] == rls_deployment()["metadata"]["namespace"]
+    assert selects(spec["selector"], rls_labels)
+    # ALLOW with one rule: everything else, unauthenticated callers included, is refused.
+    assert spec.get("action", "ALLOW") == "ALLOW"
+    (rule,) = spec["rules"]
+    (peer,) = rule["from"]
+    # The gateway pods' service account, shipped with them, in the gateways' namespace.
+    pod = gateway_deployment()["spec"]["template"]["spec"]
+    account = pod["serviceAccountName"]
+    assert f"k8s/sidecar/deployment.yaml:ServiceAccount/{account}" in MANIFESTS
+    assert peer == {"source": {"principals": [
+        f"cluster.local/ns/{gateway_namespace()}/sa/{account}"]}}
+    (target,) = rule["to"]
+    assert target == {"operation": {"ports": [str(rls_grpc_port())]}}
+    assert "when" not in rule
+
+
+def test_gateway_pods_have_their_own_identity():
+    pod = gateway_deployment()["spec"]["template"]["spec"]
+    account = MANIFESTS[f"k8s/sidecar/deployment.yaml:ServiceAccount/{pod['serviceAccountName']}"]
+    assert pod["serviceAccountName"] != "default"
+    assert account["automountServiceAccountToken"] is False
+    assert "namespace" not in account["metadata"], "applied beside the Deployment, wherever it goes"
