@@ -63,6 +63,8 @@ fn now_ms() -> u64 {
 fn status_for(e: StoreError) -> Status {
     match e {
         StoreError::Unavailable(_) | StoreError::Timeout => Status::unavailable(e.to_string()),
-        StoreError::InvalidUrl(_) | StoreError::Script(_) => Status::internal(e.to_string()),
+        StoreError::InvalidUrl(_) | StoreError::UnusableUrl(_) | StoreError::Script(_) => {
+            Status::internal(e.to_string())
+        }
     }
 }

@@ -12,7 +12,9 @@ use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ErrorKind, RedisError, Script, ServerErrorKind};
+use redis::{
+    Client, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, Script, ServerErrorKind,
+};
 
 use crate::script::{self, Call, Outcome};
 
@@ -27,6 +29,8 @@ const MIN_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub enum StoreError {
     /// The `--redis` URL is not one the redis crate accepts.
     InvalidUrl(String),
+    /// The redis crate accepts the URL, but no connection made from it could ever work.
+    UnusableUrl(UnusableUrl),
     /// No connection to Redis (refused, dropped, reconnecting, failing over).
     Unavailable(String),
     /// Redis did not answer within the allowed time.
@@ -39,6 +43,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::InvalidUrl(why) => write!(f, "invalid Redis URL: {why}"),
+            StoreError::UnusableUrl(why) => write!(f, "unusable Redis URL: {why}"),
             StoreError::Unavailable(why) => write!(f, "Redis unavailable: {why}"),
             StoreError::Timeout => f.write_str("Redis did not answer in time"),
             StoreError::Script(why) => write!(f, "Redis script failed: {why}"),
@@ -47,6 +52,82 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// A Redis URL the redis crate parses but cannot serve: left to the first call, every call
+/// would fail while the service looked healthy enough to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnusableUrl {
+    /// `rediss://...#insecure`: this build has no way to skip certificate checks (the crate's
+    /// `tls-rustls-insecure` feature is off, on purpose), so every handshake would fail.
+    InsecureTls,
+    /// A Unix socket (`unix://`, `redis+unix://`): not a deployment this service supports.
+    UnixSocket,
+    /// `SELECT` of a negative database fails on every connection.
+    NegativeDatabase(i64),
+    /// A user name without a password: the crate sends no AUTH at all then.
+    UserWithoutPassword,
+    /// `rediss://` with certificate roots the crate fails to load (it refuses every
+    /// connection then), or with none (nothing could be verified).
+    NoTrustedRoots(String),
+    /// An address kind this build does not know.
+    Unsupported,
+}
+
+impl fmt::Display for UnusableUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnusableUrl::InsecureTls => f.write_str(
+                "#insecure (TLS without certificate checks) is not supported: make the server's CA trusted instead (SSL_CERT_FILE)",
+            ),
+            UnusableUrl::UnixSocket => {
+                f.write_str("Unix sockets are not supported: use redis:// or rediss://")
+            }
+            UnusableUrl::NegativeDatabase(db) => {
+                write!(f, "database {db} does not exist (0 or more)")
+            }
+            UnusableUrl::UserWithoutPassword => {
+                f.write_str("a user name needs a password (redis://user:password@host)")
+            }
+            UnusableUrl::NoTrustedRoots(why) => write!(
+                f,
+                "rediss:// needs trusted CA certificates (the system's, SSL_CERT_FILE or SSL_CERT_DIR): {why}"
+            ),
+            UnusableUrl::Unsupported => f.write_str("this kind of address is not supported"),
+        }
+    }
+}
+
+/// Refuses what the redis crate would accept here and then fail on every connection.
+fn check_usable(info: &ConnectionInfo) -> Result<(), UnusableUrl> {
+    match info.addr() {
+        ConnectionAddr::Tcp(..) => {}
+        ConnectionAddr::TcpTls { insecure: true, .. } => return Err(UnusableUrl::InsecureTls),
+        ConnectionAddr::TcpTls { .. } => check_roots()?,
+        ConnectionAddr::Unix(_) => return Err(UnusableUrl::UnixSocket),
+        _ => return Err(UnusableUrl::Unsupported),
+    }
+    let settings = info.redis_settings();
+    if settings.db() < 0 {
+        return Err(UnusableUrl::NegativeDatabase(settings.db()));
+    }
+    if settings.username().is_some() && settings.password().is_none() {
+        return Err(UnusableUrl::UserWithoutPassword);
+    }
+    Ok(())
+}
+
+/// Loads the certificate roots as the redis crate does for each TLS connection, which fails
+/// the connection on any loading error.
+fn check_roots() -> Result<(), UnusableUrl> {
+    let roots = rustls_native_certs::load_native_certs();
+    if let Some(error) = roots.errors.first() {
+        return Err(UnusableUrl::NoTrustedRoots(error.to_string()));
+    }
+    if roots.certs.is_empty() {
+        return Err(UnusableUrl::NoTrustedRoots("none found".to_string()));
+    }
+    Ok(())
+}
 
 impl StoreError {
     fn from_redis(e: &RedisError) -> StoreError {
@@ -90,8 +171,10 @@ pub struct Store {
 
 impl Store {
     /// Prepares the store without connecting: the first call (or probe) opens the connection.
+    /// A URL no connection could ever be made from is refused here, at start.
     pub fn new(url: &str, request_timeout: Duration) -> Result<Store, StoreError> {
         let client = Client::open(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+        check_usable(client.get_connection_info()).map_err(StoreError::UnusableUrl)?;
         let probe_timeout = request_timeout.max(MIN_PROBE_TIMEOUT);
         let manager = lazy_manager(&client, probe_timeout)?;
         Ok(Store {
@@ -182,4 +265,70 @@ fn lazy_manager(
         .set_max_delay(Duration::from_millis(200));
     ConnectionManager::new_lazy_with_config(client.clone(), config)
         .map_err(|e| StoreError::InvalidUrl(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usable(url: &str) -> Result<(), UnusableUrl> {
+        check_usable(Client::open(url).unwrap().get_connection_info())
+    }
+
+    #[test]
+    fn urls_a_connection_can_be_made_from_pass() {
+        for url in [
+            "redis://h:6379/0",
+            "redis://h",
+            "redis://:pw@h:6379/15",
+            "redis://user:pw@h:6379/1",
+            "redis://h:6379/0?protocol=resp3",
+        ] {
+            assert_eq!(usable(url), Ok(()), "{url}");
+        }
+    }
+
+    #[test]
+    fn urls_no_connection_could_be_made_from_are_refused() {
+        assert_eq!(
+            usable("rediss://h:6380/0#insecure"),
+            Err(UnusableUrl::InsecureTls)
+        );
+        assert_eq!(
+            usable("unix:///run/redis.sock"),
+            Err(UnusableUrl::UnixSocket)
+        );
+        assert_eq!(
+            usable("redis+unix:///run/redis.sock?db=1"),
+            Err(UnusableUrl::UnixSocket)
+        );
+        assert_eq!(
+            usable("redis://h:6379/-1"),
+            Err(UnusableUrl::NegativeDatabase(-1))
+        );
+        assert_eq!(
+            usable("redis://alice@h:6379/0"),
+            Err(UnusableUrl::UserWithoutPassword)
+        );
+    }
+
+    #[test]
+    fn the_crate_refuses_the_rest_itself() {
+        for url in [
+            "rediss://h:6380/0#other",
+            "redis://0.0.0.0:6379",
+            "redis://h:6379/db",
+            "redis://h:6379/0?protocol=4",
+            "redis:///0",
+            "http://h:6379",
+        ] {
+            assert!(
+                matches!(
+                    Store::new(url, Duration::from_millis(20)),
+                    Err(StoreError::InvalidUrl(_))
+                ),
+                "{url}"
+            );
+        }
+    }
 }

@@ -328,3 +328,109 @@ fn bad_flags_print_usage_and_fail() {
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("hidden"));
 }
+
+/// Runs the service until it exits by itself; fails if it is still running after 10 s.
+fn run_until_exit(url: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate-rls"))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .env("TOLLGATE_RLS_REDIS", url)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{url}: still running, so it was accepted");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn urls_no_connection_could_be_made_from_are_refused_at_start() {
+    let empty = std::env::temp_dir().join(format!("tollgate-rls-no-roots-{}.pem", free_port()));
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.to_string_lossy().into_owned();
+    let tls = "rediss://:hunter2@127.0.0.1:6380/0";
+    // (URL, environment, what the error says)
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        // Accepted by the redis crate, then failing every call.
+        (
+            format!("{tls}#insecure"),
+            vec![],
+            "#insecure (TLS without certificate checks) is not supported",
+        ),
+        (
+            tls.to_string(),
+            vec![("SSL_CERT_FILE", "/nonexistent/ca.pem")],
+            "needs trusted CA certificates",
+        ),
+        (
+            tls.to_string(),
+            vec![("SSL_CERT_FILE", &empty)],
+            "needs trusted CA certificates",
+        ),
+        (
+            "redis://:hunter2@127.0.0.1:6379/-1".to_string(),
+            vec![],
+            "database -1 does not exist",
+        ),
+        (
+            "redis://hunter2@127.0.0.1:6379/0".to_string(),
+            vec![],
+            "a user name needs a password",
+        ),
+        // Refused before, by the scheme check or by the crate.
+        (
+            "unix:///run/redis.sock".to_string(),
+            vec![],
+            "must start with redis:// or rediss://",
+        ),
+        (
+            "redis+unix:///run/redis.sock".to_string(),
+            vec![],
+            "must start with redis:// or rediss://",
+        ),
+        (
+            "valkey://127.0.0.1:6379".to_string(),
+            vec![],
+            "must start with redis:// or rediss://",
+        ),
+        (
+            format!("{tls}#verify-none"),
+            vec![],
+            "only #insecure is supported",
+        ),
+        (
+            "redis://0.0.0.0:6379/0".to_string(),
+            vec![],
+            "wildcard address",
+        ),
+        (
+            "redis://127.0.0.1:6379/zero".to_string(),
+            vec![],
+            "Invalid database number",
+        ),
+    ];
+    for (url, env, message) in cases {
+        let (status, stderr) = run_until_exit(&url, &env);
+        assert_eq!(status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains(message), "{url}: {stderr}");
+        assert!(!stderr.contains("listening on"), "{url}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{url}: {stderr}");
+    }
+    let _ = std::fs::remove_file(&empty);
+}
