@@ -5,10 +5,12 @@
 
 use crate::config::AuthMode;
 use crate::connector::document::resolve;
+use crate::connector::notes::{shorten, Notes};
 use crate::connector::parameters::{self, Owned};
 use crate::connector::public_api::Exposed;
 use crate::connector::schema;
 use serde_json::{json, Map, Value};
+use std::collections::HashSet;
 
 /// What tollgate answers before the backend sees the call.
 pub(crate) const UNAUTHORIZED: &str = "Access denied: the subscription key or the token is missing or invalid ({\"statusCode\": 401, \"message\": ...}).";
@@ -46,12 +48,14 @@ pub(crate) fn swagger_operation(
     id: &str,
     openapi: &Value,
     owned: &Owned,
-    warnings: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Value {
+    // Every warning of the operation starts with this: kept short, whatever the path.
     let label = format!(
-        "{} {} ({id})",
+        "{} {} ({})",
         exposed.method.to_ascii_uppercase(),
-        exposed.public_path
+        shorten(&exposed.public_path, 120),
+        shorten(id, 60)
     );
     let mut operation = Map::new();
     operation.insert("operationId".into(), json!(id));
@@ -77,21 +81,31 @@ pub(crate) fn swagger_operation(
         let named = parameter.get("name").and_then(Value::as_str).is_some();
         let location = parameter.get("in").and_then(Value::as_str);
         if named && matches!(location, Some("path" | "query" | "header")) {
-            parameters.push(plain_parameter(parameter, openapi, &label, warnings));
+            parameters.push(plain_parameter(parameter, openapi, &label, notes));
         } else {
-            warnings.push(format!(
+            notes.push(format!(
                 "{label}: a parameter without a name or in {location:?} left out"
             ));
         }
     }
-    for name in undeclared_path_parameters(&exposed.public_path, &parameters) {
-        warnings.push(format!(
-            "{label}: path parameter {name} is not declared in the OpenAPI; added as a string"
+    let undeclared = undeclared_path_parameters(&exposed.public_path, &parameters);
+    if !undeclared.is_empty() {
+        // One line for all of them: a path can hold thousands.
+        let shown: Vec<String> = undeclared.iter().take(5).map(|n| shorten(n, 40)).collect();
+        let more = match undeclared.len() {
+            n if n > shown.len() => format!(" and {} more", n - shown.len()),
+            _ => String::new(),
+        };
+        notes.push(format!(
+            "{label}: path parameter(s) {}{more} not declared in the OpenAPI; added as strings",
+            shown.join(", ")
         ));
+    }
+    for name in undeclared {
         parameters.push(json!({ "name": name, "in": "path", "required": true,
             "type": "string", "x-ms-url-encoding": "single" }));
     }
-    let (body, consumes) = request_body(exposed, openapi, &label, warnings);
+    let (body, consumes) = request_body(exposed, openapi, &label, notes);
     parameters.extend(body);
     if !parameters.is_empty() {
         operation.insert("parameters".into(), Value::Array(parameters));
@@ -101,22 +115,22 @@ pub(crate) fn swagger_operation(
     }
     operation.insert(
         "responses".into(),
-        Value::Object(responses(exposed, openapi, &label, warnings)),
+        Value::Object(responses(exposed, openapi, &label, notes)),
     );
     Value::Object(operation)
 }
 
 /// `{name}`s of the path with no `in: path` parameter of that name (Swagger requires one each).
 fn undeclared_path_parameters(path: &str, parameters: &[Value]) -> Vec<String> {
-    let declared = |name: &str| {
-        parameters
-            .iter()
-            .any(|p| p.get("in") == Some(&json!("path")) && p.get("name") == Some(&json!(name)))
-    };
+    let declared: HashSet<&str> = parameters
+        .iter()
+        .filter(|p| p.get("in").and_then(Value::as_str) == Some("path"))
+        .filter_map(|p| p.get("name").and_then(Value::as_str))
+        .collect();
     path.split('{')
         .skip(1)
         .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
-        .filter(|name| !declared(name))
+        .filter(|name| !declared.contains(name))
         .map(str::to_string)
         .collect()
 }
@@ -126,7 +140,7 @@ fn plain_parameter(
     parameter: &Map<String, Value>,
     openapi: &Value,
     label: &str,
-    warnings: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Value {
     let mut out = Map::new();
     for field in ["name", "in", "description"] {
@@ -145,12 +159,10 @@ fn plain_parameter(
     if let Some(title) = schema.get("title").and_then(Value::as_str) {
         out.insert("x-ms-summary".into(), json!(title));
     }
-    let context = format!(
-        "{label}, parameter {}",
-        parameter.get("name").unwrap_or(&Value::Null)
-    );
+    let name = parameter.get("name").unwrap_or(&Value::Null).to_string();
+    let context = format!("{label}, parameter {}", shorten(&name, 60));
     out.extend(schema::parameter_fields(
-        &schema, openapi, location, &context, warnings,
+        &schema, openapi, location, &context, notes,
     ));
     let required = location == "path" || parameter.get("required") == Some(&Value::Bool(true));
     out.insert("required".into(), json!(required));
@@ -166,11 +178,11 @@ fn request_body(
     exposed: &Exposed,
     openapi: &Value,
     label: &str,
-    warnings: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> (Vec<Value>, Option<String>) {
     let Some(body) = exposed.fastapi.get("requestBody") else {
         if matches!(exposed.method, "post" | "put" | "patch") {
-            warnings.push(format!(
+            notes.push(format!(
                 "{label}: the OpenAPI declares no request body (the handler reads the raw request), so Power Automate shows no fields for it"
             ));
         }
@@ -194,7 +206,7 @@ fn request_body(
             .and_then(|c| c.get("schema"))
             .unwrap_or(&empty);
         let parameter = json!({ "name": "body", "in": "body", "required": required,
-            "schema": schema::body_schema(schema, openapi, &format!("{label}, body"), warnings) });
+            "schema": schema::body_schema(schema, openapi, &format!("{label}, body"), notes) });
         return (vec![parameter], Some(media.to_string()));
     }
     if let Some(media) = form_type {
@@ -203,7 +215,7 @@ fn request_body(
             .and_then(|c| c.get("schema"))
             .unwrap_or(&empty);
         return (
-            form_fields(schema, openapi, label, warnings),
+            form_fields(schema, openapi, label, notes),
             Some(media.to_string()),
         );
     }
@@ -213,18 +225,13 @@ fn request_body(
     };
     let schema = value.get("schema").unwrap_or(&empty);
     let parameter = json!({ "name": "body", "in": "body", "required": required,
-        "schema": schema::body_schema(schema, openapi, &format!("{label}, body"), warnings) });
+        "schema": schema::body_schema(schema, openapi, &format!("{label}, body"), notes) });
     (vec![parameter], Some(media.clone()))
 }
 
 /// A form's properties as `formData` parameters, made like any other parameter (an upload
 /// becomes `type: file` there).
-fn form_fields(
-    schema: &Value,
-    openapi: &Value,
-    label: &str,
-    warnings: &mut Vec<String>,
-) -> Vec<Value> {
+fn form_fields(schema: &Value, openapi: &Value, label: &str, notes: &mut Notes) -> Vec<Value> {
     let schema = resolve(schema, openapi).unwrap_or(schema);
     let required: Vec<&str> = schema
         .get("required")
@@ -245,7 +252,7 @@ fn form_fields(
             }
             parameter.insert("schema".into(), property.clone());
             parameter.insert("required".into(), json!(required.contains(&name.as_str())));
-            plain_parameter(&parameter, openapi, label, warnings)
+            plain_parameter(&parameter, openapi, label, notes)
         })
         .collect()
 }
@@ -275,7 +282,7 @@ fn responses(
     exposed: &Exposed,
     openapi: &Value,
     label: &str,
-    warnings: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Map<String, Value> {
     let mut out = Map::new();
     let mut schema_given = false;
@@ -287,7 +294,7 @@ fn responses(
         .unwrap_or(&empty);
     for (status, response) in fastapi {
         let Some(status) = swagger_status(status, fastapi) else {
-            warnings.push(format!(
+            notes.push(format!(
                 "{label}: response {status:?} is not a status code; left out"
             ));
             continue;
@@ -309,7 +316,7 @@ fn responses(
                 let context = format!("{label}, response {status}");
                 entry.insert(
                     "schema".into(),
-                    schema::body_schema(schema, openapi, &context, warnings),
+                    schema::body_schema(schema, openapi, &context, notes),
                 );
             }
             schema_given = true;

@@ -7,6 +7,7 @@ use crate::connector::document::resolve;
 use crate::connector::public_api::Exposed;
 use crate::plan::Plan;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 /// The headers and query parameter no connector operation may ask for, lower-cased.
 #[derive(Debug)]
@@ -65,11 +66,14 @@ pub(crate) fn kept<'a>(
     openapi: &'a Value,
     owned: &Owned,
 ) -> (Vec<&'a Map<String, Value>>, Vec<String>) {
-    let mut merged: Vec<&'a Map<String, Value>> = Vec::new();
     let lists = [
         exposed.path_item.get("parameters"),
         exposed.fastapi.get("parameters"),
     ];
+    // A later parameter replaces an earlier one of the same name and location, and takes its
+    // place at the end; found through a map, as a list of thousands would take minutes.
+    let mut slots: Vec<Option<&'a Map<String, Value>>> = Vec::new();
+    let mut at: HashMap<(String, String), usize> = HashMap::new();
     for parameter in lists
         .into_iter()
         .flatten()
@@ -77,10 +81,20 @@ pub(crate) fn kept<'a>(
         .flatten()
         .filter_map(|p| resolve(p, openapi).and_then(Value::as_object))
     {
-        let key = |p: &Map<String, Value>| (p.get("name").cloned(), p.get("in").cloned());
-        merged.retain(|earlier| key(earlier) != key(parameter));
-        merged.push(parameter);
+        let text = |field: &str| {
+            parameter
+                .get(field)
+                .map(Value::to_string)
+                .unwrap_or_default()
+        };
+        if let Some(earlier) = at.insert((text("name"), text("in")), slots.len()) {
+            if let Some(slot) = slots.get_mut(earlier) {
+                *slot = None;
+            }
+        }
+        slots.push(Some(parameter));
     }
+    let mut merged: Vec<&'a Map<String, Value>> = slots.into_iter().flatten().collect();
     let mut hidden = Vec::new();
     merged.retain(|parameter| {
         let hide = owned.hides(exposed, parameter);

@@ -416,3 +416,147 @@ fn pass_through_and_forced_auth_are_warned_about() {
         generated.warnings
     );
 }
+
+// --- work in proportion to the input: adversarial documents, built here ------------------------
+
+/// Everything under one prefix operation, so every path of the document is exposed.
+fn catch_all() -> Value {
+    json!({"products": {"p": {}},
+        "consumers": [{"id": "c", "product": "p", "keys": [format!("sha256:{}", "0".repeat(64))]}],
+        "operations": [{"name": "all", "path_prefix": "/"}]})
+}
+
+const BOTH: &[Format] = &[Format::PowerPlatform, Format::OpenApi];
+
+fn document(paths: Map<String, Value>, extra: Value) -> Value {
+    let mut document = json!({"openapi": "3.1.0", "info": {"title": "t", "version": "1"}});
+    document["paths"] = Value::Object(paths);
+    if let Value::Object(extra) = extra {
+        document.as_object_mut().unwrap().extend(extra);
+    }
+    document
+}
+
+/// Generates `formats` within `seconds` (a debug build on a slow shared CI machine); returns
+/// the bytes written and the warnings.
+fn bounded_run(openapi: &Value, formats: &[Format], seconds: u64) -> (usize, Vec<String>) {
+    let (config, openapi) = (catch_all().to_string(), openapi.to_string());
+    let started = std::time::Instant::now();
+    let mut written = 0;
+    let mut warnings = Vec::new();
+    for &format in formats {
+        let options = Options {
+            format,
+            ..Options::for_host("h")
+        };
+        let generated = generate(config.as_bytes(), openapi.as_bytes(), &options).unwrap();
+        written += generated.files.iter().map(|(_, t)| t.len()).sum::<usize>();
+        warnings.extend(generated.warnings);
+    }
+    let took = started.elapsed();
+    assert!(took.as_secs() < seconds, "took {took:?}");
+    (written, warnings)
+}
+
+/// An enum of 12,000 values (180 KB) reached through `levels` levels of refs two wide:
+/// 2^levels paths to it, each of which copied it without a byte budget.
+fn refs_to_a_large_enum(prefix: &str, levels: usize) -> Map<String, Value> {
+    let values: Vec<String> = (0..12_000).map(|i| format!("value-{i:05}")).collect();
+    let mut schemas = Map::new();
+    schemas.insert("Big".into(), json!({"type": "string", "enum": values}));
+    for level in 0..levels {
+        let next = if level + 1 == levels {
+            format!("{prefix}Big")
+        } else {
+            format!("{prefix}X{}", level + 1)
+        };
+        schemas.insert(
+            format!("X{level}"),
+            json!({"type": "object", "properties": {"a": {"$ref": next}, "b": {"$ref": next}},
+                   "anyOf": [{"$ref": next}, {"$ref": next}]}),
+        );
+    }
+    schemas
+}
+
+#[test]
+fn a_ref_reached_along_many_branches_is_not_copied_along_each() {
+    // A query parameter (inlined) and a body whose refs are no components (expanded in place):
+    // before the byte budget, 30 s and 1.1 GB for the parameter, gigabytes of output for the
+    // body.
+    let components = refs_to_a_large_enum("#/components/schemas/", 10);
+    let elsewhere = refs_to_a_large_enum("#/x-defs/", 10);
+    let mut paths = Map::new();
+    paths.insert(
+        "/items".into(),
+        json!({"get": {"parameters": [{"name": "q", "in": "query",
+            "schema": {"$ref": "#/components/schemas/X0"}}],
+            "responses": {"200": {"description": "ok"}}},
+        "post": {"requestBody": {"content": {"application/json":
+            {"schema": {"$ref": "#/x-defs/X0"}}}},
+            "responses": {"200": {"description": "ok"}}}}),
+    );
+    let openapi = document(
+        paths,
+        json!({"components": {"schemas": components}, "x-defs": elsewhere}),
+    );
+    let input = openapi.to_string().len();
+    let (written, warnings) = bounded_run(&openapi, BOTH, 10);
+    assert!(written < 64 * input, "{written} bytes written from {input}");
+    assert!(
+        warnings.iter().any(|w| w.contains("too large")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn thousands_of_warnings_collapse() {
+    // One path of 8,000 undeclared parameters (63 KB): 504 MB of warnings, the path in each.
+    let path: String = (0..8_000).map(|i| format!("/{{p{i}}}")).collect();
+    let mut paths = Map::new();
+    paths.insert(
+        path,
+        json!({"get": {"responses": {"200": {"description": "ok"}}}}),
+    );
+    let (_, warnings) = bounded_run(&document(paths, json!({})), BOTH, 10);
+    let bytes: usize = warnings.iter().map(String::len).sum();
+    assert!(warnings.len() <= 2 * 101, "{} warnings", warnings.len());
+    assert!(bytes < 100_000, "{bytes} bytes of warnings");
+    assert!(
+        warnings.iter().any(|w| w.contains("7995 more")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn sixteen_thousand_query_parameters_take_no_minute() {
+    let parameters: Vec<Value> = (0..16_000)
+        .map(|i| json!({"name": format!("q{i}"), "in": "query", "schema": {"type": "string"}}))
+        .collect();
+    let mut paths = Map::new();
+    paths.insert(
+        "/q".into(),
+        json!({"get": {"parameters": parameters, "responses": {"200": {"description": "ok"}}}}),
+    );
+    let openapi = document(paths, json!({}));
+    let input = openapi.to_string().len();
+    let (written, warnings) = bounded_run(&openapi, BOTH, 10);
+    assert!(written < 8 * input, "{written} bytes written from {input}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn sixteen_thousand_paths_sharing_an_operation_id_take_no_minute() {
+    let mut paths = Map::new();
+    for i in 0..16_000 {
+        paths.insert(
+            format!("/p{i}"),
+            json!({"get": {"operationId": "same", "responses": {"200": {"description": "ok"}}}}),
+        );
+    }
+    let openapi = document(paths, json!({}));
+    let input = openapi.to_string().len();
+    // The ids are the same in both formats; the Swagger alone keeps the test quick.
+    let (written, _) = bounded_run(&openapi, &[Format::PowerPlatform], 10);
+    assert!(written < 16 * input, "{written} bytes written from {input}");
+}
