@@ -16,12 +16,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal, Optional, Union
 
 import json5
 from fastapi import Cookie, FastAPI, File, Form, Header, Query, UploadFile
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 REPO = Path(__file__).resolve().parents[2]
@@ -428,6 +430,37 @@ def edge_app():
 
     @app.api_route("/api/orders/{order_id}/notes", methods=["GET", "PUT"])
     def order_notes(order_id: int):
+        return {}
+
+    return app
+
+
+# --- path parameters of every kind FastAPI writes -------------------------------------------------
+
+class Kind(str, Enum):
+    pdf = "pdf"
+    xml = "xml"
+
+
+def pattern_app():
+    """Path parameters of every kind FastAPI writes: a string with a pattern, an int, an enum (a
+    `$ref`) and Starlette's `path` converter (which takes '/')."""
+    app = FastAPI(title="patterns")
+
+    @app.get("/api/codes/{code}")
+    def by_code(code: Annotated[str, PathParam(pattern=r"^INV-\d+$")]):
+        return {}
+
+    @app.get("/api/numbers/{number}")
+    def by_number(number: int):
+        return {}
+
+    @app.get("/api/kinds/{kind}")
+    def by_kind(kind: Kind):
+        return {}
+
+    @app.get("/api/files/{file_path:path}")
+    def by_file(file_path: str):
         return {}
 
     return app

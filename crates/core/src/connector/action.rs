@@ -1,52 +1,26 @@
 //! One connector operation (Swagger 2.0): its parameters, its body, its responses. Power
 //! Platform shows one response schema per operation, so only the first 2xx JSON response keeps
 //! its schema; tollgate's own refusals (401, 403, 429; 404 on a path with parameters) are
-//! listed with the messages it sends.
+//! listed with the messages it sends, and the headers tollgate adds (`Retry-After`, the
+//! rate-limit headers) with the responses that carry them.
 
 use crate::config::AuthMode;
 use crate::connector::document::resolve;
+use crate::connector::gateway::{self, RateHeader, RETRY_AFTER, RETRY_AFTER_TEXT};
 use crate::connector::notes::{shorten, Notes};
 use crate::connector::parameters::{self, Owned};
 use crate::connector::public_api::Exposed;
 use crate::connector::schema;
+use crate::plan::Plan;
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
-
-/// What tollgate answers before the backend sees the call.
-pub(crate) const UNAUTHORIZED: &str = "Access denied: the subscription key or the token is missing or invalid ({\"statusCode\": 401, \"message\": ...}).";
-pub(crate) const FORBIDDEN: &str = "Access denied: the product may not call this operation or a required claim is missing; or out of call volume quota, replenished after Retry-After seconds.";
-pub(crate) const TOO_MANY: &str = "Rate limit is exceeded. Try again in Retry-After seconds.";
-pub(crate) const NOT_FOUND: &str = "Unable to match incoming request to an operation: a path parameter is one non-empty segment, never '/', '.' or '..' ({\"statusCode\": 404, \"message\": ...}).";
-
-/// The answers tollgate itself may give an exposed operation's callers: the refusals of
-/// authentication, authorization and limits when the operation has a caller to refuse, and
-/// 404 when a path parameter's value is no single segment.
-pub(crate) fn gateway_answers(exposed: &Exposed) -> Vec<(&'static str, &'static str)> {
-    let mut answers = Vec::new();
-    if exposed.operation.auth != AuthMode::None {
-        answers.extend([("401", UNAUTHORIZED), ("403", FORBIDDEN), ("429", TOO_MANY)]);
-    }
-    if exposed.public_path.contains('{') {
-        answers.push(("404", NOT_FOUND));
-    }
-    answers
-}
-
-/// Puts tollgate's answer under `status`: it replaces what the backend documents for 401, 403
-/// and 429 (the backend never sees those calls), but a 404 the backend documents (its own "not
-/// found") stays.
-pub(crate) fn insert_answer(responses: &mut Map<String, Value>, status: &str, answer: Value) {
-    if status == "404" && responses.contains_key(status) {
-        return;
-    }
-    responses.insert(status.to_string(), answer);
-}
 
 /// The Swagger operation object for `exposed`, named `id`.
 pub(crate) fn swagger_operation(
     exposed: &Exposed,
     id: &str,
     openapi: &Value,
+    plan: &Plan,
     owned: &Owned,
     notes: &mut Notes,
 ) -> Value {
@@ -73,6 +47,10 @@ pub(crate) fn swagger_operation(
     }
     if exposed.fastapi.get("deprecated") == Some(&Value::Bool(true)) {
         operation.insert("deprecated".into(), json!(true));
+    }
+    if exposed.operation.auth == AuthMode::None {
+        // Open to anyone: no credential, whatever the document-wide `security` asks.
+        operation.insert("security".into(), json!([]));
     }
 
     let (kept, _) = parameters::kept(exposed, openapi, owned);
@@ -103,7 +81,7 @@ pub(crate) fn swagger_operation(
     }
     for name in undeclared {
         parameters.push(json!({ "name": name, "in": "path", "required": true,
-            "type": "string", "x-ms-url-encoding": "single" }));
+            "type": "string", "pattern": parameters::SEGMENT, "x-ms-url-encoding": "single" }));
     }
     let (body, consumes) = request_body(exposed, openapi, &label, notes);
     parameters.extend(body);
@@ -113,9 +91,10 @@ pub(crate) fn swagger_operation(
     if let Some(consumes) = consumes {
         operation.insert("consumes".into(), json!([consumes]));
     }
+    let rate_headers = gateway::rate_headers(plan, exposed.operation);
     operation.insert(
         "responses".into(),
-        Value::Object(responses(exposed, openapi, &label, notes)),
+        Value::Object(responses(exposed, openapi, &rate_headers, &label, notes)),
     );
     Value::Object(operation)
 }
@@ -167,6 +146,7 @@ fn plain_parameter(
     let required = location == "path" || parameter.get("required") == Some(&Value::Bool(true));
     out.insert("required".into(), json!(required));
     if location == "path" {
+        parameters::restrict_swagger_path(&mut out);
         out.insert("x-ms-url-encoding".into(), json!("single"));
     }
     Value::Object(out)
@@ -277,10 +257,11 @@ fn swagger_status(status: &str, all: &Map<String, Value>) -> Option<String> {
 }
 
 /// FastAPI's responses, descriptions only but for the first 2xx JSON one, which keeps its
-/// schema; and tollgate's own refusals for an authenticated operation.
+/// schema, each with the rate-limit headers tollgate adds; and tollgate's own answers.
 fn responses(
     exposed: &Exposed,
     openapi: &Value,
+    rate_headers: &[RateHeader],
     label: &str,
     notes: &mut Notes,
 ) -> Map<String, Value> {
@@ -326,8 +307,27 @@ fn responses(
     if !out.keys().any(|status| status.starts_with('2')) {
         out.insert("200".into(), json!({ "description": "Success" }));
     }
-    for (status, text) in gateway_answers(exposed) {
-        insert_answer(&mut out, status, json!({ "description": text }));
+    if !rate_headers.is_empty() {
+        // Every response the backend gives passes tollgate, which adds them.
+        let headers: Map<String, Value> = rate_headers
+            .iter()
+            .map(|h| {
+                let header = json!({ "type": "integer", "description": h.description });
+                (h.name.clone(), header)
+            })
+            .collect();
+        for response in out.values_mut().filter_map(Value::as_object_mut) {
+            response.insert("headers".into(), Value::Object(headers.clone()));
+        }
+    }
+    for answer in gateway::answers(exposed) {
+        let mut value = Map::new();
+        value.insert("description".into(), json!(answer.description));
+        if answer.retry_after {
+            let header = json!({ "type": "integer", "description": RETRY_AFTER_TEXT });
+            value.insert("headers".into(), json!({ RETRY_AFTER: header }));
+        }
+        gateway::insert_answer(&mut out, &answer, Value::Object(value));
     }
     out
 }

@@ -12,6 +12,7 @@ mod auth;
 mod document;
 mod drift;
 mod error;
+mod gateway;
 mod names;
 mod notes;
 mod openapi_out;
@@ -148,9 +149,9 @@ pub fn generate(
                 &inputs.openapi,
                 &api,
                 &ids,
+                &inputs.plan,
                 &owned,
                 options,
-                &inputs.plan.key_header_display,
                 entra.as_ref(),
             );
             vec![("openapi.json", pretty(&document))]
@@ -375,7 +376,8 @@ fn api_definition(
     let owned = Owned::of(&inputs.plan);
     let mut paths = Map::new();
     for (exposed, id) in api.exposed.iter().zip(ids) {
-        let operation = action::swagger_operation(exposed, id, &inputs.openapi, &owned, notes);
+        let operation =
+            action::swagger_operation(exposed, id, &inputs.openapi, &inputs.plan, &owned, notes);
         let item = paths
             .entry(exposed.public_path.clone())
             .or_insert_with(|| json!({}));

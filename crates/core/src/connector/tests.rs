@@ -219,7 +219,7 @@ fn the_openapi_format_describes_the_same_operations_with_their_credentials() {
     assert_eq!(validate["operationId"], "Validate");
     assert_eq!(
         validate["security"],
-        json!([{"apiKeyHeader": []}, {"entraId": []}])
+        json!([{"apiKeyHeader": []}, {"apiKeyQuery": []}, {"entraId": []}])
     );
     assert_eq!(document["paths"]["/healthz"]["get"]["security"], json!([]));
     assert!(document["components"]["schemas"].get("Secret").is_none());
@@ -556,7 +556,249 @@ fn sixteen_thousand_paths_sharing_an_operation_id_take_no_minute() {
     }
     let openapi = document(paths, json!({}));
     let input = openapi.to_string().len();
-    // The ids are the same in both formats; the Swagger alone keeps the test quick.
+    // The ids are the same in both formats; the Swagger alone keeps the test quick. Each
+    // operation carries tollgate's answers inline there: a kilobyte for an 80-byte input.
     let (written, _) = bounded_run(&openapi, &[Format::PowerPlatform], 10);
-    assert!(written < 16 * input, "{written} bytes written from {input}");
+    assert!(written < 32 * input, "{written} bytes written from {input}");
+}
+
+// --- what tollgate adds: credentials per operation, its headers, path values it can carry ------
+
+/// `config("subscription_key")` with a product that has limits, and `extra` merged in.
+fn limited_config(extra: Value) -> Value {
+    let mut config = config("subscription_key");
+    config["products"] = json!({"p": {"rate_limit": {"calls": 5, "renewal_period_s": 60}}});
+    if let (Value::Object(config), Value::Object(extra)) = (&mut config, extra) {
+        config.extend(extra);
+    }
+    config
+}
+
+fn both_formats(config: &Value, openapi: &Value) -> (Value, Value) {
+    let swagger = run(config, openapi, &Options::for_host("h")).unwrap();
+    let options = Options {
+        format: Format::OpenApi,
+        ..Options::for_host("h")
+    };
+    let public = run(config, openapi, &options).unwrap();
+    (
+        file(&swagger, "apiDefinition.swagger.json"),
+        file(&public, "openapi.json"),
+    )
+}
+
+#[test]
+fn an_operation_open_to_anyone_asks_for_no_key_in_either_output() {
+    let (swagger, public) = both_formats(&config("subscription_key"), &openapi());
+    assert_eq!(swagger["security"], json!([{"apiKeyHeader": []}]));
+    assert_eq!(swagger["paths"]["/healthz"]["get"]["security"], json!([]));
+    // The others keep the document's requirement.
+    assert!(swagger["paths"]["/validate"]["post"]
+        .get("security")
+        .is_none());
+    assert_eq!(public["paths"]["/healthz"]["get"]["security"], json!([]));
+}
+
+#[test]
+fn the_key_in_the_query_is_an_alternative_in_the_openapi_description_only() {
+    let (swagger, public) = both_formats(&config("subscription_key"), &openapi());
+    assert_eq!(
+        public["components"]["securitySchemes"]["apiKeyQuery"],
+        json!({"type": "apiKey", "in": "query", "name": "key"})
+    );
+    assert_eq!(
+        public["paths"]["/validate"]["post"]["security"],
+        json!([{"apiKeyHeader": []}, {"apiKeyQuery": []}])
+    );
+    // Power Platform's connection holds one key, sent one way: the header, as APIM exports it.
+    let definitions = swagger["securityDefinitions"].as_object().unwrap();
+    assert_eq!(definitions.keys().collect::<Vec<_>>(), ["apiKeyHeader"]);
+}
+
+#[test]
+fn retry_after_and_the_rate_limit_headers_are_documented() {
+    let (swagger, public) = both_formats(&limited_config(json!({})), &openapi());
+    let get = &swagger["paths"]["/invoices/{invoice_id}"]["get"]["responses"];
+    for status in ["403", "429"] {
+        assert_eq!(get[status]["headers"]["Retry-After"]["type"], "integer");
+    }
+    assert!(get["401"].get("headers").is_none());
+    assert!(get["404"].get("headers").is_none());
+    let admitted = get["200"]["headers"].as_object().unwrap();
+    assert_eq!(
+        admitted.keys().collect::<Vec<_>>(),
+        [
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset"
+        ]
+    );
+    // No consumer, no limit: no headers.
+    let health = &swagger["paths"]["/healthz"]["get"]["responses"]["200"];
+    assert!(health.get("headers").is_none());
+
+    let get = &public["paths"]["/invoices/{invoice_id}"]["get"]["responses"];
+    assert_eq!(
+        get["429"],
+        json!({"$ref": "#/components/responses/TollgateTooManyRequests"})
+    );
+    let components = &public["components"];
+    assert_eq!(
+        components["responses"]["TollgateTooManyRequests"]["headers"]["Retry-After"],
+        json!({"$ref": "#/components/headers/RetryAfter"})
+    );
+    assert_eq!(
+        components["responses"]["TollgateForbidden"]["headers"]["Retry-After"],
+        json!({"$ref": "#/components/headers/RetryAfter"})
+    );
+    assert_eq!(
+        get["200"]["headers"]["x-ratelimit-remaining"],
+        json!({"$ref": "#/components/headers/RateLimitRemaining"})
+    );
+    assert_eq!(
+        components["headers"]["RateLimitReset"]["schema"]["type"],
+        "integer"
+    );
+    assert!(public["paths"]["/healthz"]["get"]["responses"]["200"]
+        .get("headers")
+        .is_none());
+}
+
+#[test]
+fn the_rate_limit_headers_follow_the_configuration() {
+    let renamed = limited_config(json!({"rate_limit_headers":
+        {"limit": "RateLimit-Limit", "remaining": "RateLimit-Remaining", "reset": "RateLimit-Reset"}}));
+    let (swagger, public) = both_formats(&renamed, &openapi());
+    let admitted = &swagger["paths"]["/validate"]["post"]["responses"]["200"]["headers"];
+    assert!(admitted.get("ratelimit-limit").is_some(), "{admitted}");
+    assert!(admitted.get("x-ratelimit-limit").is_none());
+    let admitted = &public["paths"]["/validate"]["post"]["responses"]["200"]["headers"];
+    assert!(admitted.get("ratelimit-reset").is_some(), "{admitted}");
+
+    let off = limited_config(json!({"rate_limit_headers": "none"}));
+    let (swagger, public) = both_formats(&off, &openapi());
+    let responses = &swagger["paths"]["/validate"]["post"]["responses"];
+    assert!(responses["200"].get("headers").is_none());
+    assert!(responses["429"]["headers"].get("Retry-After").is_some());
+    assert!(public["components"]["headers"]
+        .get("RateLimitLimit")
+        .is_none());
+
+    // Unlimited products: nothing to count, no headers.
+    let (swagger, _) = both_formats(&config("subscription_key"), &openapi());
+    assert!(swagger["paths"]["/validate"]["post"]["responses"]["200"]
+        .get("headers")
+        .is_none());
+}
+
+#[test]
+fn a_response_the_backend_shares_gets_the_headers_in_place() {
+    let mut document = openapi();
+    document["components"]["responses"] = json!({"Ok": {"description": "OK", "headers": {"X-RateLimit-Limit": {"description": "old"}}}});
+    document["paths"]["/api/v1/validate"]["post"]["responses"] =
+        json!({"200": {"$ref": "#/components/responses/Ok"}});
+    let (_, public) = both_formats(&limited_config(json!({})), &document);
+    let ok = &public["paths"]["/validate"]["post"]["responses"]["200"];
+    assert_eq!(ok["description"], "OK");
+    let names: Vec<&String> = ok["headers"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        names,
+        [
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset"
+        ]
+    );
+    // The component itself is left as the backend wrote it.
+    assert_eq!(
+        public["components"]["responses"]["Ok"]["headers"]["X-RateLimit-Limit"]["description"],
+        "old"
+    );
+}
+
+#[test]
+fn path_parameters_exclude_what_the_gateway_cannot_carry() {
+    let mut document = openapi();
+    let item = |schema: Value| {
+        json!({"get": {"parameters": [{"name": "id", "in": "path", "required": true,
+            "schema": schema}], "responses": {"200": {"description": "OK"}}}})
+    };
+    let paths = document["paths"].as_object_mut().unwrap();
+    paths.insert(
+        "/api/v1/invoices/by-number/{id}".into(),
+        item(json!({"type": "integer"})),
+    );
+    paths.insert(
+        "/api/v1/invoices/by-code/{id}".into(),
+        item(json!({"type": "string", "pattern": "^INV-[0-9]+$", "default": "a/b"})),
+    );
+    paths.insert(
+        "/api/v1/invoices/by-kind/{id}".into(),
+        item(json!({"$ref": "#/components/schemas/Kind"})),
+    );
+    paths.insert(
+        "/api/v1/invoices/by-flag/{id}".into(),
+        item(json!({"type": "string", "pattern": "(?i)^inv", "default": "../x"})),
+    );
+    document["components"]["schemas"]["Kind"] = json!({"type": "string", "enum": ["a", "b"]});
+    let (swagger, public) = both_formats(&config("subscription_key"), &document);
+    let swagger_parameter = |path: &str| {
+        swagger["paths"][path]["get"]["parameters"][0]
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    let public_schema =
+        |path: &str| public["paths"][path]["get"]["parameters"][0]["schema"].clone();
+    let segment = parameters::SEGMENT;
+    assert_eq!(
+        swagger_parameter("/invoices/{invoice_id}")["pattern"],
+        segment
+    );
+    assert_eq!(public_schema("/invoices/{invoice_id}")["pattern"], segment);
+    // An integer never holds '/' nor is '.': no pattern needed.
+    assert!(swagger_parameter("/invoices/by-number/{id}")
+        .get("pattern")
+        .is_none());
+    assert!(public_schema("/invoices/by-number/{id}")
+        .get("pattern")
+        .is_none());
+    // FastAPI's own pattern is kept inside the one regex.
+    let combined = r"^(?!\.{1,2}$)(?=[^/\\]+$)(?=[\s\S]*?(?:^INV-[0-9]+$))";
+    let by_code = swagger_parameter("/invoices/by-code/{id}");
+    assert_eq!(by_code["pattern"], combined);
+    assert!(by_code.get("default").is_none());
+    assert_eq!(public_schema("/invoices/by-code/{id}")["pattern"], combined);
+    // Inline flags open the whole pattern; a default that is no segment goes.
+    let by_flag = swagger_parameter("/invoices/by-flag/{id}");
+    assert_eq!(
+        by_flag["pattern"],
+        r"(?i)^(?!\.{1,2}$)(?=[^/\\]+$)(?=[\s\S]*?(?:^inv))"
+    );
+    assert!(by_flag.get("default").is_none());
+    // Behind a ref the target's constraints stand beside the segment's.
+    assert_eq!(
+        public_schema("/invoices/by-kind/{id}"),
+        json!({"allOf": [{"$ref": "#/components/schemas/Kind"}], "pattern": segment})
+    );
+    assert_eq!(
+        swagger_parameter("/invoices/by-kind/{id}")["pattern"],
+        segment
+    );
+    assert_eq!(
+        swagger_parameter("/invoices/by-kind/{id}")["enum"],
+        json!(["a", "b"])
+    );
+}
+
+#[test]
+fn an_undeclared_path_parameter_is_one_segment_too() {
+    let mut document = openapi();
+    document["paths"]["/api/v1/invoices/{invoice_id}"]["get"]
+        .as_object_mut()
+        .unwrap()
+        .remove("parameters");
+    let (swagger, _) = both_formats(&config("subscription_key"), &document);
+    let parameter = &swagger["paths"]["/invoices/{invoice_id}"]["get"]["parameters"][0];
+    assert_eq!(parameter["pattern"], parameters::SEGMENT);
 }
