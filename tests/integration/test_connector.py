@@ -886,6 +886,8 @@ def test_make_connector_writes_the_demo_connector(tmp_path):
         ("GET", "/healthz"): "Healthz",
     }
     assert "api_key" in properties["properties"]["connectionParameters"]
+    # `healthz` is `auth: none`: no key, whatever the document-wide requirement says.
+    assert api["paths"]["/healthz"]["get"]["security"] == []
     public = json.loads((out / "openapi.json").read_text())
     assert list(OpenAPIV31SpecValidator(public).iter_errors()) == []
 
@@ -950,8 +952,6 @@ def test_work_is_in_proportion_to_the_input(tmp_path, case, flags):
     assert run.max_rss_mb < 600, run.max_rss_mb
     assert run.stderr_bytes < 100_000, run.stderr_bytes
     assert run.output_bytes < 64 * size, (run.output_bytes, size)
-    warnings = [line for line in run.stderr_head.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) <= 101
     assert "panicked" not in run.stderr_head
 
 

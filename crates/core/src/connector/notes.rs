@@ -12,11 +12,12 @@ const MAX_LINES: usize = 100;
 const MAX_LINE_CHARS: usize = 400;
 
 /// Conversion steps (schemas converted, refs followed) of the whole run, beyond which every
-/// schema left is unconstrained; and as much again per byte of input, so that a large document
-/// converts whole.
+/// schema left is unconstrained; plus one per byte of input, so that a large document converts
+/// whole.
 const RUN_STEPS: usize = 1_000_000;
-/// Bytes of referenced schema the run may copy (a `$ref` followed copies its target): what
-/// bounds the output where steps alone do not (one step can copy a 60,000-value enum).
+/// Bytes the run's conversions may produce: each `$ref` followed (its target is copied) and
+/// each converted schema as written. What bounds the output where steps alone do not (one step
+/// can copy a 60,000-value enum); plus `BYTES_PER_INPUT_BYTE` per byte of input.
 const RUN_BYTES: usize = 64 << 20;
 const BYTES_PER_INPUT_BYTE: usize = 4;
 
