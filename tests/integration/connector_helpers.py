@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import resource
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal, Optional, Union
 
 import json5
 from fastapi import Cookie, FastAPI, File, Form, Header, Query, UploadFile
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,6 +153,62 @@ def generate(directory: Path, config: dict | str, openapi: dict | str, *flags: s
                                 "--openapi", str(openapi_path), "--host", host,
                                 "--out", str(out_dir), *flags)
     return Generated(result, out_dir)
+
+
+@dataclass
+class Measured:
+    """A run of the generator with what it cost: wall time, peak resident memory, bytes on
+    stderr and bytes written."""
+    returncode: int
+    seconds: float
+    max_rss_mb: float
+    stderr_bytes: int
+    output_bytes: int
+    stderr_head: str
+
+
+def measured_generate(directory: Path, config: dict, openapi: dict, *flags: str,
+                      timeout: float = 60, address_space: int = 3 << 30,
+                      file_size: int = 256 << 20) -> Measured:
+    """`tollgate connector` with its cost measured (`wait4`'s rusage of that one process), and
+    capped so that a run out of proportion fails the test instead of the machine: address space,
+    file size (stderr is a file), wall time."""
+    config_path, openapi_path = write_inputs(directory, config, openapi)
+    out_dir = directory / "out"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    err_path = directory / "stderr.txt"
+
+    def limits():
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+
+    started = time.monotonic()
+    with open(err_path, "wb") as err:
+        process = subprocess.Popen(
+            [str(stack.CLI), "connector", "--config", str(config_path), "--openapi",
+             str(openapi_path), "--host", "api.contoso.com", "--out", str(out_dir), *flags],
+            stdout=subprocess.DEVNULL, stderr=err, preexec_fn=limits)
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - started > timeout:
+                process.kill()
+                pid, status, usage = os.wait4(process.pid, 0)
+                break
+            time.sleep(0.02)
+    seconds = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
+    with open(err_path, "rb") as err:
+        head = err.read(4000).decode(errors="replace")
+    return Measured(
+        returncode=process.returncode,
+        seconds=seconds,
+        max_rss_mb=usage.ru_maxrss / 1024,
+        stderr_bytes=err_path.stat().st_size,
+        output_bytes=sum(p.stat().st_size for p in out_dir.iterdir()),
+        stderr_head=head,
+    )
 
 
 # --- Microsoft's schemas --------------------------------------------------------------------------
@@ -368,6 +430,37 @@ def edge_app():
 
     @app.api_route("/api/orders/{order_id}/notes", methods=["GET", "PUT"])
     def order_notes(order_id: int):
+        return {}
+
+    return app
+
+
+# --- path parameters of every kind FastAPI writes -------------------------------------------------
+
+class Kind(str, Enum):
+    pdf = "pdf"
+    xml = "xml"
+
+
+def pattern_app():
+    """Path parameters of every kind FastAPI writes: a string with a pattern, an int, an enum (a
+    `$ref`) and Starlette's `path` converter (which takes '/')."""
+    app = FastAPI(title="patterns")
+
+    @app.get("/api/codes/{code}")
+    def by_code(code: Annotated[str, PathParam(pattern=r"^INV-\d+$")]):
+        return {}
+
+    @app.get("/api/numbers/{number}")
+    def by_number(number: int):
+        return {}
+
+    @app.get("/api/kinds/{kind}")
+    def by_kind(kind: Kind):
+        return {}
+
+    @app.get("/api/files/{file_path:path}")
+    def by_file(file_path: str):
         return {}
 
     return app

@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import warnings
+from urllib.parse import quote
 
 import jsonschema
 import pytest
@@ -885,5 +886,259 @@ def test_make_connector_writes_the_demo_connector(tmp_path):
         ("GET", "/healthz"): "Healthz",
     }
     assert "api_key" in properties["properties"]["connectionParameters"]
+    # `healthz` is `auth: none`: no key, whatever the document-wide requirement says.
+    assert api["paths"]["/healthz"]["get"]["security"] == []
     public = json.loads((out / "openapi.json").read_text())
     assert list(OpenAPIV31SpecValidator(public).iter_errors()) == []
+
+
+# --- work in proportion to the input --------------------------------------------------------------
+# Adversarial documents, built here. Before the generator bounded its work a CI job could die of
+# them: 1.1 GB resident for 180 KB, 504 MB of warnings on stderr, a minute for 16,000 parameters
+# or ids. Bounds generous for a debug build on a slow shared machine.
+
+CATCH_ALL = {
+    "products": {"p": {}},
+    "consumers": [{"id": "c", "product": "p", "keys": [sha256_ref(Keys.primary)]}],
+    "operations": [{"name": "all", "path_prefix": "/"}],
+}
+OK_RESPONSE = {"200": {"description": "ok"}}
+
+
+def refs_to_a_large_enum(prefix: str, levels: int) -> dict:
+    """An enum of 12,000 values (180 KB) behind `levels` levels of refs two wide."""
+    schemas = {"Big": {"type": "string", "enum": [f"value-{i:05d}" for i in range(12000)]}}
+    for level in range(levels):
+        target = {"$ref": prefix + ("Big" if level + 1 == levels else f"X{level + 1}")}
+        schemas[f"X{level}"] = {"type": "object", "properties": {"a": target, "b": target},
+                                "anyOf": [target, target]}
+    return schemas
+
+
+def adversarial(case: str) -> dict:
+    document = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}}
+    if case == "refs-to-a-large-leaf":
+        document["components"] = {"schemas": refs_to_a_large_enum("#/components/schemas/", 10)}
+        document["x-defs"] = refs_to_a_large_enum("#/x-defs/", 10)
+        document["paths"] = {"/items": {
+            "get": {"parameters": [{"name": "q", "in": "query",
+                                    "schema": {"$ref": "#/components/schemas/X0"}}],
+                    "responses": OK_RESPONSE},
+            "post": {"requestBody": {"content": {"application/json": {
+                "schema": {"$ref": "#/x-defs/X0"}}}}, "responses": OK_RESPONSE}}}
+    elif case == "8000-path-parameters":
+        path = "".join(f"/{{p{i}}}" for i in range(8000))
+        document["paths"] = {path: {"get": {"responses": OK_RESPONSE}}}
+    elif case == "16000-query-parameters":
+        document["paths"] = {"/q": {"get": {"parameters": [
+            {"name": f"q{i}", "in": "query", "schema": {"type": "string"}}
+            for i in range(16000)], "responses": OK_RESPONSE}}}
+    elif case == "16000-paths-one-operation-id":
+        document["paths"] = {f"/p{i}": {"get": {"operationId": "same",
+                                                "responses": OK_RESPONSE}}
+                             for i in range(16000)}
+    return document
+
+
+@pytest.mark.parametrize("case", ["refs-to-a-large-leaf", "8000-path-parameters",
+                                  "16000-query-parameters", "16000-paths-one-operation-id"])
+@pytest.mark.parametrize("flags", [[], ["--format", "openapi"]], ids=["swagger", "openapi"])
+def test_work_is_in_proportion_to_the_input(tmp_path, case, flags):
+    document = adversarial(case)
+    size = len(json.dumps(document))
+    run = ch.measured_generate(tmp_path, CATCH_ALL, document, *flags)
+    assert run.returncode == 0, run.stderr_head
+    assert run.seconds < 15, run.seconds
+    assert run.max_rss_mb < 600, run.max_rss_mb
+    assert run.stderr_bytes < 100_000, run.stderr_bytes
+    assert run.output_bytes < 64 * size, (run.output_bytes, size)
+    assert "panicked" not in run.stderr_head
+
+
+# --- what tollgate adds, documented: open operations, the key in the query, its headers ---------
+
+def documented_config(signers: Signers) -> dict:
+    """The key configuration with an operation open to anyone (/healthz), a tight rate limit
+    (a 429 within a few calls) and rate-limit headers under names of its own."""
+    config = connector_config("key", signers)
+    config["operations"].append({"name": "healthz", "methods": ["GET"], "path": "/healthz",
+                                 "auth": "none"})
+    config["products"]["starter"]["rate_limit"] = {"calls": 3, "renewal_period_s": 60}
+    config["rate_limit_headers"] = {"limit": "X-RL-Limit", "remaining": "X-RL-Remaining",
+                                    "reset": "X-RL-Reset"}
+    return config
+
+
+RATE_HEADERS = ["x-rl-limit", "x-rl-remaining", "x-rl-reset"]
+
+
+def public_responses(document: dict, operation: dict) -> dict:
+    """An OpenAPI operation's responses with `$ref`s to components.responses followed."""
+    out = {}
+    for status, response in operation["responses"].items():
+        if "$ref" in response:
+            response = document["components"]["responses"][response["$ref"].split("/")[-1]]
+        out[status] = response
+    return out
+
+
+def test_documents_say_which_operations_need_a_key_and_which_headers_come_back(
+        tmp_path, signers, openapi):
+    config = documented_config(signers)
+    swagger = ch.generate(tmp_path / "swagger", config, openapi)
+    public = ch.generate(tmp_path / "openapi", config, openapi, "--format", "openapi")
+    assert swagger.ok and public.ok, swagger.stderr + public.stderr
+    api, document = swagger.api, public.json("openapi.json")
+    assert ch.schema_errors(api, "apiDefinition.swagger.schema.json",
+                            jsonschema.Draft4Validator) == []
+    assert [e.message for e in OpenAPIV2SpecValidator(api).iter_errors()] == []
+    assert [e.message for e in OpenAPIV31SpecValidator(document).iter_errors()] == []
+
+    # Open to anyone: an empty requirement in both; the others ask for the key.
+    ops, public_ops = ch.operations(api), ch.operations(document)
+    assert ops[("GET", "/healthz")]["security"] == []
+    assert public_ops[("GET", "/healthz")]["security"] == []
+    for key, op in ops.items():
+        if key != ("GET", "/healthz"):
+            assert op.get("security", api["security"]) == [{"apiKeyHeader": []}], key
+    # The key may be sent as the query parameter too: an alternative in the OpenAPI description.
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["apiKeyQuery"] == {"type": "apiKey", "in": "query", "name": KEY_QUERY}
+    assert schemes["apiKeyHeader"] == {"type": "apiKey", "in": "header", "name": KEY_HEADER}
+    for key, op in public_ops.items():
+        if key != ("GET", "/healthz"):
+            assert {"apiKeyQuery": []} in op["security"] and \
+                {"apiKeyHeader": []} in op["security"], key
+    # ... but not in the connector: Power Platform's connection sends its one key one way.
+    assert set(api["securityDefinitions"]) == {"apiKeyHeader"}
+
+    # Retry-After on 429 and 403; the configured rate-limit headers on what the backend answers.
+    for key, op in ops.items():
+        responses = op["responses"]
+        if key == ("GET", "/healthz"):
+            assert not any("headers" in r for r in responses.values()), responses
+            continue
+        for status in ("403", "429"):
+            assert responses[status]["headers"]["Retry-After"]["type"] == "integer", key
+        for status, response in responses.items():
+            if status in ("401", "403", "404", "429"):
+                continue
+            assert sorted(response["headers"]) == RATE_HEADERS, (key, status)
+            assert all(h["type"] == "integer" for h in response["headers"].values())
+    for key, op in public_ops.items():
+        responses = public_responses(document, op)
+        if key == ("GET", "/healthz"):
+            continue
+        for status in ("403", "429"):
+            assert "Retry-After" in responses[status]["headers"], key
+        for status, response in responses.items():
+            if status not in ("401", "403", "404", "429"):
+                assert sorted(h.lower() for h in response["headers"]) == RATE_HEADERS, key
+
+
+def test_what_the_documents_say_is_what_the_gateway_does(tmp_path, workdir, backend, signers,
+                                                         openapi):
+    config = documented_config(signers)
+    api = ch.generate(tmp_path, config, openapi).api
+    envoy = start_gateway(workdir, backend, config, "connector-documented")
+    try:
+        healthz = requests.get(envoy.url + "/healthz", timeout=10)
+        assert healthz.status_code == 200, healthz.text
+        assert not [h for h in RATE_HEADERS if h in healthz.headers]
+        documented = api["paths"]["/invoices"]["get"]["responses"]["200"]["headers"]
+        by_query = requests.get(envoy.url + "/invoices", params={KEY_QUERY: Keys.primary},
+                                timeout=10)
+        assert by_query.status_code == 200, by_query.text
+        assert set(documented) <= {h.lower() for h in by_query.headers}, by_query.headers
+        for _ in range(5):
+            answer = requests.get(envoy.url + "/invoices", headers={KEY_HEADER: Keys.primary},
+                                  timeout=10)
+            if answer.status_code == 429:
+                break
+        assert answer.status_code == 429, answer.text
+        assert int(answer.headers["Retry-After"]) >= 1
+        assert "Retry-After" in api["paths"]["/invoices"]["get"]["responses"]["429"]["headers"]
+    finally:
+        envoy.stop()
+
+
+# --- path parameter values the gateway can carry --------------------------------------------------
+
+CANNOT_CARRY = ["", "/", "a/b", "a\\b", "\\", ".", ".."]
+CAN_CARRY = ["abc", "INV-1", "a.b", "...", ".x", "%2F", "a b", "é"]
+
+
+def path_parameters(api: dict) -> list[tuple[str, dict]]:
+    """(public path, parameter) of every path parameter of a Swagger or OpenAPI document, with
+    the OpenAPI parameter's schema as the parameter."""
+    found = []
+    for (method, path), op in ch.operations(api).items():
+        for parameter in op.get("parameters", []):
+            if parameter.get("in") == "path":
+                found.append((path, parameter.get("schema", parameter)))
+    return found
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_string_path_parameter_is_one_segment(generated, tmp_path, signers, openapi, mode):
+    api = ok(generated, mode).api
+    flags = [] if mode == "key" else ["--client-id", CLIENT_ID]
+    public = ch.generate(tmp_path, connector_config(mode, signers), openapi, "--format", "openapi",
+                         *flags)
+    assert public.ok, public.stderr
+    for document in (api, public.json("openapi.json")):
+        found = path_parameters(document)
+        assert found
+        for path, parameter in found:
+            pattern = parameter.get("pattern")
+            assert pattern, (path, parameter)
+            for value in CANNOT_CARRY:
+                assert not re.search(pattern, value), (path, value)
+            for value in CAN_CARRY:
+                assert re.search(pattern, value), (path, value)
+
+
+def test_a_fastapi_pattern_is_kept_beside_the_segment(tmp_path):
+    document = json.loads(json.dumps(ch.pattern_app().openapi()))
+    config = {"products": {"p": {}},
+              "consumers": [{"id": "c", "product": "p", "keys": [sha256_ref(Keys.primary)]}],
+              "operations": [{"name": "api", "path_prefix": "/api"}]}
+    swagger = ch.generate(tmp_path / "swagger", config, document)
+    public = ch.generate(tmp_path / "openapi", config, document, "--format", "openapi")
+    assert swagger.ok and public.ok, swagger.stderr + public.stderr
+    api, openapi31 = swagger.api, public.json("openapi.json")
+    assert ch.schema_errors(api, "apiDefinition.swagger.schema.json",
+                            jsonschema.Draft4Validator) == []
+    assert [e.message for e in OpenAPIV2SpecValidator(api).iter_errors()] == []
+    assert [e.message for e in OpenAPIV31SpecValidator(openapi31).iter_errors()] == []
+    for document in (api, openapi31):
+        parameters = {path: parameter for path, parameter in path_parameters(document)}
+        code = parameters["/api/codes/{code}"].get("pattern")
+        assert re.search(code, "INV-12") and not re.search(code, "X-12")
+        assert not re.search(code, "INV-1/2") and not re.search(code, "INV-")
+        # An integer never holds '/' nor is '.': its type says it.
+        assert "pattern" not in parameters["/api/numbers/{number}"]
+        # Starlette's path converter takes '/'; the gateway does not.
+        files = parameters["/api/files/{file_path}"].get("pattern")
+        assert re.search(files, "a.pdf") and not re.search(files, "a/b.pdf")
+        kind = parameters["/api/kinds/{kind}"]
+        assert not re.search(kind.get("pattern"), "..") and re.search(kind.get("pattern"), "pdf")
+    # In the OpenAPI description the enum stays a `$ref`, required beside the segment.
+    kind = dict(path_parameters(openapi31))["/api/kinds/{kind}"]
+    assert kind["allOf"] == [{"$ref": "#/components/schemas/Kind"}]
+
+
+def test_path_values_outside_the_pattern_never_reach_the_handler(gateways, generated):
+    """What the pattern excludes is what the gateway cannot carry: sent as a connector sends it
+    (`x-ms-url-encoding: single`), such a value never reaches get_invoice as itself; what the
+    pattern admits does."""
+    api = ok(generated, "key").api
+    pattern = dict(path_parameters(api))["/invoices/{invoice_id}"]["pattern"]
+    url = gateways["key"].url + "/invoices/"
+    headers = {KEY_HEADER: Keys.primary}
+    for value in CANNOT_CARRY + CAN_CARRY:
+        response = requests.get(url + quote(value, safe=""), headers=headers, timeout=10)
+        body = response.json() if response.headers.get("content-type", "").startswith(
+            "application/json") else {}
+        reached = response.status_code == 200 and body.get("invoice_id") == value
+        assert reached == bool(re.search(pattern, value)), (value, response.status_code, body)

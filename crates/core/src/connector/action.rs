@@ -1,57 +1,35 @@
 //! One connector operation (Swagger 2.0): its parameters, its body, its responses. Power
 //! Platform shows one response schema per operation, so only the first 2xx JSON response keeps
 //! its schema; tollgate's own refusals (401, 403, 429; 404 on a path with parameters) are
-//! listed with the messages it sends.
+//! listed with the messages it sends, and the headers tollgate adds (`Retry-After`, the
+//! rate-limit headers) with the responses that carry them.
 
 use crate::config::AuthMode;
 use crate::connector::document::resolve;
+use crate::connector::gateway::{self, RateHeader, RETRY_AFTER, RETRY_AFTER_TEXT};
+use crate::connector::notes::{shorten, Notes};
 use crate::connector::parameters::{self, Owned};
 use crate::connector::public_api::Exposed;
 use crate::connector::schema;
+use crate::plan::Plan;
 use serde_json::{json, Map, Value};
-
-/// What tollgate answers before the backend sees the call.
-pub(crate) const UNAUTHORIZED: &str = "Access denied: the subscription key or the token is missing or invalid ({\"statusCode\": 401, \"message\": ...}).";
-pub(crate) const FORBIDDEN: &str = "Access denied: the product may not call this operation or a required claim is missing; or out of call volume quota, replenished after Retry-After seconds.";
-pub(crate) const TOO_MANY: &str = "Rate limit is exceeded. Try again in Retry-After seconds.";
-pub(crate) const NOT_FOUND: &str = "Unable to match incoming request to an operation: a path parameter is one non-empty segment, never '/', '.' or '..' ({\"statusCode\": 404, \"message\": ...}).";
-
-/// The answers tollgate itself may give an exposed operation's callers: the refusals of
-/// authentication, authorization and limits when the operation has a caller to refuse, and
-/// 404 when a path parameter's value is no single segment.
-pub(crate) fn gateway_answers(exposed: &Exposed) -> Vec<(&'static str, &'static str)> {
-    let mut answers = Vec::new();
-    if exposed.operation.auth != AuthMode::None {
-        answers.extend([("401", UNAUTHORIZED), ("403", FORBIDDEN), ("429", TOO_MANY)]);
-    }
-    if exposed.public_path.contains('{') {
-        answers.push(("404", NOT_FOUND));
-    }
-    answers
-}
-
-/// Puts tollgate's answer under `status`: it replaces what the backend documents for 401, 403
-/// and 429 (the backend never sees those calls), but a 404 the backend documents (its own "not
-/// found") stays.
-pub(crate) fn insert_answer(responses: &mut Map<String, Value>, status: &str, answer: Value) {
-    if status == "404" && responses.contains_key(status) {
-        return;
-    }
-    responses.insert(status.to_string(), answer);
-}
+use std::collections::HashSet;
 
 /// The Swagger operation object for `exposed`, named `id`.
 pub(crate) fn swagger_operation(
     exposed: &Exposed,
     id: &str,
     openapi: &Value,
+    plan: &Plan,
     owned: &Owned,
-    warnings: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Value {
+    // Every warning of the operation starts with this: kept short, whatever the path.
     let label = format!(
-        "{} {} ({id})",
+        "{} {} ({})",
         exposed.method.to_ascii_uppercase(),
-        exposed.public_path
+        shorten(&exposed.public_path, 120),
+        shorten(id, 60)
     );
     let mut operation = Map::new();
     operation.insert("operationId".into(), json!(id));
@@ -70,6 +48,10 @@ pub(crate) fn swagger_operation(
     if exposed.fastapi.get("deprecated") == Some(&Value::Bool(true)) {
         operation.insert("deprecated".into(), json!(true));
     }
+    if exposed.operation.auth == AuthMode::None {
+        // Open to anyone: no credential, whatever the document-wide `security` asks.
+        operation.insert("security".into(), json!([]));
+    }
 
     let (kept, _) = parameters::kept(exposed, openapi, owned);
     let mut parameters: Vec<Value> = Vec::new();
@@ -77,21 +59,31 @@ pub(crate) fn swagger_operation(
         let named = parameter.get("name").and_then(Value::as_str).is_some();
         let location = parameter.get("in").and_then(Value::as_str);
         if named && matches!(location, Some("path" | "query" | "header")) {
-            parameters.push(plain_parameter(parameter, openapi, &label, warnings));
+            parameters.push(plain_parameter(parameter, openapi, &label, notes));
         } else {
-            warnings.push(format!(
+            notes.push(format!(
                 "{label}: a parameter without a name or in {location:?} left out"
             ));
         }
     }
-    for name in undeclared_path_parameters(&exposed.public_path, &parameters) {
-        warnings.push(format!(
-            "{label}: path parameter {name} is not declared in the OpenAPI; added as a string"
+    let undeclared = undeclared_path_parameters(&exposed.public_path, &parameters);
+    if !undeclared.is_empty() {
+        // One line for all of them: a path can hold thousands.
+        let shown: Vec<String> = undeclared.iter().take(5).map(|n| shorten(n, 40)).collect();
+        let more = match undeclared.len() {
+            n if n > shown.len() => format!(" and {} more", n - shown.len()),
+            _ => String::new(),
+        };
+        notes.push(format!(
+            "{label}: path parameter(s) {}{more} not declared in the OpenAPI; added as strings",
+            shown.join(", ")
         ));
-        parameters.push(json!({ "name": name, "in": "path", "required": true,
-            "type": "string", "x-ms-url-encoding": "single" }));
     }
-    let (body, consumes) = request_body(exposed, openapi, &label, warnings);
+    for name in undeclared {
+        parameters.push(json!({ "name": name, "in": "path", "required": true,
+            "type": "string", "pattern": parameters::SEGMENT, "x-ms-url-encoding": "single" }));
+    }
+    let (body, consumes) = request_body(exposed, openapi, &label, notes);
     parameters.extend(body);
     if !parameters.is_empty() {
         operation.insert("parameters".into(), Value::Array(parameters));
@@ -99,24 +91,25 @@ pub(crate) fn swagger_operation(
     if let Some(consumes) = consumes {
         operation.insert("consumes".into(), json!([consumes]));
     }
+    let rate_headers = gateway::rate_headers(plan, exposed.operation);
     operation.insert(
         "responses".into(),
-        Value::Object(responses(exposed, openapi, &label, warnings)),
+        Value::Object(responses(exposed, openapi, &rate_headers, &label, notes)),
     );
     Value::Object(operation)
 }
 
 /// `{name}`s of the path with no `in: path` parameter of that name (Swagger requires one each).
 fn undeclared_path_parameters(path: &str, parameters: &[Value]) -> Vec<String> {
-    let declared = |name: &str| {
-        parameters
-            .iter()
-            .any(|p| p.get("in") == Some(&json!("path")) && p.get("name") == Some(&json!(name)))
-    };
+    let declared: HashSet<&str> = parameters
+        .iter()
+        .filter(|p| p.get("in").and_then(Value::as_str) == Some("path"))
+        .filter_map(|p| p.get("name").and_then(Value::as_str))
+        .collect();
     path.split('{')
         .skip(1)
         .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
-        .filter(|name| !declared(name))
+        .filter(|name| !declared.contains(name))
         .map(str::to_string)
         .collect()
 }
@@ -126,7 +119,7 @@ fn plain_parameter(
     parameter: &Map<String, Value>,
     openapi: &Value,
     label: &str,
-    warnings: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Value {
     let mut out = Map::new();
     for field in ["name", "in", "description"] {
@@ -145,16 +138,15 @@ fn plain_parameter(
     if let Some(title) = schema.get("title").and_then(Value::as_str) {
         out.insert("x-ms-summary".into(), json!(title));
     }
-    let context = format!(
-        "{label}, parameter {}",
-        parameter.get("name").unwrap_or(&Value::Null)
-    );
+    let name = parameter.get("name").unwrap_or(&Value::Null).to_string();
+    let context = format!("{label}, parameter {}", shorten(&name, 60));
     out.extend(schema::parameter_fields(
-        &schema, openapi, location, &context, warnings,
+        &schema, openapi, location, &context, notes,
     ));
     let required = location == "path" || parameter.get("required") == Some(&Value::Bool(true));
     out.insert("required".into(), json!(required));
     if location == "path" {
+        parameters::restrict_swagger_path(&mut out);
         out.insert("x-ms-url-encoding".into(), json!("single"));
     }
     Value::Object(out)
@@ -166,11 +158,11 @@ fn request_body(
     exposed: &Exposed,
     openapi: &Value,
     label: &str,
-    warnings: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> (Vec<Value>, Option<String>) {
     let Some(body) = exposed.fastapi.get("requestBody") else {
         if matches!(exposed.method, "post" | "put" | "patch") {
-            warnings.push(format!(
+            notes.push(format!(
                 "{label}: the OpenAPI declares no request body (the handler reads the raw request), so Power Automate shows no fields for it"
             ));
         }
@@ -194,7 +186,7 @@ fn request_body(
             .and_then(|c| c.get("schema"))
             .unwrap_or(&empty);
         let parameter = json!({ "name": "body", "in": "body", "required": required,
-            "schema": schema::body_schema(schema, openapi, &format!("{label}, body"), warnings) });
+            "schema": schema::body_schema(schema, openapi, &format!("{label}, body"), notes) });
         return (vec![parameter], Some(media.to_string()));
     }
     if let Some(media) = form_type {
@@ -203,7 +195,7 @@ fn request_body(
             .and_then(|c| c.get("schema"))
             .unwrap_or(&empty);
         return (
-            form_fields(schema, openapi, label, warnings),
+            form_fields(schema, openapi, label, notes),
             Some(media.to_string()),
         );
     }
@@ -213,18 +205,13 @@ fn request_body(
     };
     let schema = value.get("schema").unwrap_or(&empty);
     let parameter = json!({ "name": "body", "in": "body", "required": required,
-        "schema": schema::body_schema(schema, openapi, &format!("{label}, body"), warnings) });
+        "schema": schema::body_schema(schema, openapi, &format!("{label}, body"), notes) });
     (vec![parameter], Some(media.clone()))
 }
 
 /// A form's properties as `formData` parameters, made like any other parameter (an upload
 /// becomes `type: file` there).
-fn form_fields(
-    schema: &Value,
-    openapi: &Value,
-    label: &str,
-    warnings: &mut Vec<String>,
-) -> Vec<Value> {
+fn form_fields(schema: &Value, openapi: &Value, label: &str, notes: &mut Notes) -> Vec<Value> {
     let schema = resolve(schema, openapi).unwrap_or(schema);
     let required: Vec<&str> = schema
         .get("required")
@@ -245,7 +232,7 @@ fn form_fields(
             }
             parameter.insert("schema".into(), property.clone());
             parameter.insert("required".into(), json!(required.contains(&name.as_str())));
-            plain_parameter(&parameter, openapi, label, warnings)
+            plain_parameter(&parameter, openapi, label, notes)
         })
         .collect()
 }
@@ -270,12 +257,13 @@ fn swagger_status(status: &str, all: &Map<String, Value>) -> Option<String> {
 }
 
 /// FastAPI's responses, descriptions only but for the first 2xx JSON one, which keeps its
-/// schema; and tollgate's own refusals for an authenticated operation.
+/// schema, each with the rate-limit headers tollgate adds; and tollgate's own answers.
 fn responses(
     exposed: &Exposed,
     openapi: &Value,
+    rate_headers: &[RateHeader],
     label: &str,
-    warnings: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Map<String, Value> {
     let mut out = Map::new();
     let mut schema_given = false;
@@ -287,7 +275,7 @@ fn responses(
         .unwrap_or(&empty);
     for (status, response) in fastapi {
         let Some(status) = swagger_status(status, fastapi) else {
-            warnings.push(format!(
+            notes.push(format!(
                 "{label}: response {status:?} is not a status code; left out"
             ));
             continue;
@@ -309,7 +297,7 @@ fn responses(
                 let context = format!("{label}, response {status}");
                 entry.insert(
                     "schema".into(),
-                    schema::body_schema(schema, openapi, &context, warnings),
+                    schema::body_schema(schema, openapi, &context, notes),
                 );
             }
             schema_given = true;
@@ -319,8 +307,27 @@ fn responses(
     if !out.keys().any(|status| status.starts_with('2')) {
         out.insert("200".into(), json!({ "description": "Success" }));
     }
-    for (status, text) in gateway_answers(exposed) {
-        insert_answer(&mut out, status, json!({ "description": text }));
+    if !rate_headers.is_empty() {
+        // Every response the backend gives passes tollgate, which adds them.
+        let headers: Map<String, Value> = rate_headers
+            .iter()
+            .map(|h| {
+                let header = json!({ "type": "integer", "description": h.description });
+                (h.name.clone(), header)
+            })
+            .collect();
+        for response in out.values_mut().filter_map(Value::as_object_mut) {
+            response.insert("headers".into(), Value::Object(headers.clone()));
+        }
+    }
+    for answer in gateway::answers(exposed) {
+        let mut value = Map::new();
+        value.insert("description".into(), json!(answer.description));
+        if answer.retry_after {
+            let header = json!({ "type": "integer", "description": RETRY_AFTER_TEXT });
+            value.insert("headers".into(), json!({ RETRY_AFTER: header }));
+        }
+        gateway::insert_answer(&mut out, &answer, Value::Object(value));
     }
     out
 }

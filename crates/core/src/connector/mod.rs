@@ -12,7 +12,9 @@ mod auth;
 mod document;
 mod drift;
 mod error;
+mod gateway;
 mod names;
+mod notes;
 mod openapi_out;
 mod parameters;
 mod properties;
@@ -30,6 +32,7 @@ use crate::config::{AuthMode, Config, Unmatched};
 use crate::plan::Plan;
 use auth::{ConnectorAuth, Entra};
 use names::NameParts;
+use notes::Notes;
 use parameters::Owned;
 use public_api::PublicApi;
 use serde_json::{json, Map, Value};
@@ -85,7 +88,8 @@ pub struct Generated {
     pub files: Vec<(&'static str, String)>,
     /// FastAPI operations no tollgate operation reaches: "METHOD /backend/path".
     pub left_out: Vec<String>,
-    /// What could not be carried over as it is, one line each.
+    /// What could not be carried over as it is, one line each: a repeated warning once, with
+    /// its count, and at most a hundred distinct lines.
     pub warnings: Vec<String>,
 }
 
@@ -112,7 +116,7 @@ pub fn generate(
     let auth = auth::resolve(options.auth, api.exposed.iter().map(|e| e.operation.auth));
     let entra = entra(&inputs, &api, auth, options)?;
     let ids = operation_ids(&api);
-    let mut warnings = Vec::new();
+    let mut notes = Notes::new(openapi.len());
     let files = match options.format {
         Format::PowerPlatform => {
             let definition = api_definition(
@@ -122,7 +126,7 @@ pub fn generate(
                 options,
                 auth,
                 entra.as_ref(),
-                &mut warnings,
+                &mut notes,
             );
             let (parameters, policies) =
                 auth::connection(auth, &inputs.plan.key_header_display, entra.as_ref());
@@ -145,16 +149,16 @@ pub fn generate(
                 &inputs.openapi,
                 &api,
                 &ids,
+                &inputs.plan,
                 &owned,
                 options,
-                &inputs.plan.key_header_display,
                 entra.as_ref(),
             );
             vec![("openapi.json", pretty(&document))]
         }
     };
     if let Some(title) = options.title.as_deref().filter(|t| t.chars().count() > 30) {
-        warnings.push(format!(
+        notes.push(format!(
             "--title {title:?} is longer than the 30 characters Power Platform accepts"
         ));
     }
@@ -164,18 +168,18 @@ pub fn generate(
         .map(|l| format!("{} {}", l.method, l.backend_path))
         .collect();
     if inputs.plan.unmatched == Unmatched::Pass && !left_out.is_empty() {
-        warnings.push(format!(
+        notes.push(format!(
             "`unmatched: pass` forwards what no operation matches untouched: the {} operation(s) left out are reachable by anyone, without a key or a token, at their backend paths",
             left_out.len()
         ));
     }
     if let Some(mismatch) = forced_auth_mismatch(options.auth, &api) {
-        warnings.push(mismatch);
+        notes.push(mismatch);
     }
     Ok(Generated {
         files,
         left_out,
-        warnings,
+        warnings: notes.lines(),
     })
 }
 
@@ -367,12 +371,13 @@ fn api_definition(
     options: &Options,
     auth: ConnectorAuth,
     entra: Option<&Entra>,
-    warnings: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Value {
     let owned = Owned::of(&inputs.plan);
     let mut paths = Map::new();
     for (exposed, id) in api.exposed.iter().zip(ids) {
-        let operation = action::swagger_operation(exposed, id, &inputs.openapi, &owned, warnings);
+        let operation =
+            action::swagger_operation(exposed, id, &inputs.openapi, &inputs.plan, &owned, notes);
         let item = paths
             .entry(exposed.public_path.clone())
             .or_insert_with(|| json!({}));
@@ -395,7 +400,7 @@ fn api_definition(
     document.insert("paths".into(), paths);
     document.insert(
         "definitions".into(),
-        Value::Object(schema::definitions(&used, warnings)),
+        Value::Object(schema::definitions(&used, notes)),
     );
     document.insert("securityDefinitions".into(), security_definitions);
     document.insert("security".into(), security);

@@ -3,7 +3,7 @@
 //! letters, digits, spaces and parentheses.
 
 use crate::connector::public_api::METHODS;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What names one connector operation: its tollgate operation, the FastAPI function behind it
 /// and its method.
@@ -85,7 +85,7 @@ pub(crate) fn operation_ids(parts: &[NameParts]) -> Vec<String> {
 }
 
 /// Ids given more than once.
-fn shared_ids(ids: &[String]) -> Vec<String> {
+fn shared_ids(ids: &[String]) -> HashSet<String> {
     let mut count: BTreeMap<&str, usize> = BTreeMap::new();
     for id in ids {
         *count.entry(id).or_default() += 1;
@@ -98,20 +98,24 @@ fn shared_ids(ids: &[String]) -> Vec<String> {
 }
 
 /// The first holder of a shared id keeps it; the others get the lowest free number from 2.
+/// Each base resumes from the number its last holder got: numbers below it are all taken, and
+/// thousands of holders of one id would otherwise search from 2 again each time.
 fn number_the_rest(ids: &mut [String]) {
-    let mut taken: BTreeSet<String> = BTreeSet::new();
-    let all: BTreeSet<String> = ids.iter().cloned().collect();
+    let mut taken: HashSet<String> = HashSet::with_capacity(ids.len());
+    let all: HashSet<String> = ids.iter().cloned().collect();
+    let mut next: HashMap<String, u64> = HashMap::new();
     for id in ids.iter_mut() {
         if taken.insert(id.clone()) {
             continue;
         }
-        let base = id.clone();
-        let mut number = 2u32;
-        while taken.contains(&format!("{base}{number}")) || all.contains(&format!("{base}{number}"))
-        {
-            number = number.saturating_add(1);
+        let number = next.entry(id.clone()).or_insert(2);
+        let mut candidate = format!("{id}{number}");
+        while taken.contains(&candidate) || all.contains(&candidate) {
+            *number = number.saturating_add(1);
+            candidate = format!("{id}{number}");
         }
-        *id = format!("{base}{number}");
+        *number = number.saturating_add(1);
+        *id = candidate;
         taken.insert(id.clone());
     }
 }

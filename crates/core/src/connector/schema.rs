@@ -5,10 +5,14 @@
 //!
 //! Recursion always ends: `#/components/schemas/` refs stay refs, and where refs are followed
 //! (union merging, other local refs, parameters) a stack of the refs and unions being expanded
-//! stops a second visit, with a depth limit behind it.
+//! stops a second visit, with a depth limit behind it. The work and the output are bounded too:
+//! each conversion, and the whole run (`Notes`), may take so many steps and copy so many bytes
+//! of referenced schema, whatever the refs.
 
+use crate::connector::notes::{shorten, written_size, Notes};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
 
 /// `#/definitions/format` of the connector schema: a `format` outside this list fails it.
 const FORMATS: &[&str] = &[
@@ -83,6 +87,11 @@ const MAX_DEPTH: usize = 48;
 /// the work: a ref reached along several branches is followed along each, so a 2 KB document
 /// of refs four wide can ask for 4^n steps.
 const MAX_STEPS: usize = 20_000;
+/// Bytes of referenced schema one conversion may copy. Steps alone do not bound the output:
+/// each step can copy a large target (an enum of thousands of values) once more.
+const MAX_BYTES: usize = 4 << 20;
+const TOO_LARGE: &str =
+    "schema too large to convert (too many refs to follow, or too much to copy); the rest left unconstrained";
 
 const COMPONENTS: &str = "#/components/schemas/";
 
@@ -102,12 +111,12 @@ pub(crate) fn definition_name(name: &str) -> String {
 
 /// `#/definitions/...` for all of the document's `components.schemas`, converted; empty map if
 /// none. Two names that sanitise alike keep the first (sorted by original name), with a warning.
-pub(crate) fn definitions(openapi: &Value, warnings: &mut Vec<String>) -> Map<String, Value> {
+pub(crate) fn definitions(openapi: &Value, notes: &mut Notes) -> Map<String, Value> {
     let mut out = Map::new();
     let Some(Value::Object(schemas)) = openapi.pointer("/components/schemas") else {
         return out;
     };
-    let mut cx = Cx::new(openapi, warnings);
+    let mut cx = Cx::new(openapi, notes);
     for (name, schema) in schemas {
         let definition = definition_name(name);
         if out.contains_key(&definition) {
@@ -117,8 +126,10 @@ pub(crate) fn definitions(openapi: &Value, warnings: &mut Vec<String>) -> Map<St
             );
             continue;
         }
-        let converted = cx.convert(schema, &format!("schema {name}"));
-        out.insert(definition, converted);
+        let at = format!("schema {}", shorten(name, 80));
+        // Each definition is a conversion of its own, with its own share of the budget.
+        let converted = cx.whole(|cx| cx.convert(schema, &at));
+        out.insert(definition, converted.unwrap_or_else(|| json!({})));
     }
     out
 }
@@ -130,9 +141,11 @@ pub(crate) fn body_schema(
     schema: &Value,
     openapi: &Value,
     context: &str,
-    warnings: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Value {
-    Cx::new(openapi, warnings).convert(schema, context)
+    Cx::new(openapi, notes)
+        .whole(|cx| cx.convert(schema, context))
+        .unwrap_or_else(|| json!({}))
 }
 
 /// A non-body parameter's schema → the Swagger 2.0 parameter fields (`type`, `format`, `items`,
@@ -145,12 +158,19 @@ pub(crate) fn parameter_fields(
     openapi: &Value,
     location: &str,
     context: &str,
-    warnings: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Map<String, Value> {
-    let mut cx = Cx::new(openapi, warnings);
-    let inlined = cx.inline(schema, context);
-    let converted = cx.convert(&inlined, context);
-    cx.parameter(&converted, location, context)
+    let mut cx = Cx::new(openapi, notes);
+    let fields = cx.whole(|cx| {
+        let inlined = cx.inline(schema, context);
+        let converted = cx.convert(&inlined, context);
+        Value::Object(cx.parameter(&converted, location, context))
+    });
+    match fields {
+        Some(Value::Object(fields)) => fields,
+        // Past the run's budget: what any value fits.
+        _ => as_map(&json!({ "type": "string" })),
+    }
 }
 
 /// What a schema describes, for deciding how a union of several collapses.
@@ -164,22 +184,36 @@ enum Kind<'a> {
 
 struct Cx<'a> {
     doc: &'a Value,
-    warnings: &'a mut Vec<String>,
+    notes: &'a mut Notes,
     depth: usize,
     /// Unions being merged and refs being followed, outermost first: meeting one again is a cycle.
     active: Vec<String>,
     /// What is left of `MAX_STEPS`; at zero the rest is left unconstrained, with one warning.
     steps_left: usize,
+    /// What is left of `MAX_BYTES`.
+    bytes_left: usize,
+    /// Whether this conversion has warned of `MAX_DEPTH`.
+    said_too_deep: bool,
+}
+
+/// A `$ref` that could not be followed.
+enum Unfollowed {
+    /// It names nothing in the document.
+    Dangling,
+    /// Its target would take more than the budget has left; the conversion stops.
+    Spent,
 }
 
 impl<'a> Cx<'a> {
-    fn new(doc: &'a Value, warnings: &'a mut Vec<String>) -> Self {
+    fn new(doc: &'a Value, notes: &'a mut Notes) -> Self {
         Cx {
             doc,
-            warnings,
+            notes,
             depth: 0,
             active: Vec::new(),
             steps_left: MAX_STEPS,
+            bytes_left: MAX_BYTES,
+            said_too_deep: false,
         }
     }
 
@@ -187,7 +221,13 @@ impl<'a> Cx<'a> {
     /// the schema must be left unconstrained. The caller leaves with `self.depth -= 1`.
     fn enter(&mut self, at: &str) -> bool {
         if self.depth >= MAX_DEPTH {
-            self.warn(at, "schema nested too deeply; left unconstrained");
+            // Said once per conversion, and paid for: a wide schema can be cut here thousands
+            // of times.
+            if !self.said_too_deep {
+                self.said_too_deep = true;
+                self.warn(at, "schema nested too deeply; left unconstrained");
+            }
+            self.step(at);
             return false;
         }
         if !self.step(at) {
@@ -199,27 +239,64 @@ impl<'a> Cx<'a> {
 
     /// Takes one step of the budget; false (and a warning the first time) when none is left.
     fn step(&mut self, at: &str) -> bool {
-        match self.steps_left {
-            0 => false,
-            1 => {
-                self.steps_left = 0;
-                self.warn(at, "schema too large to convert (too many refs to follow); the rest left unconstrained");
-                false
-            }
-            _ => {
-                self.steps_left -= 1;
-                true
-            }
+        if self.steps_left == 0 {
+            return false;
         }
+        if !self.notes.take_step() {
+            // The run's budget is spent; `Notes` has said so once for the whole run.
+            self.steps_left = 0;
+            return false;
+        }
+        self.steps_left -= 1;
+        if self.steps_left == 0 {
+            self.warn(at, TOO_LARGE);
+            return false;
+        }
+        true
+    }
+
+    /// The target of a local `$ref`, its size taken from the byte budget: the caller copies it.
+    fn follow(&mut self, reference: &str, at: &str) -> Result<&'a Value, Unfollowed> {
+        if self.steps_left == 0 {
+            return Err(Unfollowed::Spent);
+        }
+        let target = self.resolve(reference).ok_or(Unfollowed::Dangling)?;
+        let size = self.notes.size_of(reference, target);
+        if size > self.bytes_left {
+            self.warn(at, TOO_LARGE);
+            self.steps_left = 0;
+            return Err(Unfollowed::Spent);
+        }
+        if !self.notes.take_bytes(size) {
+            self.steps_left = 0;
+            return Err(Unfollowed::Spent);
+        }
+        self.bytes_left -= size;
+        Ok(target)
     }
 
     fn warn(&mut self, at: &str, message: &str) {
-        self.warnings.push(format!("{at}: {message}"));
+        self.notes.push(format!("{at}: {message}"));
+    }
+
+    /// One whole conversion, with a budget of its own, its output charged to the run's: None
+    /// when the run's budget is spent, before or by this output.
+    fn whole(&mut self, convert: impl FnOnce(&mut Self) -> Value) -> Option<Value> {
+        if self.notes.spent() {
+            return None;
+        }
+        self.steps_left = MAX_STEPS;
+        self.bytes_left = MAX_BYTES;
+        self.said_too_deep = false;
+        self.depth = 0;
+        self.active.clear();
+        let out = convert(self);
+        self.notes.take_bytes(written_size(&out)).then_some(out)
     }
 
     fn convert(&mut self, schema: &Value, at: &str) -> Value {
         let map = match schema {
-            Value::Object(map) => map.clone(),
+            Value::Object(map) => map,
             Value::Bool(true) => return json!({}),
             _ => {
                 self.warn(at, "not a usable schema; left unconstrained");
@@ -230,7 +307,15 @@ impl<'a> Cx<'a> {
             return json!({});
         }
         let active = self.active.len();
-        let (map, nullable) = self.flatten(map, at);
+        // Copied only when there is a union or a null marker to take out: a copy at every level
+        // would copy a deep schema once per level.
+        let (map, nullable) = match needs_flattening(map) {
+            true => {
+                let (map, nullable) = self.flatten(map.clone(), at);
+                (Cow::Owned(map), nullable)
+            }
+            false => (Cow::Borrowed(map), false),
+        };
         // Unions merged by `flatten` stay active while their merged properties are converted.
         let out = self.keywords(&map, nullable, at);
         self.active.truncate(active);
@@ -278,10 +363,12 @@ impl<'a> Cx<'a> {
         self.expand(variants, &mut flat, 0);
         let mut nullable = false;
         let mut rest: Vec<Value> = Vec::new();
+        // By text, in one pass: thousands of variants compared pairwise would take minutes.
+        let mut seen = HashSet::new();
         for variant in flat {
             if is_null_schema(&variant) {
                 nullable = true;
-            } else if !rest.contains(&variant) {
+            } else if seen.insert(variant.to_string()) {
                 rest.push(variant);
             }
         }
@@ -296,13 +383,21 @@ impl<'a> Cx<'a> {
     fn expand(&mut self, variants: Vec<Value>, out: &mut Vec<Value>, depth: usize) {
         for variant in variants {
             if depth < 8 && self.step("union") {
-                let target = match variant.get("$ref").and_then(Value::as_str) {
-                    Some(r) if is_bare_ref(&variant) => self.resolve(r).cloned(),
+                let reference = match variant.get("$ref").and_then(Value::as_str) {
+                    Some(r) if is_bare_ref(&variant) => Some(r),
                     _ => None,
                 };
-                if let Some(inner) = pure_union(target.as_ref().unwrap_or(&variant)) {
-                    self.expand(inner, out, depth + 1);
-                    continue;
+                let target = reference.and_then(|r| self.resolve(r)).unwrap_or(&variant);
+                if let Some(inner) = pure_union(target) {
+                    // Only a union's variants are copied, and only then charged.
+                    let paid = match reference {
+                        Some(r) => self.follow(r, "union").is_ok(),
+                        None => true,
+                    };
+                    if paid {
+                        self.expand(inner, out, depth + 1);
+                        continue;
+                    }
                 }
             }
             out.push(variant);
@@ -394,9 +489,10 @@ impl<'a> Cx<'a> {
             .remove("$ref")
             .and_then(|r| r.as_str().map(str::to_owned))
         {
-            let target = self.resolve(&r).cloned().unwrap_or(Value::Null);
-            for (k, v) in self.resolve_shallow(&target, depth + 1) {
-                map.entry(k).or_insert(v);
+            if let Ok(target) = self.follow(&r, "union") {
+                for (k, v) in self.resolve_shallow(target, depth + 1) {
+                    map.entry(k).or_insert(v);
+                }
             }
         }
         if let Some(Value::Array(members)) = map.remove("allOf") {
@@ -464,7 +560,7 @@ impl<'a> Cx<'a> {
                 }
                 "additionalProperties" => {
                     if value.is_object() {
-                        let converted = self.convert(value, &format!("{at}.*"));
+                        let converted = self.convert(value, &deeper(at, ".*"));
                         out.insert(key.clone(), converted);
                     }
                     value.is_boolean()
@@ -472,7 +568,7 @@ impl<'a> Cx<'a> {
                 "items" => {
                     // A 3.1 `items` is one schema; `false` (closed tuple) has no 2.0 form.
                     if value.is_object() || value == &Value::Bool(true) {
-                        let converted = self.convert(value, &format!("{at}[]"));
+                        let converted = self.convert(value, &deeper(at, "[]"));
                         out.insert(key.clone(), converted);
                     }
                     false
@@ -493,7 +589,8 @@ impl<'a> Cx<'a> {
                     if let Some(properties) = value.as_object() {
                         let mut converted = Map::new();
                         for (name, property) in properties {
-                            let property = self.convert(property, &format!("{at}.{name}"));
+                            let property = self
+                                .convert(property, &deeper(at, &format!(".{}", shorten(name, 60))));
                             converted.insert(name.clone(), property);
                         }
                         out.insert(key.clone(), Value::Object(converted));
@@ -515,7 +612,7 @@ impl<'a> Cx<'a> {
         if let Some(Value::Array(prefix)) = map.get("prefixItems") {
             if !map.get("items").is_some_and(Value::is_object) {
                 self.warn(at, "tuple emitted as an array of one item schema");
-                let items = self.convert(&json!({ "anyOf": prefix }), &format!("{at}[]"));
+                let items = self.convert(&json!({ "anyOf": prefix }), &deeper(at, "[]"));
                 out.insert("items".to_owned(), items);
             }
         }
@@ -568,7 +665,10 @@ impl<'a> Cx<'a> {
         if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
             let target = self.reference(reference, at);
             if out.is_empty() {
-                return as_map(&target);
+                return match target {
+                    Value::Object(target) => target,
+                    _ => Map::new(),
+                };
             }
             // Swagger 2.0 ignores a ref's siblings, so they stay beside an allOf.
             let mut members = vec![target];
@@ -619,13 +719,6 @@ impl<'a> Cx<'a> {
         if reference.starts_with("#/definitions/") {
             return json!({ "$ref": reference });
         }
-        let Some(target) = self.resolve(reference) else {
-            self.warn(
-                at,
-                &format!("cannot resolve $ref `{reference}`; left unconstrained"),
-            );
-            return json!({});
-        };
         if self.active.iter().any(|a| a == reference) {
             self.warn(
                 at,
@@ -633,6 +726,17 @@ impl<'a> Cx<'a> {
             );
             return json!({});
         }
+        let target = match self.follow(reference, at) {
+            Ok(target) => target,
+            Err(Unfollowed::Spent) => return json!({}),
+            Err(Unfollowed::Dangling) => {
+                self.warn(
+                    at,
+                    &format!("cannot resolve $ref `{reference}`; left unconstrained"),
+                );
+                return json!({});
+            }
+        };
         self.active.push(reference.to_owned());
         let converted = self.convert(target, at);
         self.active.pop();
@@ -649,51 +753,62 @@ impl<'a> Cx<'a> {
             return json!({});
         }
         let active = self.active.len();
-        let mut map = original.clone();
-        if let Some(reference) = map
-            .remove("$ref")
-            .and_then(|r| r.as_str().map(str::to_owned))
-        {
-            match self.resolve(&reference) {
-                _ if self.active.contains(&reference) => {
-                    self.warn(
-                        at,
-                        &format!("recursive $ref `{reference}`; left unconstrained"),
-                    );
-                }
-                Some(target) => {
-                    self.active.push(reference);
-                    // The ref's siblings (default, description) win over the target's.
-                    if let Value::Object(target) = self.inline(target, at) {
-                        for (k, v) in target {
-                            map.entry(k).or_insert(v);
+        // The target first, its ref active while the siblings are inlined; each piece is
+        // copied once (inlining an inlined target again would copy a large leaf at every hop).
+        let mut from_ref = Map::new();
+        if let Some(reference) = original.get("$ref").and_then(Value::as_str) {
+            if self.active.iter().any(|a| a == reference) {
+                self.warn(
+                    at,
+                    &format!("recursive $ref `{reference}`; left unconstrained"),
+                );
+            } else {
+                match self.follow(reference, at) {
+                    Ok(target) => {
+                        self.active.push(reference.to_owned());
+                        if let Value::Object(target) = self.inline(target, at) {
+                            from_ref = target;
                         }
                     }
-                }
-                None => self.warn(
-                    at,
-                    &format!("cannot resolve $ref `{reference}`; left unconstrained"),
-                ),
-            }
-        }
-        for key in ["anyOf", "oneOf"] {
-            if let Some(Value::Array(variants)) = map.get_mut(key) {
-                for variant in variants.iter_mut() {
-                    let inlined = self.inline(variant, at);
-                    *variant = inlined;
+                    Err(Unfollowed::Dangling) => self.warn(
+                        at,
+                        &format!("cannot resolve $ref `{reference}`; left unconstrained"),
+                    ),
+                    Err(Unfollowed::Spent) => {}
                 }
             }
         }
-        if let Some(items) = map.get_mut("items") {
-            let inlined = self.inline(items, at);
-            *items = inlined;
-        }
-        if let Some(Value::Array(members)) = map.remove("allOf") {
-            for member in members {
-                if let Value::Object(member) = self.inline(&member, at) {
-                    for (k, v) in member {
-                        map.entry(k).or_insert(v);
+        let mut map = Map::new();
+        let mut members: &[Value] = &[];
+        for (key, value) in original {
+            match (key.as_str(), value) {
+                ("$ref", _) => {}
+                ("allOf", value) => {
+                    if let Value::Array(list) = value {
+                        members = list;
                     }
+                }
+                ("anyOf" | "oneOf", Value::Array(variants)) => {
+                    let inlined = variants.iter().map(|v| self.inline(v, at)).collect();
+                    map.insert(key.clone(), Value::Array(inlined));
+                }
+                ("items", value) => {
+                    let inlined = self.inline(value, at);
+                    map.insert(key.clone(), inlined);
+                }
+                _ => {
+                    map.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        // The ref's siblings (default, description) win over the target's.
+        for (k, v) in from_ref {
+            map.entry(k).or_insert(v);
+        }
+        for member in members {
+            if let Value::Object(member) = self.inline(member, at) {
+                for (k, v) in member {
+                    map.entry(k).or_insert(v);
                 }
             }
         }
@@ -810,6 +925,18 @@ fn take_null_markers(map: &mut Map<String, Value>) -> bool {
         }
     }
     nullable
+}
+
+/// Whether `flatten` has anything to take out of `map` (what `take_null_markers` and the
+/// unions look for).
+fn needs_flattening(map: &Map<String, Value>) -> bool {
+    ["nullable", "x-nullable", "anyOf", "oneOf"]
+        .iter()
+        .any(|key| map.contains_key(*key))
+        || matches!(map.get("type"), Some(Value::Array(_)))
+        || map.get("type").and_then(Value::as_str) == Some("null")
+        || map.get("const") == Some(&Value::Null)
+        || matches!(map.get("enum"), Some(Value::Array(values)) if values.contains(&Value::Null))
 }
 
 fn is_null_schema(schema: &Value) -> bool {
@@ -1128,6 +1255,12 @@ fn unique(values: impl IntoIterator<Item = Value>) -> Vec<Value> {
         .into_iter()
         .filter(|v| seen.insert(v.to_string()))
         .collect()
+}
+
+/// Where a nested schema sits, for warnings: its end kept, within a bound however deep the
+/// schema or long its names.
+fn deeper(at: &str, step: &str) -> String {
+    shorten(&format!("{at}{step}"), 240)
 }
 
 fn as_map(value: &Value) -> Map<String, Value> {

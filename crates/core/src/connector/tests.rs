@@ -219,7 +219,7 @@ fn the_openapi_format_describes_the_same_operations_with_their_credentials() {
     assert_eq!(validate["operationId"], "Validate");
     assert_eq!(
         validate["security"],
-        json!([{"apiKeyHeader": []}, {"entraId": []}])
+        json!([{"apiKeyHeader": []}, {"apiKeyQuery": []}, {"entraId": []}])
     );
     assert_eq!(document["paths"]["/healthz"]["get"]["security"], json!([]));
     assert!(document["components"]["schemas"].get("Secret").is_none());
@@ -415,4 +415,390 @@ fn pass_through_and_forced_auth_are_warned_about() {
         "{:?}",
         generated.warnings
     );
+}
+
+// --- work in proportion to the input: adversarial documents, built here ------------------------
+
+/// Everything under one prefix operation, so every path of the document is exposed.
+fn catch_all() -> Value {
+    json!({"products": {"p": {}},
+        "consumers": [{"id": "c", "product": "p", "keys": [format!("sha256:{}", "0".repeat(64))]}],
+        "operations": [{"name": "all", "path_prefix": "/"}]})
+}
+
+const BOTH: &[Format] = &[Format::PowerPlatform, Format::OpenApi];
+
+fn document(paths: Map<String, Value>, extra: Value) -> Value {
+    let mut document = json!({"openapi": "3.1.0", "info": {"title": "t", "version": "1"}});
+    document["paths"] = Value::Object(paths);
+    if let Value::Object(extra) = extra {
+        document.as_object_mut().unwrap().extend(extra);
+    }
+    document
+}
+
+/// Generates `formats` within `seconds` (a debug build on a slow shared CI machine); returns
+/// the bytes written and the warnings.
+fn bounded_run(openapi: &Value, formats: &[Format], seconds: u64) -> (usize, Vec<String>) {
+    let (config, openapi) = (catch_all().to_string(), openapi.to_string());
+    let started = std::time::Instant::now();
+    let mut written = 0;
+    let mut warnings = Vec::new();
+    for &format in formats {
+        let options = Options {
+            format,
+            ..Options::for_host("h")
+        };
+        let generated = generate(config.as_bytes(), openapi.as_bytes(), &options).unwrap();
+        written += generated.files.iter().map(|(_, t)| t.len()).sum::<usize>();
+        warnings.extend(generated.warnings);
+    }
+    let took = started.elapsed();
+    assert!(took.as_secs() < seconds, "took {took:?}");
+    (written, warnings)
+}
+
+/// An enum of 12,000 values (180 KB) reached through `levels` levels of refs two wide:
+/// 2^levels paths to it, each of which copied it without a byte budget.
+fn refs_to_a_large_enum(prefix: &str, levels: usize) -> Map<String, Value> {
+    let values: Vec<String> = (0..12_000).map(|i| format!("value-{i:05}")).collect();
+    let mut schemas = Map::new();
+    schemas.insert("Big".into(), json!({"type": "string", "enum": values}));
+    for level in 0..levels {
+        let next = if level + 1 == levels {
+            format!("{prefix}Big")
+        } else {
+            format!("{prefix}X{}", level + 1)
+        };
+        schemas.insert(
+            format!("X{level}"),
+            json!({"type": "object", "properties": {"a": {"$ref": next}, "b": {"$ref": next}},
+                   "anyOf": [{"$ref": next}, {"$ref": next}]}),
+        );
+    }
+    schemas
+}
+
+#[test]
+fn a_ref_reached_along_many_branches_is_not_copied_along_each() {
+    // A query parameter (inlined) and a body whose refs are no components (expanded in place):
+    // before the byte budget, 30 s and 1.1 GB for the parameter, gigabytes of output for the
+    // body.
+    let components = refs_to_a_large_enum("#/components/schemas/", 10);
+    let elsewhere = refs_to_a_large_enum("#/x-defs/", 10);
+    let mut paths = Map::new();
+    paths.insert(
+        "/items".into(),
+        json!({"get": {"parameters": [{"name": "q", "in": "query",
+            "schema": {"$ref": "#/components/schemas/X0"}}],
+            "responses": {"200": {"description": "ok"}}},
+        "post": {"requestBody": {"content": {"application/json":
+            {"schema": {"$ref": "#/x-defs/X0"}}}},
+            "responses": {"200": {"description": "ok"}}}}),
+    );
+    let openapi = document(
+        paths,
+        json!({"components": {"schemas": components}, "x-defs": elsewhere}),
+    );
+    let input = openapi.to_string().len();
+    let (written, warnings) = bounded_run(&openapi, BOTH, 10);
+    assert!(written < 64 * input, "{written} bytes written from {input}");
+    assert!(
+        warnings.iter().any(|w| w.contains("too large")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn thousands_of_warnings_collapse() {
+    // One path of 8,000 undeclared parameters (63 KB): 504 MB of warnings, the path in each.
+    let path: String = (0..8_000).map(|i| format!("/{{p{i}}}")).collect();
+    let mut paths = Map::new();
+    paths.insert(
+        path,
+        json!({"get": {"responses": {"200": {"description": "ok"}}}}),
+    );
+    let (_, warnings) = bounded_run(&document(paths, json!({})), BOTH, 10);
+    let bytes: usize = warnings.iter().map(String::len).sum();
+    assert!(warnings.len() <= 2 * 101, "{} warnings", warnings.len());
+    assert!(bytes < 100_000, "{bytes} bytes of warnings");
+    assert!(
+        warnings.iter().any(|w| w.contains("7995 more")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn sixteen_thousand_query_parameters_take_no_minute() {
+    let parameters: Vec<Value> = (0..16_000)
+        .map(|i| json!({"name": format!("q{i}"), "in": "query", "schema": {"type": "string"}}))
+        .collect();
+    let mut paths = Map::new();
+    paths.insert(
+        "/q".into(),
+        json!({"get": {"parameters": parameters, "responses": {"200": {"description": "ok"}}}}),
+    );
+    let openapi = document(paths, json!({}));
+    let input = openapi.to_string().len();
+    let (written, warnings) = bounded_run(&openapi, BOTH, 10);
+    assert!(written < 8 * input, "{written} bytes written from {input}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn sixteen_thousand_paths_sharing_an_operation_id_take_no_minute() {
+    let mut paths = Map::new();
+    for i in 0..16_000 {
+        paths.insert(
+            format!("/p{i}"),
+            json!({"get": {"operationId": "same", "responses": {"200": {"description": "ok"}}}}),
+        );
+    }
+    let openapi = document(paths, json!({}));
+    let input = openapi.to_string().len();
+    // The ids are the same in both formats; the Swagger alone keeps the test quick. Each
+    // operation carries tollgate's answers inline there: a kilobyte for an 80-byte input.
+    let (written, _) = bounded_run(&openapi, &[Format::PowerPlatform], 10);
+    assert!(written < 32 * input, "{written} bytes written from {input}");
+}
+
+// --- what tollgate adds: credentials per operation, its headers, path values it can carry ------
+
+/// `config("subscription_key")` with a product that has limits, and `extra` merged in.
+fn limited_config(extra: Value) -> Value {
+    let mut config = config("subscription_key");
+    config["products"] = json!({"p": {"rate_limit": {"calls": 5, "renewal_period_s": 60}}});
+    if let (Value::Object(config), Value::Object(extra)) = (&mut config, extra) {
+        config.extend(extra);
+    }
+    config
+}
+
+fn both_formats(config: &Value, openapi: &Value) -> (Value, Value) {
+    let swagger = run(config, openapi, &Options::for_host("h")).unwrap();
+    let options = Options {
+        format: Format::OpenApi,
+        ..Options::for_host("h")
+    };
+    let public = run(config, openapi, &options).unwrap();
+    (
+        file(&swagger, "apiDefinition.swagger.json"),
+        file(&public, "openapi.json"),
+    )
+}
+
+#[test]
+fn an_operation_open_to_anyone_asks_for_no_key_in_either_output() {
+    let (swagger, public) = both_formats(&config("subscription_key"), &openapi());
+    assert_eq!(swagger["security"], json!([{"apiKeyHeader": []}]));
+    assert_eq!(swagger["paths"]["/healthz"]["get"]["security"], json!([]));
+    // The others keep the document's requirement.
+    assert!(swagger["paths"]["/validate"]["post"]
+        .get("security")
+        .is_none());
+    assert_eq!(public["paths"]["/healthz"]["get"]["security"], json!([]));
+}
+
+#[test]
+fn the_key_in_the_query_is_an_alternative_in_the_openapi_description_only() {
+    let (swagger, public) = both_formats(&config("subscription_key"), &openapi());
+    assert_eq!(
+        public["components"]["securitySchemes"]["apiKeyQuery"],
+        json!({"type": "apiKey", "in": "query", "name": "key"})
+    );
+    assert_eq!(
+        public["paths"]["/validate"]["post"]["security"],
+        json!([{"apiKeyHeader": []}, {"apiKeyQuery": []}])
+    );
+    // Power Platform's connection holds one key, sent one way: the header, as APIM exports it.
+    let definitions = swagger["securityDefinitions"].as_object().unwrap();
+    assert_eq!(definitions.keys().collect::<Vec<_>>(), ["apiKeyHeader"]);
+}
+
+#[test]
+fn retry_after_and_the_rate_limit_headers_are_documented() {
+    let (swagger, public) = both_formats(&limited_config(json!({})), &openapi());
+    let get = &swagger["paths"]["/invoices/{invoice_id}"]["get"]["responses"];
+    for status in ["403", "429"] {
+        assert_eq!(get[status]["headers"]["Retry-After"]["type"], "integer");
+    }
+    assert!(get["401"].get("headers").is_none());
+    assert!(get["404"].get("headers").is_none());
+    let admitted = get["200"]["headers"].as_object().unwrap();
+    assert_eq!(
+        admitted.keys().collect::<Vec<_>>(),
+        [
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset"
+        ]
+    );
+    // No consumer, no limit: no headers.
+    let health = &swagger["paths"]["/healthz"]["get"]["responses"]["200"];
+    assert!(health.get("headers").is_none());
+
+    let get = &public["paths"]["/invoices/{invoice_id}"]["get"]["responses"];
+    assert_eq!(
+        get["429"],
+        json!({"$ref": "#/components/responses/TollgateTooManyRequests"})
+    );
+    let components = &public["components"];
+    assert_eq!(
+        components["responses"]["TollgateTooManyRequests"]["headers"]["Retry-After"],
+        json!({"$ref": "#/components/headers/RetryAfter"})
+    );
+    assert_eq!(
+        components["responses"]["TollgateForbidden"]["headers"]["Retry-After"],
+        json!({"$ref": "#/components/headers/RetryAfter"})
+    );
+    assert_eq!(
+        get["200"]["headers"]["x-ratelimit-remaining"],
+        json!({"$ref": "#/components/headers/RateLimitRemaining"})
+    );
+    assert_eq!(
+        components["headers"]["RateLimitReset"]["schema"]["type"],
+        "integer"
+    );
+    assert!(public["paths"]["/healthz"]["get"]["responses"]["200"]
+        .get("headers")
+        .is_none());
+}
+
+#[test]
+fn the_rate_limit_headers_follow_the_configuration() {
+    let renamed = limited_config(json!({"rate_limit_headers":
+        {"limit": "RateLimit-Limit", "remaining": "RateLimit-Remaining", "reset": "RateLimit-Reset"}}));
+    let (swagger, public) = both_formats(&renamed, &openapi());
+    let admitted = &swagger["paths"]["/validate"]["post"]["responses"]["200"]["headers"];
+    assert!(admitted.get("ratelimit-limit").is_some(), "{admitted}");
+    assert!(admitted.get("x-ratelimit-limit").is_none());
+    let admitted = &public["paths"]["/validate"]["post"]["responses"]["200"]["headers"];
+    assert!(admitted.get("ratelimit-reset").is_some(), "{admitted}");
+
+    let off = limited_config(json!({"rate_limit_headers": "none"}));
+    let (swagger, public) = both_formats(&off, &openapi());
+    let responses = &swagger["paths"]["/validate"]["post"]["responses"];
+    assert!(responses["200"].get("headers").is_none());
+    assert!(responses["429"]["headers"].get("Retry-After").is_some());
+    assert!(public["components"]["headers"]
+        .get("RateLimitLimit")
+        .is_none());
+
+    // Unlimited products: nothing to count, no headers.
+    let (swagger, _) = both_formats(&config("subscription_key"), &openapi());
+    assert!(swagger["paths"]["/validate"]["post"]["responses"]["200"]
+        .get("headers")
+        .is_none());
+}
+
+#[test]
+fn a_response_the_backend_shares_gets_the_headers_in_place() {
+    let mut document = openapi();
+    document["components"]["responses"] = json!({"Ok": {"description": "OK", "headers": {"X-RateLimit-Limit": {"description": "old"}}}});
+    document["paths"]["/api/v1/validate"]["post"]["responses"] =
+        json!({"200": {"$ref": "#/components/responses/Ok"}});
+    let (_, public) = both_formats(&limited_config(json!({})), &document);
+    let ok = &public["paths"]["/validate"]["post"]["responses"]["200"];
+    assert_eq!(ok["description"], "OK");
+    let names: Vec<&String> = ok["headers"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        names,
+        [
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset"
+        ]
+    );
+    // The component itself is left as the backend wrote it.
+    assert_eq!(
+        public["components"]["responses"]["Ok"]["headers"]["X-RateLimit-Limit"]["description"],
+        "old"
+    );
+}
+
+#[test]
+fn path_parameters_exclude_what_the_gateway_cannot_carry() {
+    let mut document = openapi();
+    let item = |schema: Value| {
+        json!({"get": {"parameters": [{"name": "id", "in": "path", "required": true,
+            "schema": schema}], "responses": {"200": {"description": "OK"}}}})
+    };
+    let paths = document["paths"].as_object_mut().unwrap();
+    paths.insert(
+        "/api/v1/invoices/by-number/{id}".into(),
+        item(json!({"type": "integer"})),
+    );
+    paths.insert(
+        "/api/v1/invoices/by-code/{id}".into(),
+        item(json!({"type": "string", "pattern": "^INV-[0-9]+$", "default": "a/b"})),
+    );
+    paths.insert(
+        "/api/v1/invoices/by-kind/{id}".into(),
+        item(json!({"$ref": "#/components/schemas/Kind"})),
+    );
+    paths.insert(
+        "/api/v1/invoices/by-flag/{id}".into(),
+        item(json!({"type": "string", "pattern": "(?i)^inv", "default": "../x"})),
+    );
+    document["components"]["schemas"]["Kind"] = json!({"type": "string", "enum": ["a", "b"]});
+    let (swagger, public) = both_formats(&config("subscription_key"), &document);
+    let swagger_parameter = |path: &str| {
+        swagger["paths"][path]["get"]["parameters"][0]
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    let public_schema =
+        |path: &str| public["paths"][path]["get"]["parameters"][0]["schema"].clone();
+    let segment = parameters::SEGMENT;
+    assert_eq!(
+        swagger_parameter("/invoices/{invoice_id}")["pattern"],
+        segment
+    );
+    assert_eq!(public_schema("/invoices/{invoice_id}")["pattern"], segment);
+    // An integer never holds '/' nor is '.': no pattern needed.
+    assert!(swagger_parameter("/invoices/by-number/{id}")
+        .get("pattern")
+        .is_none());
+    assert!(public_schema("/invoices/by-number/{id}")
+        .get("pattern")
+        .is_none());
+    // FastAPI's own pattern is kept inside the one regex.
+    let combined = r"^(?!\.{1,2}$)(?=[^/\\]+$)(?=[\s\S]*?(?:^INV-[0-9]+$))";
+    let by_code = swagger_parameter("/invoices/by-code/{id}");
+    assert_eq!(by_code["pattern"], combined);
+    assert!(by_code.get("default").is_none());
+    assert_eq!(public_schema("/invoices/by-code/{id}")["pattern"], combined);
+    // Inline flags open the whole pattern; a default that is no segment goes.
+    let by_flag = swagger_parameter("/invoices/by-flag/{id}");
+    assert_eq!(
+        by_flag["pattern"],
+        r"(?i)^(?!\.{1,2}$)(?=[^/\\]+$)(?=[\s\S]*?(?:^inv))"
+    );
+    assert!(by_flag.get("default").is_none());
+    // Behind a ref the target's constraints stand beside the segment's.
+    assert_eq!(
+        public_schema("/invoices/by-kind/{id}"),
+        json!({"allOf": [{"$ref": "#/components/schemas/Kind"}], "pattern": segment})
+    );
+    assert_eq!(
+        swagger_parameter("/invoices/by-kind/{id}")["pattern"],
+        segment
+    );
+    assert_eq!(
+        swagger_parameter("/invoices/by-kind/{id}")["enum"],
+        json!(["a", "b"])
+    );
+}
+
+#[test]
+fn an_undeclared_path_parameter_is_one_segment_too() {
+    let mut document = openapi();
+    document["paths"]["/api/v1/invoices/{invoice_id}"]["get"]
+        .as_object_mut()
+        .unwrap()
+        .remove("parameters");
+    let (swagger, _) = both_formats(&config("subscription_key"), &document);
+    let parameter = &swagger["paths"]["/invoices/{invoice_id}"]["get"]["parameters"][0];
+    assert_eq!(parameter["pattern"], parameters::SEGMENT);
 }

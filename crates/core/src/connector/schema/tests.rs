@@ -1,6 +1,7 @@
 //! Fixtures are pieces of what FastAPI 0.165 / pydantic 2.14 print for `app.openapi()`.
 
 use super::*;
+use crate::connector::notes::Notes;
 use serde_json::json;
 
 /// `components.schemas` of a FastAPI app (models with Optional, Literal, Enum, Decimal, dates,
@@ -585,8 +586,9 @@ const FASTAPI: &str = r##"
 "##;
 
 fn body_in(doc: &Value, schema: Value) -> (Value, Vec<String>) {
-    let mut warnings = Vec::new();
-    let out = body_schema(&schema, doc, "test", &mut warnings);
+    let mut notes = Notes::new(0);
+    let out = body_schema(&schema, doc, "test", &mut notes);
+    let warnings = notes.lines();
     assert_swagger(&out);
     (out, warnings)
 }
@@ -596,14 +598,16 @@ fn body(schema: Value) -> (Value, Vec<String>) {
 }
 
 fn param(schema: Value, location: &str) -> (Value, Vec<String>) {
-    let mut warnings = Vec::new();
-    let out = parameter_fields(&schema, &fastapi(), location, "p", &mut warnings);
+    let mut notes = Notes::new(0);
+    let out = parameter_fields(&schema, &fastapi(), location, "p", &mut notes);
+    let warnings = notes.lines();
     (Value::Object(out), warnings)
 }
 
 fn definition(name: &str) -> (Value, Vec<String>) {
-    let mut warnings = Vec::new();
-    let defs = definitions(&fastapi(), &mut warnings);
+    let mut notes = Notes::new(0);
+    let defs = definitions(&fastapi(), &mut notes);
+    let warnings = notes.lines();
     (defs[name].clone(), warnings)
 }
 
@@ -680,8 +684,9 @@ fn definition_name_replaces_everything_but_word_chars() {
 
 #[test]
 fn definitions_cover_all_components_and_refs_point_at_them() {
-    let mut warnings = Vec::new();
-    let defs = definitions(&fastapi(), &mut warnings);
+    let mut notes = Notes::new(0);
+    let defs = definitions(&fastapi(), &mut notes);
+    let warnings = notes.lines();
     let names: Vec<&str> = defs.keys().map(String::as_str).collect();
     assert_eq!(
         names,
@@ -708,18 +713,19 @@ fn definitions_cover_all_components_and_refs_point_at_them() {
     }
     assert!(!text.contains("components"));
     // Deterministic: same input, same bytes.
-    let mut again = Vec::new();
+    let mut again = Notes::new(0);
     assert_eq!(
         Value::Object(definitions(&fastapi(), &mut again)).to_string(),
         text
     );
-    assert_eq!(warnings, again);
+    assert_eq!(warnings, again.lines());
 }
 
 #[test]
 fn definitions_of_a_document_without_components_are_empty() {
-    let mut warnings = Vec::new();
-    assert!(definitions(&json!({"openapi": "3.1.0", "paths": {}}), &mut warnings).is_empty());
+    let mut notes = Notes::new(0);
+    assert!(definitions(&json!({"openapi": "3.1.0", "paths": {}}), &mut notes).is_empty());
+    let warnings = notes.lines();
     assert!(warnings.is_empty());
 }
 
@@ -727,8 +733,9 @@ fn definitions_of_a_document_without_components_are_empty() {
 fn colliding_definition_names_keep_the_first_with_a_warning() {
     let doc =
         json!({"components": {"schemas": {"A-B": {"type": "string"}, "A.B": {"type": "integer"}}}});
-    let mut warnings = Vec::new();
-    let defs = definitions(&doc, &mut warnings);
+    let mut notes = Notes::new(0);
+    let defs = definitions(&doc, &mut notes);
+    let warnings = notes.lines();
     assert_eq!(Value::Object(defs), json!({"A_B": {"type": "string"}}));
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("A.B"), "{warnings:?}");
@@ -1196,8 +1203,9 @@ fn recursive_unions_terminate() {
         "Y": {"type": "object", "properties": {"y": {"type": "integer"}, "next": {"anyOf": [{"$ref": "#/components/schemas/Y"}, {"$ref": "#/components/schemas/X"}, {"type": "null"}]}}},
         "Loop": {"anyOf": [{"$ref": "#/components/schemas/Loop"}, {"type": "string"}]}
     }}});
-    let mut warnings = Vec::new();
-    let defs = definitions(&doc, &mut warnings);
+    let mut notes = Notes::new(0);
+    let defs = definitions(&doc, &mut notes);
+    let warnings = notes.lines();
     defs.values().for_each(assert_swagger);
     // One level is merged; the union inside it is the one being merged, so it stays open.
     assert_eq!(
@@ -1414,26 +1422,27 @@ fn recursive_parameter_refs_terminate() {
         "L": {"type": "array", "items": {"$ref": "#/components/schemas/L"}},
         "M": {"anyOf": [{"$ref": "#/components/schemas/M"}, {"type": "integer"}]}
     }}});
-    let mut warnings = Vec::new();
+    let mut notes = Notes::new(0);
     let out = parameter_fields(
         &json!({"$ref": "#/components/schemas/L"}),
         &doc,
         "query",
         "p",
-        &mut warnings,
+        &mut notes,
     );
+    let warnings = notes.lines();
     assert_eq!(out["type"], json!("array"));
     assert!(
         warnings.iter().any(|w| w.contains("recursive $ref")),
         "{warnings:?}"
     );
-    let mut warnings = Vec::new();
+    let mut notes = Notes::new(0);
     let out = parameter_fields(
         &json!({"$ref": "#/components/schemas/M"}),
         &doc,
         "query",
         "p",
-        &mut warnings,
+        &mut notes,
     );
     assert_eq!(Value::Object(out), json!({"type": "string"}));
 }
@@ -1465,16 +1474,16 @@ fn a_default_that_breaks_its_own_constraints_is_dropped() {
         json!({"type": "string", "pattern": "^a$", "default": "b"}),
         json!({"type": "number", "multipleOf": 2, "default": 3}),
     ] {
-        let mut warnings = Vec::new();
-        let out = body_schema(&schema, &json!({}), "t", &mut warnings);
+        let mut notes = Notes::new(0);
+        let out = body_schema(&schema, &json!({}), "t", &mut notes);
         assert!(out.get("default").is_none(), "{schema} → {out}");
     }
-    let mut warnings = Vec::new();
+    let mut notes = Notes::new(0);
     let kept = body_schema(
         &json!({"type": "integer", "minimum": 1, "default": 3}),
         &json!({}),
         "t",
-        &mut warnings,
+        &mut notes,
     );
     assert_eq!(kept["default"], 3);
 }
@@ -1492,14 +1501,15 @@ fn refs_reached_along_many_branches_stop_at_the_step_budget() {
     }
     schemas.insert("A30".into(), json!({"type": "string"}));
     let doc = json!({"components": {"schemas": schemas}});
-    let mut warnings = Vec::new();
+    let mut notes = Notes::new(0);
     let out = parameter_fields(
         &json!({"$ref": "#/components/schemas/A0"}),
         &doc,
         "query",
         "q",
-        &mut warnings,
+        &mut notes,
     );
+    let warnings = notes.lines();
     assert_eq!(out.get("type"), Some(&json!("string")));
     assert!(
         warnings.iter().any(|w| w.contains("too large")),
@@ -1516,8 +1526,9 @@ fn refs_reached_along_many_branches_stop_at_the_step_budget() {
         );
     }
     let doc = json!({"x-defs": defs});
-    let mut warnings = Vec::new();
-    let out = body_schema(&json!({"$ref": "#/x-defs/B0"}), &doc, "body", &mut warnings);
+    let mut notes = Notes::new(0);
+    let out = body_schema(&json!({"$ref": "#/x-defs/B0"}), &doc, "body", &mut notes);
+    let warnings = notes.lines();
     assert!(out.to_string().len() < 10_000_000);
     assert!(
         warnings.iter().any(|w| w.contains("too large")),
@@ -1527,14 +1538,14 @@ fn refs_reached_along_many_branches_stop_at_the_step_budget() {
 
 #[test]
 fn only_usable_x_ms_keys_survive() {
-    let mut warnings = Vec::new();
+    let mut notes = Notes::new(0);
     let out = body_schema(
         &json!({"type": "string", "x-ms-summary": "Amount", "x-ms-visibility": "advanced",
                 "x-ms-dynamic-values": {"operationId": "Nope"}, "x-ms-enum": "bad",
                 "x-custom": 1, "xml": {"name": "a", "bogus": 1}}),
         &json!({}),
         "t",
-        &mut warnings,
+        &mut notes,
     );
     assert_eq!(
         out,
@@ -1544,7 +1555,7 @@ fn only_usable_x_ms_keys_survive() {
         &json!({"x-ms-visibility": "hidden", "x-ms-summary": 5}),
         &json!({}),
         "t",
-        &mut warnings,
+        &mut notes,
     );
     assert_eq!(out, json!({}));
 }
