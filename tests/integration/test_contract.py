@@ -45,7 +45,7 @@ from conftest import sha256_ref, start_gateway
 ST = Path(sys.executable).parent / "st"
 CHECKS = "not_a_server_error,status_code_conformance"
 TOLLGATE_ERROR_KEYS = {"statusCode", "message"}
-TOLLGATE_ANSWERS = {401, 403, 404, 429}
+TOLLGATE_ANSWERS = {400, 401, 403, 404, 429}
 UPSTREAM_MARK = "x-envoy-upstream-service-time"
 DEFAULT_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 # Bounded so the whole test stays around a minute on two cores; overridable to dig deeper.
@@ -197,7 +197,7 @@ def failures_of(ndjson: Path, key_header: str, key: str) -> list[Failure]:
 
 def not_one_segment(value) -> bool:
     text = unquote(str(value))
-    return text in ("", ".", "..") or "/" in text or "\\" in text
+    return text in ("", ".", "..") or any(c in text for c in ("/", "\\", "\x00", "#"))
 
 
 def classify(failure: Failure, fastapi: dict, plugin: dict) -> Failure:
@@ -217,14 +217,16 @@ def classify(failure: Failure, fastapi: dict, plugin: dict) -> Failure:
                            else "(no FastAPI operation found for it)")
         return failure
     if failure.origin == "tollgate" and failure.status in TOLLGATE_ANSWERS:
-        if failure.status == 404:
+        # 404: no template matches; 400: the shipped Envoy refuses an escaped '/' or '\'
+        # before tollgate (both documented for operations with path parameters).
+        if failure.status in (400, 404):
             odd = {name: value for name, value in failure.path_parameters.items()
                    if not_one_segment(value)}
             if odd:
                 failure.verdict, failure.why = "gap", f"no template matches {odd}"
                 return failure
             failure.verdict = "gateway"
-            failure.why = "404 for a path with one segment per parameter"
+            failure.why = f"{failure.status} for a path with one segment per parameter"
             return failure
         if not failure.carried_key:
             failure.verdict, failure.why = "gap", "sent without the valid key"

@@ -37,6 +37,12 @@ const TOO_MANY: Answer = Answer {
     retry_after: true,
     component: "TollgateTooManyRequests",
 };
+const BAD_PATH: Answer = Answer {
+    status: "400",
+    description: "Bad request: an escaped '/' or '\\', a NUL or a '#' in the path, refused by the gateway before tollgate ({\"statusCode\": 400, \"message\": ...}).",
+    retry_after: false,
+    component: "TollgateBadRequest",
+};
 const NOT_FOUND: Answer = Answer {
     status: "404",
     description: "Unable to match incoming request to an operation: a path parameter is one non-empty segment, never '/', '.' or '..' ({\"statusCode\": 404, \"message\": ...}).",
@@ -49,27 +55,28 @@ pub(crate) const RETRY_AFTER_TEXT: &str = "Seconds to wait before calling again 
 
 /// The answers tollgate itself may give an exposed operation's callers: the refusals of
 /// authentication, authorization and limits when the operation has a caller to refuse, and
-/// 404 when a path parameter's value is no single segment.
+/// 404 when a path parameter's value is no single segment (400 from the shipped Envoy
+/// configurations when it holds an escaped `/` or `\`).
 pub(crate) fn answers(exposed: &Exposed) -> Vec<Answer> {
     let mut answers = Vec::new();
     if exposed.operation.auth != AuthMode::None {
         answers.extend([UNAUTHORIZED, FORBIDDEN, TOO_MANY]);
     }
     if exposed.public_path.contains('{') {
-        answers.push(NOT_FOUND);
+        answers.extend([BAD_PATH, NOT_FOUND]);
     }
     answers
 }
 
 /// Puts tollgate's answer under its status: it replaces what the backend documents for 401,
-/// 403 and 429 (the backend never sees those calls), but a 404 the backend documents (its own
-/// "not found") stays. Whether it was put.
+/// 403 and 429 (the backend never sees those calls), but a 400 or 404 the backend documents
+/// (its own) stays. Whether it was put.
 pub(crate) fn insert_answer(
     responses: &mut Map<String, Value>,
     answer: &Answer,
     value: Value,
 ) -> bool {
-    if answer.status == "404" && responses.contains_key(answer.status) {
+    if matches!(answer.status, "400" | "404") && responses.contains_key(answer.status) {
         return false;
     }
     responses.insert(answer.status.to_string(), value);

@@ -158,6 +158,11 @@ fn the_connector_is_the_public_api() {
     assert!(swagger["paths"]["/healthz"]["get"]["responses"]
         .get("404")
         .is_none());
+    // One with an escaped '/' or '\' is the shipped Envoy's 400, before tollgate.
+    assert!(get["responses"]["400"]["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bad request: an escaped '/'"));
 }
 
 #[test]
