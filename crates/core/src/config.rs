@@ -1,4 +1,4 @@
-//! The JSON configuration exactly as users write it (SPEC.md, "Configuration").
+//! The JSON configuration exactly as users write it (README, "Configuration reference").
 //!
 //! These types only describe the shape; every rule that needs more than a type (known products,
 //! unique keys, valid templates...) is checked in `plan.rs`, which turns this into the plan the
@@ -22,7 +22,7 @@ pub struct Config {
     pub global_limits: Option<GlobalLimitsConfig>,
 }
 
-/// The rate-limit service that counts `"scope": "global"` limits (SPEC.md, "Global limits").
+/// The rate-limit service that counts `"scope": "global"` limits (README, "Global limits").
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalLimitsConfig {

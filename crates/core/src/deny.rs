@@ -1,4 +1,4 @@
-//! The APIM error catalogue: every response tollgate itself sends, in one place (SPEC.md,
+//! The APIM error catalogue: every response tollgate itself sends, in one place (README,
 //! "Responses tollgate sends"). Bodies are `{"statusCode": <int>, "message": "<text>"}`;
 //! no message ever carries a key or a token.
 

@@ -1,4 +1,4 @@
-//! The per-request pipeline of SPEC.md: operation → credential → consumer → authorize → rewrite.
+//! The per-request pipeline (README, "How a request is handled"): operation → credential → consumer → authorize → rewrite.
 //! It reads the compiled plan and the request headers and returns what to do; the host glue
 //! carries it out. Nothing here parses configuration or talks to the host.
 

@@ -51,7 +51,7 @@ const GLOBAL_REDIRECT: &str = "https://global.consent.azure-apim.net/redirect";
 const DEFAULT_LOGIN: &str = "https://login.microsoftonline.com";
 
 /// `auto`: ignoring `none`, all `subscription_key`/`either` → key; else all `jwt`/`either` →
-/// aad; otherwise (`both`, or key-only beside JWT-only operations) → both. SPEC's rule read as
+/// aad; otherwise (`both`, or key-only beside JWT-only operations) → both. The rule read as
 /// written: with nothing but `none` operations "all of them" holds, so → key.
 pub(crate) fn resolve(
     choice: AuthChoice,

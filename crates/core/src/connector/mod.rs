@@ -48,7 +48,7 @@ pub enum Format {
     OpenApi,
 }
 
-/// The command line's choices (SPEC.md, "Power Platform connector").
+/// The command line's choices (README, "Power Automate / Power Platform custom connector").
 #[derive(Debug, Clone)]
 pub struct Options {
     pub host: String,

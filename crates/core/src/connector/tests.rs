@@ -342,7 +342,7 @@ fn a_body_method_without_a_body_is_warned_about() {
 
 #[test]
 fn an_api_open_to_anyone_keeps_the_key_sign_in_as_spec_reads() {
-    // SPEC: ignoring `none`, "all of them subscription_key or either" → key; with none left,
+    // The rule: ignoring `none`, "all of them subscription_key or either" → key; with none left,
     // that holds.
     let config = json!({"operations": [{"name": "health", "methods": ["GET"], "path": "/healthz", "auth": "none"}]});
     let generated = run(&config, &openapi(), &Options::for_host("h")).unwrap();
