@@ -243,7 +243,7 @@ pub fn starting_config(
 
 /// The index of the operation a refusal says can never be reached.
 fn unreachable_operation(error: &crate::ConfigError) -> Option<usize> {
-    if !error.message().starts_with("can never be reached") {
+    if !error.message().starts_with(crate::plan::UNREACHABLE) {
         return None;
     }
     error

@@ -170,15 +170,19 @@ fn parse_segment(piece: &str, last: bool) -> Result<Segment, TemplateError> {
         }
         return Ok(Segment::Literal(piece.to_string()));
     }
-    let name = piece
-        .strip_prefix('{')
-        .and_then(|inner| inner.strip_suffix('}'))
-        .filter(|name| !name.contains(['{', '}']))
-        .ok_or_else(|| TemplateError::PartialParam(piece.to_string()))?;
+    let name = whole_param(piece).ok_or_else(|| TemplateError::PartialParam(piece.to_string()))?;
     if !is_identifier(name) {
         return Err(TemplateError::BadName(piece.to_string()));
     }
     Ok(Segment::Param(name.to_string()))
+}
+
+/// The name of a segment that is one whole `{name}`, if it is.
+pub(crate) fn whole_param(segment: &str) -> Option<&str> {
+    segment
+        .strip_prefix('{')
+        .and_then(|inner| inner.strip_suffix('}'))
+        .filter(|name| !name.contains(['{', '}']))
 }
 
 pub(crate) fn is_identifier(name: &str) -> bool {
@@ -224,11 +228,17 @@ pub(crate) fn fits_param(segment: &str) -> bool {
 /// Every `%` is followed by two hex digits.
 fn escapes_well_formed(text: &str) -> bool {
     let bytes = text.as_bytes();
-    bytes.iter().enumerate().all(|(at, byte)| {
-        *byte != b'%'
-            || (bytes.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(at + 2).is_some_and(u8::is_ascii_hexdigit))
-    })
+    bytes
+        .iter()
+        .enumerate()
+        .all(|(at, byte)| *byte != b'%' || is_escape(bytes, at))
+}
+
+/// A well-formed `%XX` starts at `at`.
+fn is_escape(bytes: &[u8], at: usize) -> bool {
+    bytes.get(at) == Some(&b'%')
+        && bytes.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
+        && bytes.get(at + 2).is_some_and(u8::is_ascii_hexdigit)
 }
 
 /// A path no operation should answer for a backend to see as another: an encoded `/` or `\`,
@@ -246,10 +256,7 @@ pub(crate) fn raw_len(raw: &str, decoded_len: usize) -> usize {
     let bytes = raw.as_bytes();
     let (mut at, mut produced) = (0, 0);
     while produced < decoded_len && at < bytes.len() {
-        let escape = bytes.get(at) == Some(&b'%')
-            && bytes.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
-            && bytes.get(at + 2).is_some_and(u8::is_ascii_hexdigit);
-        at += if escape { 3 } else { 1 };
+        at += if is_escape(bytes, at) { 3 } else { 1 };
         produced += 1;
     }
     at

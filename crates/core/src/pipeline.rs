@@ -491,15 +491,10 @@ fn rewrite<'p>(
     let mut request_edits = vec![HeaderEdit::Remove(plan.key_header.clone())];
     // Nor a client's own identity header, on any operation: those this operation sets are
     // replaced below, the claim headers set or removed; the rest go here.
-    let claim_header = |name: &String| {
-        plan.jwt
-            .as_ref()
-            .is_some_and(|jwt| jwt.claims_to_headers.iter().any(|(_, h)| h == name))
-    };
     request_edits.extend(
-        plan.identity_headers
+        operation
+            .identity_removals
             .iter()
-            .filter(|name| !operation.request_headers.sets(name) && !claim_header(name))
             .cloned()
             .map(HeaderEdit::Remove),
     );

@@ -103,6 +103,9 @@ pub struct Operation {
     pub rewrite: Option<PathRewrite>,
     pub request_headers: HeaderRules,
     pub response_headers: HeaderRules,
+    /// The plan's identity headers this operation neither sets nor fills from claims: a
+    /// client's copies are removed (decided here once, not per request).
+    pub(crate) identity_removals: Vec<String>,
 }
 
 impl Operation {
@@ -169,7 +172,8 @@ impl Plan {
             .map(|(id, p)| (p.name.as_str(), id))
             .collect();
         let (consumers, keys) = compile_consumers(config.consumers, &product_ids)?;
-        let operations = compile_operations(config.operations, &product_ids, config.jwt.is_some())?;
+        let mut operations =
+            compile_operations(config.operations, &product_ids, config.jwt.is_some())?;
         let routes = compile_routes(&operations)?;
         let (jwt, dynamic) = match config.jwt {
             None => (None, None),
@@ -186,6 +190,10 @@ impl Plan {
             .collect();
 
         let identity_headers = identity_headers(&operations, jwt.as_ref());
+        for operation in &mut operations {
+            operation.identity_removals =
+                identity_removals(&identity_headers, operation, jwt.as_ref());
+        }
         let rate_headers = compile_rate_headers(config.rate_limit_headers)?;
         check_metric_labels(&consumers, &operations)?;
 
@@ -658,6 +666,7 @@ fn compile_operation(
             &format!("{at}.response_headers"),
             op.response_headers,
         )?,
+        identity_removals: Vec::new(),
     })
 }
 
@@ -683,6 +692,26 @@ fn identity_headers(operations: &[Operation], jwt: Option<&JwtPlan>) -> Vec<Stri
     names.into_iter().collect()
 }
 
+/// Identity headers that `operation` leaves to be removed: those it `set`s are replaced by
+/// its own rules, the claim headers are set or removed from the token.
+fn identity_removals(
+    identity_headers: &[String],
+    operation: &Operation,
+    jwt: Option<&JwtPlan>,
+) -> Vec<String> {
+    let claim_header =
+        |name: &String| jwt.is_some_and(|jwt| jwt.claims_to_headers.iter().any(|(_, h)| h == name));
+    identity_headers
+        .iter()
+        .filter(|name| !operation.request_headers.sets(name) && !claim_header(name))
+        .cloned()
+        .collect()
+}
+
+/// How a refusal of an operation no request could reach begins (`tollgate init` leaves such
+/// operations out rather than fail).
+pub(crate) const UNREACHABLE: &str = "can never be reached";
+
 /// The route table, refusing an operation no request could reach: a template behind another
 /// of the same shape for the same methods (or behind a prefix that takes all it matches), or a
 /// `path` that an earlier template takes.
@@ -704,7 +733,7 @@ fn compile_routes(operations: &[Operation]) -> Result<RouteTable, ConfigError> {
         return Err(ConfigError::rule(
             format!("operations[{}].{key}", found.operation),
             format!(
-                "can never be reached: operations[{}] ('{}', {}) takes every request it matches",
+                "{UNREACHABLE}: operations[{}] ('{}', {}) takes every request it matches",
                 found.taken_by,
                 winner.name,
                 winner.route.path.as_str()

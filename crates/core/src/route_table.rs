@@ -170,12 +170,7 @@ impl Node {
                 .copied()
                 .find(|&id| table.answers(id, method));
         };
-        let rest = path.get(start..)?;
-        let (end, next) = match rest.find('/') {
-            Some(at) => (start + at, Some(start + at + 1)),
-            None => (path.len(), None),
-        };
-        let segment = path.get(start..end)?;
+        let (segment, end, next) = next_segment(path, start)?;
         if !self.literals.is_empty() {
             if let Some(child) = self.literals.get(decoded(segment).as_ref()) {
                 if let Some(found) = child.find(table, method, path, next, captures) {
@@ -212,14 +207,9 @@ impl Node {
                 .find(|&id| table.answers(id, method))
                 .unwrap_or(OperationId::MAX);
         };
-        let Some(rest) = path.get(start..) else {
+        let Some((segment, _, next)) = next_segment(path, start) else {
             return OperationId::MAX;
         };
-        let (end, next) = match rest.find('/') {
-            Some(at) => (start + at, Some(start + at + 1)),
-            None => (path.len(), None),
-        };
-        let segment = path.get(start..end).unwrap_or_default();
         let literal = self
             .literals
             .get(decoded(segment).as_ref())
@@ -232,6 +222,17 @@ impl Node {
         };
         literal.min(param)
     }
+}
+
+/// The segment of `path` that starts at byte `start`, where it ends, and where the next one
+/// starts (`None`: it is the last).
+fn next_segment(path: &str, start: usize) -> Option<(&str, usize, Option<usize>)> {
+    let rest = path.get(start..)?;
+    let (end, next) = match rest.find('/') {
+        Some(at) => (start + at, Some(start + at + 1)),
+        None => (path.len(), None),
+    };
+    Some((path.get(start..end)?, end, next))
 }
 
 /// An operation no request can reach, and the one that takes its requests.

@@ -5,7 +5,7 @@
 //! or route elsewhere.
 
 use crate::operation::PathMatch;
-use crate::path_template::{fits_param, PathTemplate, Segment, WITNESS_VALUE};
+use crate::path_template::{fits_param, whole_param, PathTemplate, Segment, WITNESS_VALUE};
 use crate::plan::{Operation, Plan};
 use crate::rewrite::{upstream_path, PathRewrite, Piece};
 use serde_json::{Map, Value};
@@ -284,13 +284,7 @@ fn public_with_values(template: &PathTemplate, target: &str, backend_path: &str)
     if ours.len() != theirs.len() {
         return None;
     }
-    let param = |segment: &str| {
-        segment
-            .strip_prefix('{')
-            .and_then(|s| s.strip_suffix('}'))
-            .filter(|name| !name.contains(['{', '}']))
-            .map(str::to_string)
-    };
+    let param = |segment: &str| whole_param(segment).map(str::to_string);
     let mut values: Vec<(String, String)> = Vec::new();
     for (mine, other) in ours.iter().zip(&theirs) {
         match (param(mine), param(other)) {
