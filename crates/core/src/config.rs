@@ -298,3 +298,57 @@ fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Er
         ))),
     }
 }
+
+/// An operation's own section of an API-wide policy (`ip_filter`, `cors`, ...): absent, the
+/// top level's applies; `null`, none applies; an object replaces the top level's whole.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Override<T> {
+    #[default]
+    Inherit,
+    Off,
+    Set(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Override<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Only called when the key is present (fields use `#[serde(default)]`): null = off.
+        Ok(match Option::<T>::deserialize(deserializer)? {
+            None => Self::Off,
+            Some(section) => Self::Set(section),
+        })
+    }
+}
+
+impl<T> Override<T> {
+    /// The section that applies to the operation, given the top level's.
+    pub fn resolve<'a>(&'a self, top_level: Option<&'a T>) -> Option<&'a T> {
+        match self {
+            Self::Inherit => top_level,
+            Self::Off => None,
+            Self::Set(section) => Some(section),
+        }
+    }
+}
+
+#[cfg(test)]
+mod override_tests {
+    use super::Override;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Operation {
+        #[serde(default)]
+        section: Override<u32>,
+    }
+
+    #[test]
+    fn absent_inherits_null_switches_off_a_value_replaces() {
+        let read = |text: &str| serde_json::from_str::<Operation>(text).unwrap().section;
+        assert_eq!(read("{}"), Override::Inherit);
+        assert_eq!(read(r#"{"section": null}"#), Override::Off);
+        assert_eq!(read(r#"{"section": 7}"#), Override::Set(7));
+        assert_eq!(Override::Inherit.resolve(Some(&1)), Some(&1));
+        assert_eq!(Override::<u32>::Off.resolve(Some(&1)), None);
+        assert_eq!(Override::Set(2).resolve(Some(&1)), Some(&2));
+        assert!(serde_json::from_str::<Operation>(r#"{"section": "x"}"#).is_err());
+    }
+}
