@@ -302,6 +302,7 @@ fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Er
 /// An operation's own section of an API-wide policy (`ip_filter`, `cors`, ...): absent, the
 /// top level's applies; `null`, none applies; an object replaces the top level's whole.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[allow(dead_code)] // until the first edge policy reads it
 pub enum Override<T> {
     #[default]
     Inherit,
@@ -319,6 +320,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Override<T> {
     }
 }
 
+#[allow(dead_code)]
 impl<T> Override<T> {
     /// The section that applies to the operation, given the top level's.
     pub fn resolve<'a>(&'a self, top_level: Option<&'a T>) -> Option<&'a T> {

@@ -12,7 +12,7 @@ use crate::config::{
     ProductConfig, RateLimitHeadersConfig, Scope, Unmatched,
 };
 use crate::config_error::ConfigError;
-use crate::dynamic_consumers::{slot_key, Pool};
+use crate::dynamic_consumers::{entry_keys, Pool};
 use crate::global_limits::GlobalLimits;
 use crate::jwt::key_fetch::KeyFetch;
 use crate::jwt::JwtPlan;
@@ -244,7 +244,7 @@ impl Plan {
                 (Pool::GlobalFallback, fallback(dynamic.product)),
             ] {
                 if used {
-                    keys.extend((0..dynamic.pool_size).map(|slot| slot_key(pool, slot)));
+                    keys.extend(entry_keys(pool, dynamic.pool_size));
                 }
             }
         }

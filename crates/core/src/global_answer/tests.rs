@@ -251,7 +251,7 @@ fn dynamic_consumers_ask_under_their_own_id_and_fall_back_to_their_pool() {
     assert!(plan
         .counter_entries()
         .iter()
-        .any(|key| key.starts_with("tollgate/dg/")));
+        .any(|key| key.starts_with("tollgate/dpg/")));
     config["global_limits"]["failure_mode"] = json!("deny");
     let deny = Plan::from_json(config.to_string().as_bytes()).unwrap();
     assert!(
