@@ -12,9 +12,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use tollgate_core::metrics::{self, SeriesIds};
 use tollgate_core::{
-    decide, settle, Decision, Denial, Forward, GlobalCheck, HeaderEdit, KeyFetch, KnownKeys,
-    LogThrottle, Plan, RequestEnv, RlsAnswer, Settled, TokenCache, Trace, Verdict, RLS_METHOD,
-    RLS_SERVICE,
+    decide, settle, BodyCounter, Decision, Denial, Forward, GlobalCheck, HeaderEdit, KeyFetch,
+    KnownKeys, LogThrottle, Plan, RequestEnv, RlsAnswer, Settled, TokenCache, Trace, Verdict,
+    RLS_METHOD, RLS_SERVICE,
 };
 
 /// What every request of one VM shares (one VM per worker thread): built once per
@@ -103,6 +103,14 @@ pub struct Filter {
     response_edits: Vec<HeaderEdit>,
     /// For a forwarded request: its operation and when it left the filter.
     forwarded: Option<(usize, u64)>,
+    /// The body counted as it streams against `max_request_body_bytes`, and the trace its
+    /// refusal is counted under (the operation: the refusal is the edge's, not the consumer's).
+    body: Option<(BodyCounter, Trace)>,
+    /// The body passed its limit while the request waited (keys, rate-limit service): the
+    /// refusal to send instead of forwarding once the wait ends.
+    body_refused: Option<Denial>,
+    /// The request went on to the upstream (forwarded or passed through).
+    released: bool,
 }
 
 /// The proxy's entry points hold each filter in a `RefCell` the plugin reaches too. A VM runs
@@ -119,6 +127,16 @@ pub fn on_request_headers(filter: &RefCell<Filter>, host: &impl Host) -> Next {
                 log::error!("tollgate: cannot send the 500 reply ({err})");
             }
             Next::Stop
+        }
+    }
+}
+
+pub fn on_request_body(filter: &RefCell<Filter>, host: &impl Host, chunk_bytes: usize) -> Next {
+    match filter.try_borrow_mut() {
+        Ok(mut filter) => filter.on_request_body(host, chunk_bytes),
+        Err(_) => {
+            log::error!("tollgate: request filter busy; body chunk not counted");
+            Next::Continue
         }
     }
 }
@@ -154,6 +172,9 @@ impl Filter {
             from_root: false,
             response_edits: Vec::new(),
             forwarded: None,
+            body: None,
+            body_refused: None,
+            released: false,
         }
     }
 
@@ -200,7 +221,16 @@ impl Filter {
             verdict,
             trace,
             unknown_kid,
+            request_body_limit,
         } = decide(&shared.plan, &headers, &mut env);
+        if self.body.is_none() {
+            // Decided again after a key wait: the bytes counted so far still count.
+            let edge = Trace {
+                operation: trace.operation,
+                ..Trace::default()
+            };
+            self.body = request_body_limit.map(|limit| (limit.counter(), edge));
+        }
         drop(cached);
         drop(known_keys);
         if unknown_kid {
@@ -243,6 +273,12 @@ impl Filter {
         trace: &Trace,
         now_ms: u64,
     ) -> Next {
+        let going_on = matches!(verdict, Verdict::Forward(_) | Verdict::PassThrough(_));
+        if let (true, Some(denial)) = (going_on, self.body_refused.take()) {
+            self.refuse_body(host, &denial);
+            return Next::Stop;
+        }
+        self.released = going_on;
         match verdict {
             Verdict::Deny(denial) => {
                 self.count(host, trace, denial.outcome.as_str());
@@ -402,6 +438,35 @@ impl Filter {
             }
         }
         self.carry_out(host, settled.verdict, trace, now_ms)
+    }
+
+    /// One chunk of the request body: counted against `max_request_body_bytes` when the
+    /// operation has one. Over it, the request is refused — at once when it already went on
+    /// (Envoy resets the upstream request, which never sees the body end), else when the wait
+    /// it is in ends.
+    pub fn on_request_body(&mut self, host: &impl Host, chunk_bytes: usize) -> Next {
+        let Some((counter, _)) = self.body.as_mut() else {
+            return Next::Continue;
+        };
+        let Err(denial) = counter.add(chunk_bytes) else {
+            return Next::Continue;
+        };
+        if self.released {
+            self.refuse_body(host, &denial);
+        } else {
+            self.body_refused = Some(denial);
+        }
+        Next::Stop
+    }
+
+    /// Sends the 413 of a body over its limit, counted under the operation.
+    fn refuse_body(&mut self, host: &impl Host, denial: &Denial) {
+        let trace = self.body.take().map(|(_, trace)| trace).unwrap_or_default();
+        self.count(host, &trace, denial.outcome.as_str());
+        self.deny(host, &trace, denial);
+        // Not the upstream's answer: no latency or status to record for it.
+        self.forwarded = None;
+        self.response_edits.clear();
     }
 
     pub fn on_response_headers(&mut self, host: &impl Host) {

@@ -249,6 +249,13 @@ impl HttpContext for TollgateHttp {
         }
     }
 
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        match filter::on_request_body(&self.filter, &ProxyWasm, body_size) {
+            Next::Continue => Action::Continue,
+            Next::Stop => Action::Pause,
+        }
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         filter::on_response_headers(&self.filter, &ProxyWasm);
         Action::Continue

@@ -1,6 +1,7 @@
 //! The glue driven natively: the plugin and the filter against a recording fake host, so every
 //! host call the glue makes (or must not make) is checked without Envoy.
 
+mod body_limit;
 mod fake_host;
 mod host_calls;
 mod remote_keys;

@@ -20,6 +20,8 @@ pub struct Config {
     pub unmatched: Unmatched,
     pub rate_limit_headers: Option<RateLimitHeadersConfig>,
     pub global_limits: Option<GlobalLimitsConfig>,
+    /// Largest request body, in bytes (absent: no limit).
+    pub max_request_body_bytes: Option<u64>,
 }
 
 /// The rate-limit service that counts `"scope": "global"` limits (README, "Global limits").
@@ -233,6 +235,8 @@ pub struct OperationConfig {
     pub rewrite: Option<String>,
     pub request_headers: Option<HeaderRulesConfig>,
     pub response_headers: Option<HeaderRulesConfig>,
+    #[serde(default)]
+    pub max_request_body_bytes: Override<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -302,7 +306,6 @@ fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Er
 /// An operation's own section of an API-wide policy (`ip_filter`, `cors`, ...): absent, the
 /// top level's applies; `null`, none applies; an object replaces the top level's whole.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-#[allow(dead_code)] // until the first edge policy reads it
 pub enum Override<T> {
     #[default]
     Inherit,
@@ -320,7 +323,6 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Override<T> {
     }
 }
 
-#[allow(dead_code)]
 impl<T> Override<T> {
     /// The section that applies to the operation, given the top level's.
     pub fn resolve<'a>(&'a self, top_level: Option<&'a T>) -> Option<&'a T> {

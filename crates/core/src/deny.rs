@@ -13,6 +13,8 @@ pub enum Outcome {
     NoOperation,
     /// The rate-limit service could not count a global limit (`failure_mode: deny`).
     Unavailable,
+    /// The request body is over `max_request_body_bytes`.
+    TooLarge,
 }
 
 impl Outcome {
@@ -25,6 +27,7 @@ impl Outcome {
             Outcome::QuotaExceeded => "quota_exceeded",
             Outcome::NoOperation => "no_operation",
             Outcome::Unavailable => "unavailable",
+            Outcome::TooLarge => "too_large",
         }
     }
 }
@@ -156,6 +159,15 @@ impl Denial {
             404,
             Outcome::NoOperation,
             "Unable to match incoming request to an operation.",
+        )
+    }
+
+    /// 413: the body is (or declares to be) over `max_request_body_bytes`.
+    pub fn too_large(max_bytes: u64) -> Self {
+        Self::new(
+            413,
+            Outcome::TooLarge,
+            format!("Request body is larger than {max_bytes} bytes."),
         )
     }
 

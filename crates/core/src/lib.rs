@@ -7,6 +7,7 @@
 //!
 //! Modules are private; what the glue and the CLI use is re-exported here.
 
+mod body_limit;
 mod checks;
 mod config;
 mod config_error;
@@ -33,6 +34,7 @@ mod subscription;
 mod template;
 mod verdict;
 
+pub use body_limit::{BodyCounter, BodyLimit};
 pub use config::FailureMode;
 pub use config_error::ConfigError;
 pub use deny::{Denial, Outcome};

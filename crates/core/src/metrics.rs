@@ -23,6 +23,9 @@ pub use crate::checks::NO_LABEL as NONE;
 pub const OTHER_DYNAMIC: &str = "jwt:*";
 
 pub const ALLOWED: &str = "allowed";
+/// A body over `max_request_body_bytes`: refused at the edge, before any consumer is known (and
+/// a streamed body refused mid-way counts here too, beside the `allowed` of its headers).
+pub const TOO_LARGE: &str = "too_large";
 
 /// Outcomes a request with a known consumer can have: a valid key or token, then `forbidden`,
 /// throttling, or (`auth: both`) a valid key with a bad token.
@@ -170,6 +173,14 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
             ALLOWED,
             request_counter(NONE, NONE, ALLOWED),
         ));
+        if plan.body_limit.is_some() {
+            series.push(requests(
+                None,
+                None,
+                TOO_LARGE,
+                request_counter(NONE, NONE, TOO_LARGE),
+            ));
+        }
     }
     if plan.global_limits().is_some() {
         series.push(counter(
@@ -213,6 +224,14 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
                     overflow_counter(op, outcome),
                 ));
             }
+        }
+        if operation.body_limit.is_some() {
+            series.push(requests(
+                Some(op_index),
+                None,
+                TOO_LARGE,
+                request_counter(op, NONE, TOO_LARGE),
+            ));
         }
         for class in STATUS_CLASSES {
             series.push(counter(

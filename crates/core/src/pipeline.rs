@@ -101,10 +101,19 @@ pub fn decide(plan: &Plan, headers: &Headers, env: &mut RequestEnv) -> Decision 
     let mut trace = Trace::default();
     let mut unknown_kid = false;
     let verdict = run(plan, headers, env, &mut trace, &mut unknown_kid);
+    let request_body_limit = match &verdict {
+        Verdict::Deny(_) => None,
+        Verdict::PassThrough(_) => plan.body_limit,
+        Verdict::Forward(_) | Verdict::AskGlobal(_) => trace
+            .operation
+            .and_then(|id| plan.operations.get(id))
+            .and_then(|operation| operation.body_limit),
+    };
     Decision {
         verdict,
         trace,
         unknown_kid,
+        request_body_limit,
     }
 }
 
@@ -134,6 +143,9 @@ fn run(
             // Passed on untouched, an encoded slash or a dot segment could reach a route an
             // operation guards once the backend decodes it.
             Unmatched::Pass if !is_ambiguous(path) => {
+                if let Some(Err(denial)) = plan.body_limit.map(|l| l.check_declared(headers)) {
+                    return Verdict::Deny(denial);
+                }
                 let mut edits: Vec<HeaderEdit> = plan
                     .identity_headers
                     .iter()
@@ -150,6 +162,9 @@ fn run(
         return Verdict::Deny(Denial::no_operation());
     };
     trace.operation = Some(operation_id);
+    if let Some(Err(denial)) = operation.body_limit.map(|l| l.check_declared(headers)) {
+        return Verdict::Deny(denial);
+    }
 
     let caller = match authenticate(plan, operation, headers, query, env, unknown_kid) {
         Ok(caller) => caller,

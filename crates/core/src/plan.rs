@@ -3,6 +3,7 @@
 //! `dynamic_consumers`); every refusal names the path of the offending value
 //! (`operations[2].rewrite: must start with '/'`).
 
+use crate::body_limit::BodyLimit;
 use crate::checks::{
     check_distinct_labels, check_header_name, check_identifier, check_path, check_query_name,
     is_token,
@@ -56,6 +57,8 @@ pub struct Plan {
     pub(crate) rate_headers: Option<RateHeaderNames>,
     /// The rate-limit service of global limits, if any.
     pub(crate) global: Option<GlobalLimits>,
+    /// The top level's `max_request_body_bytes` (for requests no operation matches).
+    pub(crate) body_limit: Option<BodyLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +109,8 @@ pub struct Operation {
     /// The plan's identity headers this operation neither sets nor fills from claims: a
     /// client's copies are removed (decided here once, not per request).
     pub(crate) identity_removals: Vec<String>,
+    /// `max_request_body_bytes`, the operation's own or the top level's.
+    pub body_limit: Option<BodyLimit>,
 }
 
 impl Operation {
@@ -172,8 +177,23 @@ impl Plan {
             .map(|(id, p)| (p.name.as_str(), id))
             .collect();
         let (consumers, keys) = compile_consumers(config.consumers, &product_ids)?;
+        let body_limit = config
+            .max_request_body_bytes
+            .map(|max_bytes| BodyLimit { max_bytes });
+        let body_limits: Vec<Option<BodyLimit>> = config
+            .operations
+            .iter()
+            .map(|op| {
+                op.max_request_body_bytes
+                    .resolve(config.max_request_body_bytes.as_ref())
+                    .map(|&max_bytes| BodyLimit { max_bytes })
+            })
+            .collect();
         let mut operations =
             compile_operations(config.operations, &product_ids, config.jwt.is_some())?;
+        for (operation, limit) in operations.iter_mut().zip(body_limits) {
+            operation.body_limit = limit;
+        }
         let routes = compile_routes(&operations)?;
         let (jwt, dynamic) = match config.jwt {
             None => (None, None),
@@ -213,6 +233,7 @@ impl Plan {
             unmatched: config.unmatched,
             rate_headers,
             global,
+            body_limit,
         })
     }
 
@@ -667,6 +688,7 @@ fn compile_operation(
             op.response_headers,
         )?,
         identity_removals: Vec::new(),
+        body_limit: None,
     })
 }
 

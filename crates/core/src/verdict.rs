@@ -1,6 +1,7 @@
 //! What the pipeline decides about a request, as plain values the glue carries out: deny,
 //! forward with edits, pass through untouched, or ask the rate-limit service first.
 
+use crate::body_limit::BodyLimit;
 use crate::deny::Denial;
 use crate::global_limits::Asked;
 use crate::limits::{tightest, CounterState, Limits, RateHeaders};
@@ -18,6 +19,9 @@ pub struct Decision {
     pub trace: Trace,
     /// A token named a `kid` no key has: the provider may have rotated its keys.
     pub unknown_kid: bool,
+    /// The limit to count the request's body against as it streams, when it goes on
+    /// (`max_request_body_bytes`; a declared length over it was refused already).
+    pub request_body_limit: Option<BodyLimit>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
