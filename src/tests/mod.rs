@@ -245,6 +245,11 @@ fn a_busy_filter_refuses_the_request_rather_than_let_it_through() {
     );
     crate::filter::on_response_headers(&filter, &host);
     crate::filter::on_grpc_call_response(&filter, &host, 1, 0, 0);
+    // A body chunk cannot be counted, and is not held up for it (logged).
+    assert_eq!(
+        crate::filter::on_request_body(&filter, &host, 1),
+        Next::Continue
+    );
     drop(busy);
     assert_eq!(host.replies.borrow().first().map(|r| r.status), Some(500));
     assert_eq!(
