@@ -237,6 +237,7 @@ def upstream_config(port: int, admin_port: int) -> dict:
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listener = config["static_resources"]["listeners"][0]
     listener["address"]["socket_address"]["port_value"] = port
+    listener["filter_chains"][0].pop("transport_socket", None)  # plain HTTP, as the cluster
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     hcm["http_filters"] = hcm["http_filters"][1:]
     hcm["route_config"]["virtual_hosts"][0]["routes"] = [

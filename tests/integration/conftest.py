@@ -70,6 +70,13 @@ def workdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def certificate(workdir) -> tuple[Path, Path]:
+    """A throw-away certificate and key (what `make run` makes), for the shipped Envoy
+    configurations that serve HTTPS."""
+    return stack.make_certificate(workdir / "tls")
+
+
+@pytest.fixture(scope="session")
 def backend(workdir):
     server = stack.Backend(workdir)
     yield server
