@@ -12,9 +12,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use tollgate_core::metrics::{self, SeriesIds};
 use tollgate_core::{
-    decide, settle, BodyCounter, Decision, Denial, Forward, GlobalCheck, HeaderEdit, KeyFetch,
-    KnownKeys, LogThrottle, Plan, RequestEnv, RlsAnswer, Settled, TokenCache, Trace, Verdict,
-    RLS_METHOD, RLS_SERVICE,
+    decide, settle, BodyCounter, CorsHeaders, Decision, Denial, Forward, GlobalCheck, HeaderEdit,
+    KeyFetch, KnownKeys, LogThrottle, Plan, PreflightReply, RequestEnv, RlsAnswer, Settled,
+    TokenCache, Trace, Verdict, RLS_METHOD, RLS_SERVICE,
 };
 
 /// What every request of one VM shares (one VM per worker thread): built once per
@@ -101,6 +101,8 @@ pub struct Filter {
     /// Decided again from the root context: a rate-limit call it makes answers to the root.
     from_root: bool,
     response_edits: Vec<HeaderEdit>,
+    /// The CORS headers of whatever response this request gets (the upstream's or a denial).
+    cors: CorsHeaders,
     /// For a forwarded request: its operation and when it left the filter.
     forwarded: Option<(usize, u64)>,
     /// The body counted as it streams against `max_request_body_bytes`, and the trace its
@@ -171,6 +173,7 @@ impl Filter {
             waited_for_keys: false,
             from_root: false,
             response_edits: Vec::new(),
+            cors: CorsHeaders::default(),
             forwarded: None,
             body: None,
             body_refused: None,
@@ -222,6 +225,7 @@ impl Filter {
             trace,
             unknown_kid,
             request_body_limit,
+            cors,
         } = decide(&shared.plan, &headers, &mut env);
         if self.body.is_none() {
             // Decided again after a key wait: the bytes counted so far still count.
@@ -233,6 +237,7 @@ impl Filter {
         }
         drop(cached);
         drop(known_keys);
+        self.cors = cors;
         if unknown_kid {
             // The provider may have rotated its keys: wait for a refetch once, if the bound
             // allows one; else the plugin refetches at its next tick the bound allows.
@@ -283,6 +288,11 @@ impl Filter {
             Verdict::Deny(denial) => {
                 self.count(host, trace, denial.outcome.as_str());
                 self.deny(host, trace, &denial);
+                Next::Stop
+            }
+            Verdict::Preflight(reply) => {
+                self.count(host, trace, metrics::PREFLIGHT);
+                answer_preflight(host, &reply);
                 Next::Stop
             }
             Verdict::Forward(forward) => {
@@ -489,9 +499,9 @@ impl Filter {
             denial.message
         );
         let body = denial.body();
-        if let Err(err) =
-            host.send_response(denial.status, &denial.reply_headers(), body.as_bytes())
-        {
+        let mut headers = denial.reply_headers();
+        headers.extend(self.cors.reply_headers());
+        if let Err(err) = host.send_response(denial.status, &headers, body.as_bytes()) {
             log::error!("tollgate: cannot send the {} reply ({err})", denial.status);
         }
     }
@@ -506,6 +516,9 @@ impl Filter {
             }
         }
         self.response_edits = forward.response_edits;
+        // Last: the CORS section owns these headers whatever the operation's own edits say.
+        self.response_edits
+            .extend_from_slice(self.cors.response_edits());
         self.forwarded = Some((forward.operation, now_ms));
     }
 
@@ -548,6 +561,13 @@ impl Filter {
         {
             increment(host, id);
         }
+    }
+}
+
+/// A preflight's `200`, without a body.
+fn answer_preflight(host: &impl Host, reply: &PreflightReply) {
+    if let Err(err) = host.send_response(PreflightReply::STATUS, &reply.headers(), b"") {
+        log::error!("tollgate: cannot send the preflight reply ({err})");
     }
 }
 

@@ -2,6 +2,7 @@
 //! host call the glue makes (or must not make) is checked without Envoy.
 
 mod body_limit;
+mod cors;
 mod fake_host;
 mod host_calls;
 mod remote_keys;

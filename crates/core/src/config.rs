@@ -22,6 +22,23 @@ pub struct Config {
     pub global_limits: Option<GlobalLimitsConfig>,
     /// Largest request body, in bytes (absent: no limit).
     pub max_request_body_bytes: Option<u64>,
+    pub cors: Option<CorsConfig>,
+}
+
+/// APIM's `cors` policy: which browser origins may call the API, with what (README, "CORS").
+/// Checked and compiled in `cors.rs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Option<Vec<String>>,
+    pub allowed_headers: Option<Vec<String>>,
+    pub expose_headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub max_age_s: Option<u64>,
+    pub terminate_unmatched: Option<bool>,
 }
 
 /// The rate-limit service that counts `"scope": "global"` limits (README, "Global limits").
@@ -237,6 +254,8 @@ pub struct OperationConfig {
     pub response_headers: Option<HeaderRulesConfig>,
     #[serde(default)]
     pub max_request_body_bytes: Override<u64>,
+    #[serde(default)]
+    pub cors: Override<CorsConfig>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -12,6 +12,7 @@ mod checks;
 mod config;
 mod config_error;
 pub mod connector;
+mod cors;
 mod credential;
 mod deny;
 mod dynamic_consumers;
@@ -37,6 +38,7 @@ mod verdict;
 pub use body_limit::{BodyCounter, BodyLimit};
 pub use config::FailureMode;
 pub use config_error::ConfigError;
+pub use cors::{CorsHeaders, PreflightReply};
 pub use deny::{Denial, Outcome};
 pub use global_answer::{settle, Settled};
 pub use global_limits::{

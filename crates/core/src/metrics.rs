@@ -26,6 +26,8 @@ pub const ALLOWED: &str = "allowed";
 /// A body over `max_request_body_bytes`: refused at the edge, before any consumer is known (and
 /// a streamed body refused mid-way counts here too, beside the `allowed` of its headers).
 pub const TOO_LARGE: &str = "too_large";
+/// A CORS preflight tollgate answered itself (allowed or not), never a consumer's call.
+pub const PREFLIGHT: &str = "preflight";
 
 /// Outcomes a request with a known consumer can have: a valid key or token, then `forbidden`,
 /// throttling, or (`auth: both`) a valid key with a bad token.
@@ -148,7 +150,8 @@ fn counter(key: SeriesKey, name: String) -> Series {
 /// start: a consumer's `allowed`, `forbidden`, `rate_limited`, `quota_exceeded` and
 /// `invalid_credential` (a valid key with a bad token under `auth: both`); without a
 /// consumer, `allowed` (open operations), `missing_credential`, `invalid_credential` and
-/// `forbidden` (an unknown JWT client); and `no_operation` once.
+/// `forbidden` (an unknown JWT client); `no_operation` once; and `preflight` without a consumer
+/// wherever a `cors` section has tollgate answer preflights.
 pub fn configured_series(plan: &Plan) -> Vec<Series> {
     let requests = |operation, consumer, outcome: &'static str, name| {
         counter(
@@ -182,6 +185,14 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
             ));
         }
     }
+    if plan.answers_preflights(None) {
+        series.push(requests(
+            None,
+            None,
+            PREFLIGHT,
+            request_counter(NONE, NONE, PREFLIGHT),
+        ));
+    }
     if plan.global_limits().is_some() {
         series.push(counter(
             SeriesKey::LimitServiceFailures,
@@ -212,6 +223,14 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
                 None,
                 outcome,
                 request_counter(op, NONE, outcome),
+            ));
+        }
+        if plan.answers_preflights(Some(op_index)) {
+            series.push(requests(
+                Some(op_index),
+                None,
+                PREFLIGHT,
+                request_counter(op, NONE, PREFLIGHT),
             ));
         }
         if dynamic && identifies {

@@ -1,6 +1,9 @@
-//! The per-request pipeline (README, "How a request is handled"): operation → credential → consumer → authorize → rewrite.
+//! The per-request pipeline (README, "How a request is handled"): preflight → operation →
+//! credential → consumer → authorize → rewrite, and the CORS headers of the response.
 //! It reads the compiled plan and the request headers and returns what to do; the host glue
 //! carries it out. Nothing here parses configuration or talks to the host.
+
+mod cors_stage;
 
 use crate::config::{AuthMode, Unmatched};
 use crate::credential::{
@@ -102,18 +105,20 @@ pub fn decide(plan: &Plan, headers: &Headers, env: &mut RequestEnv) -> Decision 
     let mut unknown_kid = false;
     let verdict = run(plan, headers, env, &mut trace, &mut unknown_kid);
     let request_body_limit = match &verdict {
-        Verdict::Deny(_) => None,
+        Verdict::Deny(_) | Verdict::Preflight(_) => None,
         Verdict::PassThrough(_) => plan.body_limit,
         Verdict::Forward(_) | Verdict::AskGlobal(_) => trace
             .operation
             .and_then(|id| plan.operations.get(id))
             .and_then(|operation| operation.body_limit),
     };
+    let cors = cors_stage::response_headers(plan, headers, &trace, &verdict);
     Decision {
         verdict,
         trace,
         unknown_kid,
         request_body_limit,
+        cors,
     }
 }
 
@@ -133,6 +138,9 @@ fn run(
         return Verdict::Deny(Denial::bad_request());
     };
     let (path, query) = split_path(path_and_query);
+    if let Some(answer) = cors_stage::answer_preflight(plan, method, path, headers, trace) {
+        return answer;
+    }
 
     let Some(RouteMatch {
         operation: operation_id,

@@ -13,6 +13,7 @@ use crate::config::{
     ProductConfig, RateLimitHeadersConfig, Scope, Unmatched,
 };
 use crate::config_error::ConfigError;
+use crate::cors::{compile_sections, CorsPolicy};
 use crate::dynamic_consumers::{entry_keys, Pool};
 use crate::global_limits::GlobalLimits;
 use crate::jwt::key_fetch::KeyFetch;
@@ -25,6 +26,7 @@ use crate::route_table::{first_unreachable, RouteMatch, RouteTable};
 use crate::subscription::{ConsumerId, KeyHash, KeyTable};
 use crate::template::Template;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Index of a product in the plan.
 pub type ProductId = usize;
@@ -59,6 +61,9 @@ pub struct Plan {
     pub(crate) global: Option<GlobalLimits>,
     /// The top level's `max_request_body_bytes` (for requests no operation matches).
     pub(crate) body_limit: Option<BodyLimit>,
+    /// The top level's `cors` section: operations without their own inherit it, and requests
+    /// no operation matches follow it.
+    pub(crate) cors: Option<Arc<CorsPolicy>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +116,8 @@ pub struct Operation {
     pub(crate) identity_removals: Vec<String>,
     /// `max_request_body_bytes`, the operation's own or the top level's.
     pub body_limit: Option<BodyLimit>,
+    /// The `cors` section that applies: its own, the top level's, or none (`null`).
+    pub(crate) cors: Option<Arc<CorsPolicy>>,
 }
 
 impl Operation {
@@ -160,7 +167,7 @@ impl Plan {
         Self::compile(config)
     }
 
-    pub fn compile(config: Config) -> Result<Self, ConfigError> {
+    pub fn compile(mut config: Config) -> Result<Self, ConfigError> {
         let key_header_display = config.subscription_key.header;
         check_header_name("subscription_key.header", &key_header_display)?;
         let key_query = config.subscription_key.query;
@@ -189,6 +196,11 @@ impl Plan {
                     .map(|&max_bytes| BodyLimit { max_bytes })
             })
             .collect();
+        let cors_sections = config
+            .operations
+            .iter_mut()
+            .map(|op| std::mem::take(&mut op.cors))
+            .collect();
         let mut operations =
             compile_operations(config.operations, &product_ids, config.jwt.is_some())?;
         for (operation, limit) in operations.iter_mut().zip(body_limits) {
@@ -215,6 +227,10 @@ impl Plan {
                 identity_removals(&identity_headers, operation, jwt.as_ref());
         }
         let rate_headers = compile_rate_headers(config.rate_limit_headers)?;
+        let (cors, operation_cors) = compile_sections(config.cors, cors_sections)?;
+        for (operation, cors) in operations.iter_mut().zip(operation_cors) {
+            operation.cors = cors;
+        }
         check_metric_labels(&consumers, &operations)?;
 
         Ok(Self {
@@ -234,6 +250,7 @@ impl Plan {
             rate_headers,
             global,
             body_limit,
+            cors,
         })
     }
 
@@ -321,6 +338,21 @@ impl Plan {
             .as_ref()
             .and_then(|jwt| jwt.remote.clone())
             .map(KeyFetch::new)
+    }
+
+    /// The `cors` section of `operation`'s requests (its own or the one it inherits), or with
+    /// no operation the top level's.
+    pub(crate) fn cors(&self, operation: Option<OperationId>) -> Option<&CorsPolicy> {
+        match operation {
+            Some(id) => self.operations.get(id).and_then(|op| op.cors.as_deref()),
+            None => self.cors.as_deref(),
+        }
+    }
+
+    /// Whether tollgate answers preflights for `operation` (or for none): a section applies,
+    /// or the top level's says what a preflight that matches nothing gets.
+    pub(crate) fn answers_preflights(&self, operation: Option<OperationId>) -> bool {
+        self.cors(operation).is_some() || self.cors.is_some()
     }
 
     /// The operation a request is (see `route_table.rs` for which wins), and what of its path
@@ -689,6 +721,7 @@ fn compile_operation(
         )?,
         identity_removals: Vec::new(),
         body_limit: None,
+        cors: None,
     })
 }
 

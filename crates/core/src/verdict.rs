@@ -2,6 +2,7 @@
 //! forward with edits, pass through untouched, or ask the rate-limit service first.
 
 use crate::body_limit::BodyLimit;
+use crate::cors::{CorsHeaders, PreflightReply};
 use crate::deny::Denial;
 use crate::global_limits::Asked;
 use crate::limits::{tightest, CounterState, Limits, RateHeaders};
@@ -22,6 +23,9 @@ pub struct Decision {
     /// The limit to count the request's body against as it streams, when it goes on
     /// (`max_request_body_bytes`; a declared length over it was refused already).
     pub request_body_limit: Option<BodyLimit>,
+    /// CORS headers for whatever response the request gets: the upstream's, or a denial
+    /// tollgate sends (now, or once the rate-limit service answers).
+    pub cors: CorsHeaders,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -40,6 +44,8 @@ pub struct Trace {
 pub enum Verdict {
     /// Answer with this error; the upstream never sees the request.
     Deny(Denial),
+    /// A CORS preflight, answered by tollgate (`200`, no body).
+    Preflight(PreflightReply),
     /// Forward with these changes.
     Forward(Forward),
     /// No operation matched and `unmatched` is `pass`: forward untouched but for these edits
