@@ -2,7 +2,7 @@
 //! tollgate's answer to a preflight, and the CORS headers a cross-origin response carries.
 //! Which section applies to a request is the pipeline's to say (`pipeline/cors_stage.rs`).
 
-mod origin;
+pub(crate) mod origin;
 
 use crate::checks::is_token;
 use crate::config::{CorsConfig, Override};
