@@ -1,5 +1,6 @@
 //! What the pipeline decides about a request, as plain values the glue carries out: deny,
-//! forward with edits, pass through untouched, or ask the rate-limit service first.
+//! forward with edits, pass through untouched, answer a CORS preflight, or ask the rate-limit
+//! service first.
 
 use crate::body_limit::BodyLimit;
 use crate::cors::{CorsHeaders, PreflightReply};
