@@ -1,6 +1,6 @@
 //! CORS through the glue: a preflight answered locally and counted, the CORS headers on
-//! tollgate's own replies (at once, or once the rate-limit service fails) and on the
-//! upstream's response.
+//! tollgate's own replies (at once, once the rate-limit service fails, or when a streamed body
+//! passes its limit) and on the upstream's response.
 
 use super::fake_host::FakeHost;
 use super::{config, configured, global_config, post, KEY};
@@ -143,6 +143,35 @@ fn the_rate_limit_services_503_carries_them_too() {
     let reply = replies.first().unwrap();
     assert_eq!(reply.status, 503);
     assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(reply.header("access-control-allow-origin"), Some(PORTAL));
+    assert_eq!(reply.header("vary"), Some("Origin"));
+}
+
+#[test]
+fn a_body_over_its_limit_is_413_with_them_declared_or_streamed() {
+    let mut limited = with_cors(config());
+    limited["max_request_body_bytes"] = 10.into();
+    let (host, plugin) = configured(&limited);
+    // Declared: refused with the headers, before the key is looked for.
+    let filter = plugin.new_filter(2).unwrap();
+    post(&host, &[("origin", PORTAL), ("content-length", "11")]);
+    assert_eq!(filter.borrow_mut().on_request_headers(&host), Next::Stop);
+    let reply = host.replies.borrow().first().cloned().unwrap();
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.header("access-control-allow-origin"), Some(PORTAL));
+    // Streamed: refused mid-way, after the request went on.
+    let filter = plugin.new_filter(3).unwrap();
+    post(
+        &host,
+        &[("ocp-apim-subscription-key", KEY), ("origin", PORTAL)],
+    );
+    assert_eq!(
+        filter.borrow_mut().on_request_headers(&host),
+        Next::Continue
+    );
+    assert_eq!(filter.borrow_mut().on_request_body(&host, 11), Next::Stop);
+    let reply = host.replies.borrow().first().cloned().unwrap();
+    assert_eq!(reply.status, 413);
     assert_eq!(reply.header("access-control-allow-origin"), Some(PORTAL));
     assert_eq!(reply.header("vary"), Some("Origin"));
 }

@@ -27,7 +27,8 @@ MISSING = ("Access denied due to missing subscription key. Make sure to include 
 def cors_config() -> dict:
     """The shared test API with a top-level section for Power Platform, and per operation: `items`
     its own section (another app), `health` none (`null`), `files` (any method, keyed) its own
-    section that leaves unmatched preflights to the pipeline. A `tiny` consumer for a 429."""
+    section that leaves unmatched preflights to the pipeline. A `tiny` consumer for a 429, a body
+    limit on `validate` for a 413."""
     config = copy.deepcopy(plugin_config())
     config["cors"] = {
         "allowed_origins": [PORTAL, "https://*.powerapps.com"],
@@ -40,6 +41,7 @@ def cors_config() -> dict:
     config["consumers"].append({"id": "tiny", "product": "tiny", "keys": [sha256_ref(TINY_KEY)]})
     operations = {op["name"]: op for op in config["operations"]}
     operations["validate"]["products"].append("tiny")
+    operations["validate"]["max_request_body_bytes"] = 4096
     operations["items"]["cors"] = {"allowed_origins": [OTHER_APP]}
     operations["health"]["cors"] = None
     config["operations"].append({
@@ -191,6 +193,10 @@ def test_tollgates_other_denials_carry_them_too(api):
     assert response.headers["retry-after"]
     assert response.headers["access-control-allow-origin"] == POWER_APP
     assert varies_by_origin(response)
+    response = requests.post(f"{api.url}/validate", data=b"x" * 5000,
+                             headers={**origin, "Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 413
+    assert response.headers["access-control-allow-origin"] == POWER_APP
 
 
 def test_an_admitted_cross_origin_request_carries_them_with_expose_headers(api):
