@@ -317,3 +317,6 @@ impl AllowedOrigins {
         false
     }
 }
+
+#[cfg(test)]
+mod tests;
