@@ -3,6 +3,7 @@
 
 mod fake_host;
 mod host_calls;
+mod ip_filter;
 mod remote_keys;
 
 use crate::filter::Next;

@@ -20,6 +20,43 @@ pub struct Config {
     pub unmatched: Unmatched,
     pub rate_limit_headers: Option<RateLimitHeadersConfig>,
     pub global_limits: Option<GlobalLimitsConfig>,
+    pub ip_filter: Option<IpFilterConfig>,
+}
+
+/// `ip_filter` (APIM's `ip-filter` policy): exactly one of `allow` or `forbid` (README, "Caller
+/// IP filter"); compiled in `ip_filter.rs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpFilterConfig {
+    pub allow: Option<Vec<IpEntryConfig>>,
+    pub forbid: Option<Vec<IpEntryConfig>>,
+}
+
+/// One `ip_filter` entry: an address or CIDR prefix as text, or APIM's `address-range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpEntryConfig {
+    Text(String),
+    Range { from: String, to: String },
+}
+
+impl<'de> Deserialize<'de> for IpEntryConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Range {
+            from: String,
+            to: String,
+        }
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(text) => Ok(Self::Text(text)),
+            value @ serde_json::Value::Object(_) => serde_json::from_value(value)
+                .map(|Range { from, to }| Self::Range { from, to })
+                .map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom(
+                "must be an IP address, a CIDR prefix or {\"from\": <address>, \"to\": <address>}",
+            )),
+        }
+    }
 }
 
 /// The rate-limit service that counts `"scope": "global"` limits (README, "Global limits").
@@ -233,6 +270,8 @@ pub struct OperationConfig {
     pub rewrite: Option<String>,
     pub request_headers: Option<HeaderRulesConfig>,
     pub response_headers: Option<HeaderRulesConfig>,
+    #[serde(default)]
+    pub ip_filter: Override<IpFilterConfig>,
 }
 
 #[derive(Debug, Deserialize, Default)]

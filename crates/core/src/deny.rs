@@ -13,6 +13,8 @@ pub enum Outcome {
     NoOperation,
     /// The rate-limit service could not count a global limit (`failure_mode: deny`).
     Unavailable,
+    /// The caller's address is not let in by the `ip_filter` that applies.
+    IpForbidden,
 }
 
 impl Outcome {
@@ -25,6 +27,7 @@ impl Outcome {
             Outcome::QuotaExceeded => "quota_exceeded",
             Outcome::NoOperation => "no_operation",
             Outcome::Unavailable => "unavailable",
+            Outcome::IpForbidden => "ip_forbidden",
         }
     }
 }
@@ -148,6 +151,12 @@ impl Denial {
             "Rate limit service unavailable. Try again in 1 seconds.",
         )
         .with_header("retry-after", "1".to_string())
+    }
+
+    /// 403: the `ip_filter` that applies does not let the caller's address in (APIM's
+    /// `ip-filter` answers with the bare "Forbidden" too).
+    pub fn ip_forbidden() -> Self {
+        Self::new(403, Outcome::IpForbidden, "Forbidden")
     }
 
     /// 404: no operation matches and `unmatched` is `reject`.
@@ -281,6 +290,7 @@ mod tests {
             Denial::invalid_subscription_key(),
             Denial::forbidden("Product 'starter' is not allowed on operation 'v'"),
             Denial::no_operation(),
+            Denial::ip_forbidden(),
         ] {
             let v: serde_json::Value = serde_json::from_str(&d.body()).unwrap();
             assert_eq!(v["statusCode"], d.status);
@@ -291,5 +301,10 @@ mod tests {
             "Product 'starter' is not allowed on operation 'v'. Access denied."
         );
         assert_eq!(Denial::no_operation().status, 404);
+        assert_eq!(
+            Denial::ip_forbidden().body(),
+            r#"{"statusCode":403,"message":"Forbidden"}"#
+        );
+        assert_eq!(Denial::ip_forbidden().outcome.as_str(), "ip_forbidden");
     }
 }

@@ -1,4 +1,4 @@
-//! The per-request pipeline (README, "How a request is handled"): operation → credential → consumer → authorize → rewrite.
+//! The per-request pipeline (README, "How a request is handled"): operation → caller IP filter → credential → consumer → authorize → rewrite.
 //! It reads the compiled plan and the request headers and returns what to do; the host glue
 //! carries it out. Nothing here parses configuration or talks to the host.
 
@@ -9,6 +9,7 @@ use crate::credential::{
 use crate::deny::Denial;
 use crate::dynamic_consumers::Pool;
 use crate::global_limits::{self, Asked};
+use crate::ip_filter::{admit_caller, SourceAddress};
 use crate::jwt::claims::header_text;
 use crate::jwt::failure::JwtFailure;
 use crate::jwt::keys::KeySet;
@@ -74,6 +75,9 @@ pub struct RequestEnv<'a> {
     pub fetched_keys: Option<&'a KeySet>,
     /// The VM's valid subscription keys seen so far, if it keeps them.
     pub known_keys: Option<&'a mut KnownKeys>,
+    /// Where the caller's address is read, only when an `ip_filter` applies; without it, a
+    /// filter refuses every caller.
+    pub source_address: Option<&'a dyn SourceAddress>,
 }
 
 impl<'a> RequestEnv<'a> {
@@ -88,6 +92,7 @@ impl<'a> RequestEnv<'a> {
             counters,
             fetched_keys: None,
             known_keys: None,
+            source_address: None,
         }
     }
 
@@ -130,6 +135,9 @@ fn run(
         matched,
     }) = plan.match_operation(method, path)
     else {
+        if let Err(denial) = admit_caller(plan.caller_filter(None), env.source_address) {
+            return Verdict::Deny(denial);
+        }
         return match plan.unmatched {
             // Passed on untouched, an encoded slash or a dot segment could reach a route an
             // operation guards once the backend decodes it.
@@ -150,6 +158,11 @@ fn run(
         return Verdict::Deny(Denial::no_operation());
     };
     trace.operation = Some(operation_id);
+    // The caller's address before anything else: a refused network never learns which
+    // credentials an operation takes.
+    if let Err(denial) = admit_caller(plan.caller_filter(Some(operation)), env.source_address) {
+        return Verdict::Deny(denial);
+    }
 
     let caller = match authenticate(plan, operation, headers, query, env, unknown_kid) {
         Ok(caller) => caller,

@@ -9,11 +9,12 @@ use crate::checks::{
 };
 use crate::config::{
     AuthMode, Config, ConsumerConfig, FailureMode, HeaderRulesConfig, JwtConfig, OperationConfig,
-    ProductConfig, RateLimitHeadersConfig, Scope, Unmatched,
+    Override, ProductConfig, RateLimitHeadersConfig, Scope, Unmatched,
 };
 use crate::config_error::ConfigError;
 use crate::dynamic_consumers::{slot_key, Pool};
 use crate::global_limits::GlobalLimits;
+use crate::ip_filter::IpFilter;
 use crate::jwt::key_fetch::KeyFetch;
 use crate::jwt::JwtPlan;
 use crate::limits::{create_entries, CounterStore, Limit, Limits, StoreError};
@@ -56,6 +57,9 @@ pub struct Plan {
     pub(crate) rate_headers: Option<RateHeaderNames>,
     /// The rate-limit service of global limits, if any.
     pub(crate) global: Option<GlobalLimits>,
+    /// The top level's caller IP filter: for operations without their own, and for requests
+    /// no operation matches.
+    pub(crate) ip_filter: Option<IpFilter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +110,8 @@ pub struct Operation {
     /// The plan's identity headers this operation neither sets nor fills from claims: a
     /// client's copies are removed (decided here once, not per request).
     pub(crate) identity_removals: Vec<String>,
+    /// Its own caller IP filter, or the top level's (`Plan::caller_filter`).
+    pub(crate) ip_filter: Override<IpFilter>,
 }
 
 impl Operation {
@@ -161,6 +167,10 @@ impl Plan {
         let key_query = config.subscription_key.query;
         check_query_name("subscription_key.query", &key_query)?;
 
+        let ip_filter = config
+            .ip_filter
+            .map(|section| IpFilter::compile("ip_filter", section))
+            .transpose()?;
         let global = config
             .global_limits
             .map(GlobalLimits::compile)
@@ -213,7 +223,20 @@ impl Plan {
             unmatched: config.unmatched,
             rate_headers,
             global,
+            ip_filter,
         })
+    }
+
+    /// The caller IP filter that applies to a request of `operation` (`None`: one no
+    /// operation matched).
+    pub(crate) fn caller_filter<'a>(
+        &'a self,
+        operation: Option<&'a Operation>,
+    ) -> Option<&'a IpFilter> {
+        match operation {
+            Some(operation) => operation.ip_filter.resolve(self.ip_filter.as_ref()),
+            None => self.ip_filter.as_ref(),
+        }
     }
 
     /// Every counter entry a request may update: one per configured consumer whose product has
@@ -667,6 +690,7 @@ fn compile_operation(
             op.response_headers,
         )?,
         identity_removals: Vec::new(),
+        ip_filter: crate::ip_filter::compile_override(at, op.ip_filter)?,
     })
 }
 
