@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 use std::fmt;
-use tollgate_core::ip_filter::{EntryError, PrefixUnion};
+use tollgate_core::{EntryError, PrefixUnion};
 
 /// How many close names an unknown tag's error lists.
 const SUGGESTIONS: usize = 5;

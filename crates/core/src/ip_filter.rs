@@ -81,7 +81,7 @@ impl IpFilter {
     }
 
     /// Whether a caller at `address` may go on.
-    pub fn admits(&self, address: IpAddr) -> bool {
+    pub(crate) fn admits(&self, address: IpAddr) -> bool {
         let listed = match canonical_address(address) {
             IpAddr::V4(v4) => self.v4.contains(u32::from(v4)),
             IpAddr::V6(v6) => self.v6.contains(u128::from(v6)),
@@ -93,7 +93,8 @@ impl IpFilter {
     }
 
     /// How many disjoint ranges the list became (what a lookup searches).
-    pub fn range_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn range_count(&self) -> usize {
         self.v4.ranges().len() + self.v6.ranges().len()
     }
 }
@@ -133,7 +134,7 @@ pub(crate) fn admit_caller(
 
 /// The IP address in Envoy's `source.address`: `1.2.3.4:5678`, `[2001:db8::1]:5678`, or an
 /// address without a port. `None` for anything else (a Unix socket path, say).
-pub fn caller_ip(source: &[u8]) -> Option<IpAddr> {
+pub(crate) fn caller_ip(source: &[u8]) -> Option<IpAddr> {
     let text = std::str::from_utf8(source).ok()?;
     text.parse::<SocketAddr>()
         .map(|socket| socket.ip())

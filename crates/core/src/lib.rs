@@ -17,7 +17,7 @@ mod dynamic_consumers;
 mod global_answer;
 mod global_limits;
 pub mod init;
-pub mod ip_filter;
+mod ip_filter;
 mod json_keys;
 mod jwt;
 mod keyed_hash;
@@ -42,7 +42,7 @@ pub use global_limits::{
     GlobalLimits, LogThrottle, RlsAnswer, ServiceFailure, METHOD as RLS_METHOD,
     SERVICE as RLS_SERVICE,
 };
-pub use ip_filter::SourceAddress;
+pub use ip_filter::{EntryError, PrefixUnion, SourceAddress};
 pub use jwt::key_fetch::{Answered, KeyCall, KeyFetch};
 pub use jwt::key_waiters::MAX_KEY_WAITERS;
 pub use jwt::remote::FetchError;

@@ -63,6 +63,7 @@ impl<T: AddressBits> RangeSet<T> {
             .is_some_and(|&(_, last)| address <= last)
     }
 
+    #[cfg(test)]
     pub(crate) fn ranges(&self) -> &[(T, T)] {
         &self.ranges
     }
