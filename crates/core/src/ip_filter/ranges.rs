@@ -39,10 +39,16 @@ pub(crate) struct RangeSet<T> {
 
 impl<T: AddressBits> RangeSet<T> {
     /// The union of `ranges` (each inclusive, `first <= last`), in any order.
-    pub(crate) fn new(mut ranges: Vec<(T, T)>) -> Self {
-        ranges.sort_unstable();
-        let mut merged: Vec<(T, T)> = Vec::with_capacity(ranges.len());
-        for (first, last) in ranges {
+    pub(crate) fn new(ranges: Vec<(T, T)>) -> Self {
+        // Sorted as u128 for both families: one copy of the sort in the module (~5 KB each).
+        let mut wide: Vec<(u128, u128)> = ranges
+            .into_iter()
+            .map(|(first, last)| (first.widen(), last.widen()))
+            .collect();
+        wide.sort_unstable();
+        let mut merged: Vec<(T, T)> = Vec::with_capacity(wide.len());
+        for (first, last) in wide {
+            let (first, last) = (T::narrow(first), T::narrow(last));
             match merged.last_mut() {
                 Some(previous) if reaches(previous.1, first) => {
                     previous.1 = previous.1.max(last);
