@@ -2,8 +2,9 @@
 //! paths (subscription key among 1,000 consumers, JWT cache hit, JWT RS256 cache miss), and
 //! the RSA signature alone on the same tokens, so a miss splits into signature and the rest.
 //! Then the key path again with 300 `path_template` operations against the demo's five
-//! path/prefix operations, and the operation lookup alone in both; and the key path without
-//! and with an `ip_filter` of 5,000 prefixes (a large service tag) that admits the caller.
+//! path/prefix operations, and the operation lookup alone in both; and the key path without an
+//! `ip_filter`, and with one of 10 and one of 5,000 prefixes (a large service tag) that admits
+//! the caller.
 //! Meant for wasm under V8, as Envoy runs the filter; the fixture (config and signed tokens)
 //! is made natively, because signing 2,000 tokens in wasm takes long:
 //!
@@ -423,12 +424,17 @@ fn service_tag_prefixes(count: usize) -> Vec<String> {
     prefixes
 }
 
-/// The key path with the fixture's 1,000 consumers, without and with the filter.
+/// The key path with the fixture's 1,000 consumers, without a filter and with a short and a
+/// long one.
 fn ip_filter_speed(fixture: &Value, rounds: usize, store: &MemoryStore) -> Result<()> {
     let caller = Caller("127.0.0.1:40000");
     let key_request = request("/items/42", ("ocp-apim-subscription-key", KEY.to_owned()));
     for (label, filter) in [
         ("no ip_filter", None),
+        (
+            "ip_filter of 10 prefixes",
+            Some(serde_json::json!({ "allow": service_tag_prefixes(10) })),
+        ),
         (
             "ip_filter of 5,000 prefixes",
             Some(serde_json::json!({ "allow": service_tag_prefixes(5000) })),
