@@ -219,6 +219,7 @@ impl Filter {
         let mut env = RequestEnv::new(host, tokens, host);
         env.fetched_keys = fetched.as_deref();
         env.known_keys = known_keys.as_deref_mut().and_then(Option::as_mut);
+        env.source_address = Some(host);
         let now_ms = env.now_ms;
         let Decision {
             verdict,

@@ -5,6 +5,7 @@ mod body_limit;
 mod cors;
 mod fake_host;
 mod host_calls;
+mod ip_filter;
 mod remote_keys;
 
 use crate::filter::Next;

@@ -15,6 +15,8 @@ pub enum Outcome {
     Unavailable,
     /// The request body is over `max_request_body_bytes`.
     TooLarge,
+    /// The caller's address is not let in by the `ip_filter` that applies.
+    IpForbidden,
 }
 
 impl Outcome {
@@ -28,6 +30,7 @@ impl Outcome {
             Outcome::NoOperation => "no_operation",
             Outcome::Unavailable => "unavailable",
             Outcome::TooLarge => "too_large",
+            Outcome::IpForbidden => "ip_forbidden",
         }
     }
 }
@@ -151,6 +154,12 @@ impl Denial {
             "Rate limit service unavailable. Try again in 1 seconds.",
         )
         .with_header("retry-after", "1".to_string())
+    }
+
+    /// 403: the `ip_filter` that applies does not let the caller's address in (APIM's
+    /// `ip-filter` answers with the bare "Forbidden" too).
+    pub fn ip_forbidden() -> Self {
+        Self::new(403, Outcome::IpForbidden, "Forbidden")
     }
 
     /// 404: no operation matches and `unmatched` is `reject`.
@@ -293,6 +302,7 @@ mod tests {
             Denial::invalid_subscription_key(),
             Denial::forbidden("Product 'starter' is not allowed on operation 'v'"),
             Denial::no_operation(),
+            Denial::ip_forbidden(),
         ] {
             let v: serde_json::Value = serde_json::from_str(&d.body()).unwrap();
             assert_eq!(v["statusCode"], d.status);
@@ -303,5 +313,10 @@ mod tests {
             "Product 'starter' is not allowed on operation 'v'. Access denied."
         );
         assert_eq!(Denial::no_operation().status, 404);
+        assert_eq!(
+            Denial::ip_forbidden().body(),
+            r#"{"statusCode":403,"message":"Forbidden"}"#
+        );
+        assert_eq!(Denial::ip_forbidden().outcome.as_str(), "ip_forbidden");
     }
 }

@@ -19,6 +19,7 @@ mod dynamic_consumers;
 mod global_answer;
 mod global_limits;
 pub mod init;
+mod ip_filter;
 mod json_keys;
 mod jwt;
 mod keyed_hash;
@@ -45,6 +46,7 @@ pub use global_limits::{
     GlobalLimits, LogThrottle, RlsAnswer, ServiceFailure, METHOD as RLS_METHOD,
     SERVICE as RLS_SERVICE,
 };
+pub use ip_filter::{EntryError, PrefixUnion, SourceAddress};
 pub use jwt::key_fetch::{Answered, KeyCall, KeyFetch};
 pub use jwt::key_waiters::MAX_KEY_WAITERS;
 pub use jwt::remote::FetchError;

@@ -150,8 +150,9 @@ fn counter(key: SeriesKey, name: String) -> Series {
 /// start: a consumer's `allowed`, `forbidden`, `rate_limited`, `quota_exceeded` and
 /// `invalid_credential` (a valid key with a bad token under `auth: both`); without a
 /// consumer, `allowed` (open operations), `missing_credential`, `invalid_credential` and
-/// `forbidden` (an unknown JWT client); `no_operation` once; and `preflight` without a consumer
-/// wherever a `cors` section has tollgate answer preflights.
+/// `forbidden` (an unknown JWT client); `no_operation` once; `preflight` without a consumer
+/// wherever a `cors` section has tollgate answer preflights; and `ip_forbidden` (without a
+/// consumer) wherever an `ip_filter` applies, unmatched requests included.
 pub fn configured_series(plan: &Plan) -> Vec<Series> {
     let requests = |operation, consumer, outcome: &'static str, name| {
         counter(
@@ -193,6 +194,15 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
             request_counter(NONE, NONE, PREFLIGHT),
         ));
     }
+    let ip_forbidden = crate::deny::Outcome::IpForbidden.as_str();
+    if plan.caller_filter(None).is_some() {
+        series.push(requests(
+            None,
+            None,
+            ip_forbidden,
+            request_counter(NONE, NONE, ip_forbidden),
+        ));
+    }
     if plan.global_limits().is_some() {
         series.push(counter(
             SeriesKey::LimitServiceFailures,
@@ -231,6 +241,15 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
                 None,
                 PREFLIGHT,
                 request_counter(op, NONE, PREFLIGHT),
+            ));
+        }
+        // The filter refuses before any credential is read: no consumer.
+        if plan.caller_filter(Some(operation)).is_some() {
+            series.push(requests(
+                Some(op_index),
+                None,
+                ip_forbidden,
+                request_counter(op, NONE, ip_forbidden),
             ));
         }
         if dynamic && identifies {

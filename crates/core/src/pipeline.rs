@@ -1,5 +1,6 @@
-//! The per-request pipeline (README, "How a request is handled"): preflight → operation →
-//! credential → consumer → authorize → rewrite, and the CORS headers of the response.
+//! The per-request pipeline (README, "How a request is handled"): operation → caller IP filter
+//! → preflight → request size → credential → consumer → authorize → rewrite, and the CORS
+//! headers of the response.
 //! It reads the compiled plan and the request headers and returns what to do; the host glue
 //! carries it out. Nothing here parses configuration or talks to the host.
 
@@ -12,6 +13,7 @@ use crate::credential::{
 use crate::deny::Denial;
 use crate::dynamic_consumers::Pool;
 use crate::global_limits::{self, Asked};
+use crate::ip_filter::{admit_caller, SourceAddress};
 use crate::jwt::claims::header_text;
 use crate::jwt::failure::JwtFailure;
 use crate::jwt::keys::KeySet;
@@ -77,6 +79,9 @@ pub struct RequestEnv<'a> {
     pub fetched_keys: Option<&'a KeySet>,
     /// The VM's valid subscription keys seen so far, if it keeps them.
     pub known_keys: Option<&'a mut KnownKeys>,
+    /// Where the caller's address is read, only when an `ip_filter` applies; without it, a
+    /// filter refuses every caller.
+    pub source_address: Option<&'a dyn SourceAddress>,
 }
 
 impl<'a> RequestEnv<'a> {
@@ -91,6 +96,7 @@ impl<'a> RequestEnv<'a> {
             counters,
             fetched_keys: None,
             known_keys: None,
+            source_address: None,
         }
     }
 
@@ -139,6 +145,12 @@ fn run(
     };
     let (path, query) = split_path(path_and_query);
     if let Some(answer) = cors_stage::answer_preflight(plan, method, path, headers, trace) {
+        // A preflight is a caller too: the IP filter of the operation it asks about (or the
+        // top level's) comes first, as for any request.
+        let operation = trace.operation.and_then(|id| plan.operations.get(id));
+        if let Err(denial) = admit_caller(plan.caller_filter(operation), env.source_address) {
+            return Verdict::Deny(denial);
+        }
         return answer;
     }
 
@@ -147,6 +159,9 @@ fn run(
         matched,
     }) = plan.match_operation(method, path)
     else {
+        if let Err(denial) = admit_caller(plan.caller_filter(None), env.source_address) {
+            return Verdict::Deny(denial);
+        }
         return match plan.unmatched {
             // Passed on untouched, an encoded slash or a dot segment could reach a route an
             // operation guards once the backend decodes it.
@@ -170,6 +185,11 @@ fn run(
         return Verdict::Deny(Denial::no_operation());
     };
     trace.operation = Some(operation_id);
+    // The caller's address before anything else: a refused network never learns which
+    // credentials an operation takes.
+    if let Err(denial) = admit_caller(plan.caller_filter(Some(operation)), env.source_address) {
+        return Verdict::Deny(denial);
+    }
     if let Some(Err(denial)) = operation.body_limit.map(|l| l.check_declared(headers)) {
         return Verdict::Deny(denial);
     }

@@ -10,12 +10,13 @@ use crate::checks::{
 };
 use crate::config::{
     AuthMode, Config, ConsumerConfig, FailureMode, HeaderRulesConfig, JwtConfig, OperationConfig,
-    ProductConfig, RateLimitHeadersConfig, Scope, Unmatched,
+    Override, ProductConfig, RateLimitHeadersConfig, Scope, Unmatched,
 };
 use crate::config_error::ConfigError;
 use crate::cors::{compile_sections, CorsPolicy};
 use crate::dynamic_consumers::{entry_keys, Pool};
 use crate::global_limits::GlobalLimits;
+use crate::ip_filter::IpFilter;
 use crate::jwt::key_fetch::KeyFetch;
 use crate::jwt::JwtPlan;
 use crate::limits::{create_entries, CounterStore, Limit, Limits, StoreError};
@@ -64,6 +65,9 @@ pub struct Plan {
     /// The top level's `cors` section: operations without their own inherit it, and requests
     /// no operation matches follow it.
     pub(crate) cors: Option<Arc<CorsPolicy>>,
+    /// The top level's caller IP filter: for operations without their own, and for requests
+    /// no operation matches.
+    pub(crate) ip_filter: Option<IpFilter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +122,8 @@ pub struct Operation {
     pub body_limit: Option<BodyLimit>,
     /// The `cors` section that applies: its own, the top level's, or none (`null`).
     pub(crate) cors: Option<Arc<CorsPolicy>>,
+    /// Its own caller IP filter, or the top level's (`Plan::caller_filter`).
+    pub(crate) ip_filter: Override<IpFilter>,
 }
 
 impl Operation {
@@ -173,6 +179,10 @@ impl Plan {
         let key_query = config.subscription_key.query;
         check_query_name("subscription_key.query", &key_query)?;
 
+        let ip_filter = config
+            .ip_filter
+            .map(|section| IpFilter::compile("ip_filter", section))
+            .transpose()?;
         let global = config
             .global_limits
             .map(GlobalLimits::compile)
@@ -251,7 +261,20 @@ impl Plan {
             global,
             body_limit,
             cors,
+            ip_filter,
         })
+    }
+
+    /// The caller IP filter that applies to a request of `operation` (`None`: one no
+    /// operation matched).
+    pub(crate) fn caller_filter<'a>(
+        &'a self,
+        operation: Option<&'a Operation>,
+    ) -> Option<&'a IpFilter> {
+        match operation {
+            Some(operation) => operation.ip_filter.resolve(self.ip_filter.as_ref()),
+            None => self.ip_filter.as_ref(),
+        }
     }
 
     /// Every counter entry a request may update: one per configured consumer whose product has
@@ -722,6 +745,7 @@ fn compile_operation(
         identity_removals: Vec::new(),
         body_limit: None,
         cors: None,
+        ip_filter: crate::ip_filter::compile_override(at, op.ip_filter)?,
     })
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct Exposed<'a> {
     pub openapi_path: &'a str,
     pub path_item: &'a Map<String, Value>,
     pub fastapi: &'a Map<String, Value>,
+    /// An `ip_filter` applies to the operation: tollgate may refuse the caller's address.
+    pub ip_filtered: bool,
 }
 
 /// A FastAPI operation no tollgate operation reaches.
@@ -105,6 +107,7 @@ fn map_methods<'a>(plan: &'a Plan, openapi: &'a Value, methods: &[&'static str])
                         openapi_path,
                         path_item: item,
                         fastapi,
+                        ip_filtered: plan.caller_filter(Some(operation)).is_some(),
                     });
                 }
             }
