@@ -10,11 +10,12 @@ use crate::host::{apply_edit, define_metric_logged, Host, Side};
 use crate::parked::Parked;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
-use tollgate_core::metrics::{self, SeriesIds};
+use tollgate_core::metrics::{self, CacheEvent, SeriesIds};
 use tollgate_core::{
-    decide, settle, BodyCounter, CorsHeaders, Decision, Denial, Forward, GlobalCheck, HeaderEdit,
-    KeyFetch, KnownKeys, LogThrottle, Plan, PreflightReply, RequestEnv, RlsAnswer, Settled,
-    TokenCache, Trace, Verdict, RLS_METHOD, RLS_SERVICE,
+    cache_lookup, cache_store, decide, settle, storable_headers, BodyCounter, CacheRequest,
+    Capture, CorsHeaders, Decision, Denial, Forward, GlobalCheck, HeaderEdit, KeyFetch, KnownKeys,
+    LogThrottle, Lookup, Plan, PreflightReply, RequestEnv, RlsAnswer, Settled, TokenCache, Trace,
+    Verdict, RLS_METHOD, RLS_SERVICE,
 };
 
 /// What every request of one VM shares (one VM per worker thread): built once per
@@ -113,6 +114,10 @@ pub struct Filter {
     body_refused: Option<Denial>,
     /// The request went on to the upstream (forwarded or passed through).
     released: bool,
+    /// A cache miss: its answer may be stored, once its headers say so.
+    cache_miss: Option<CacheRequest>,
+    /// The answer of a miss, copied as it passes, stored when it ends.
+    cache_capture: Option<Capture>,
 }
 
 /// The proxy's entry points hold each filter in a `RefCell` the plugin reaches too. A VM runs
@@ -143,10 +148,22 @@ pub fn on_request_body(filter: &RefCell<Filter>, host: &impl Host, chunk_bytes: 
     }
 }
 
-pub fn on_response_headers(filter: &RefCell<Filter>, host: &impl Host) {
+pub fn on_response_headers(filter: &RefCell<Filter>, host: &impl Host, end_of_stream: bool) {
     match filter.try_borrow_mut() {
-        Ok(mut filter) => filter.on_response_headers(host),
+        Ok(mut filter) => filter.on_response_headers(host, end_of_stream),
         Err(_) => log::error!("tollgate: request filter busy; response left as is"),
+    }
+}
+
+pub fn on_response_body(
+    filter: &RefCell<Filter>,
+    host: &impl Host,
+    chunk_bytes: usize,
+    end_of_stream: bool,
+) {
+    match filter.try_borrow_mut() {
+        Ok(mut filter) => filter.on_response_body(host, chunk_bytes, end_of_stream),
+        Err(_) => log::error!("tollgate: request filter busy; response not cached"),
     }
 }
 
@@ -178,6 +195,8 @@ impl Filter {
             body: None,
             body_refused: None,
             released: false,
+            cache_miss: None,
+            cache_capture: None,
         }
     }
 
@@ -296,8 +315,12 @@ impl Filter {
                 answer_preflight(host, &reply);
                 Next::Stop
             }
-            Verdict::Forward(forward) => {
+            Verdict::Forward(mut forward) => {
                 self.count(host, trace, metrics::ALLOWED);
+                if self.answered_from_cache(host, &mut forward, now_ms) {
+                    self.released = false;
+                    return Next::Stop;
+                }
                 self.forward(host, forward, now_ms);
                 Next::Continue
             }
@@ -480,12 +503,149 @@ impl Filter {
         self.response_edits.clear();
     }
 
-    pub fn on_response_headers(&mut self, host: &impl Host) {
+    pub fn on_response_headers(&mut self, host: &impl Host, end_of_stream: bool) {
         if let Some((operation, sent_ms)) = self.forwarded.take() {
             self.observe_upstream(host, operation, sent_ms);
         }
+        // Before tollgate's own edits: an entry holds the upstream's headers, and a hit gets
+        // the edits of its own request.
+        if let Some(request) = self.cache_miss.take() {
+            self.start_capture(host, request, end_of_stream);
+        }
         for edit in std::mem::take(&mut self.response_edits) {
             apply_edit(host, Side::Response, &edit);
+        }
+    }
+
+    /// A cacheable request: answered from its entry when the cache holds it (`true`), else
+    /// marked `x-cache: MISS` and, for a GET, its answer copied to be stored.
+    fn answered_from_cache(
+        &mut self,
+        host: &impl Host,
+        forward: &mut Forward,
+        now_ms: u64,
+    ) -> bool {
+        let Some(request) = forward.cache.take() else {
+            return false;
+        };
+        let operation = request.operation;
+        let found = if request.refresh {
+            Lookup::Miss
+        } else {
+            cache_lookup(host, &request, now_ms)
+        };
+        if let Lookup::Hit(entry) = found {
+            let mut edits = forward.response_edits.clone();
+            edits.extend_from_slice(self.cors.response_edits());
+            let reply = entry.reply(&edits, now_ms, request.head);
+            let headers: Vec<(&str, &str)> = reply
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            match host.send_response(reply.status, &headers, reply.body) {
+                Ok(()) => {
+                    self.count_cache(host, operation, CacheEvent::Hit);
+                    return true;
+                }
+                // The upstream still can answer.
+                Err(err) => log::error!("tollgate: cannot send a cached answer ({err})"),
+            }
+        }
+        self.count_cache(host, operation, CacheEvent::Miss);
+        forward
+            .response_edits
+            .push(HeaderEdit::Set("x-cache".to_string(), "MISS".to_string()));
+        // A HEAD's answer has no body to store; it is answered from a GET's entry.
+        if !request.head {
+            self.cache_miss = Some(request);
+        }
+        false
+    }
+
+    /// Starts copying a miss's answer when its status and headers may be stored.
+    fn start_capture(&mut self, host: &impl Host, request: CacheRequest, end_of_stream: bool) {
+        let headers = match host.response_headers() {
+            Ok(headers) => headers,
+            Err(err) => {
+                log::error!("tollgate: cannot read the response headers to cache ({err})");
+                return;
+            }
+        };
+        let capture =
+            storable_headers(&request, &headers).and_then(|kept| Capture::start(request, kept));
+        match capture {
+            Ok(capture) if end_of_stream => self.store_capture(host, capture),
+            Ok(capture) => self.cache_capture = Some(capture),
+            Err(reason) => log::debug!("tollgate: answer not cached ({reason:?})"),
+        }
+    }
+
+    /// One chunk of the answer, copied while it fits (it is never held back), and stored with
+    /// the last one.
+    pub fn on_response_body(&mut self, host: &impl Host, chunk_bytes: usize, end_of_stream: bool) {
+        let Some(capture) = self.cache_capture.as_mut() else {
+            return;
+        };
+        if !capture.fits(chunk_bytes) {
+            self.cache_capture = None;
+            return;
+        }
+        if chunk_bytes > 0 {
+            let copied = match host.response_body(chunk_bytes) {
+                Ok(chunk) => capture.add(&chunk.unwrap_or_default()).is_ok(),
+                Err(err) => {
+                    log::error!("tollgate: cannot read the response body to cache ({err})");
+                    false
+                }
+            };
+            if !copied {
+                self.cache_capture = None;
+                return;
+            }
+        }
+        if end_of_stream {
+            if let Some(capture) = self.cache_capture.take() {
+                self.store_capture(host, capture);
+            }
+        }
+    }
+
+    fn store_capture(&self, host: &impl Host, capture: Capture) {
+        let (request, entry) = capture.finish(host.now_ms());
+        match cache_store(host, &request, &entry) {
+            Ok(Some(stored)) => {
+                self.count_cache(host, request.operation, CacheEvent::Store);
+                if stored.evicted {
+                    self.count_cache(host, request.operation, CacheEvent::Eviction);
+                }
+                let gauge = self
+                    .shared
+                    .metrics
+                    .try_borrow()
+                    .ok()
+                    .and_then(|ids| ids.cache_bytes());
+                if let Some(id) = gauge {
+                    if let Err(err) = host.add_to_metric(id, stored.bytes_delta) {
+                        log::debug!("tollgate: cannot move the cache bytes gauge ({err})");
+                    }
+                }
+            }
+            // A newer entry of the same key is there already, or it grew too large.
+            Ok(None) => {}
+            Err(err) => log::debug!("tollgate: answer not cached ({err:?})"),
+        }
+    }
+
+    fn count_cache(&self, host: &impl Host, operation: usize, event: CacheEvent) {
+        let id = self
+            .shared
+            .metrics
+            .try_borrow()
+            .ok()
+            .and_then(|ids| ids.cache(operation, event));
+        if let Some(id) = id {
+            increment(host, id);
         }
     }
 

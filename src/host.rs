@@ -62,12 +62,18 @@ pub trait Host: Clock + CounterStore + SourceAddress {
     fn define_metric(&self, kind: SeriesKind, name: &str) -> Result<u32, HostError>;
     fn increment_metric(&self, id: u32) -> Result<(), HostError>;
     fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError>;
+    /// Moves a gauge up or down by `delta`.
+    fn add_to_metric(&self, id: u32, delta: i64) -> Result<(), HostError>;
 
     fn request_headers(&self) -> Result<HeaderList, HostError>;
     /// Sets (replaces) a request header; `None` removes it.
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
     fn add_request_header(&self, name: &str, value: &str) -> Result<(), HostError>;
     fn response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// All response headers, as the upstream sent them (pseudo-headers included).
+    fn response_headers(&self) -> Result<HeaderList, HostError>;
+    /// The response body chunk being passed on (`on_http_response_body`), `size` bytes.
+    fn response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError>;
     /// Sets (replaces) a response header; `None` removes it.
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
     fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;

@@ -94,6 +94,7 @@ impl Host for ProxyWasm {
         let kind = match kind {
             SeriesKind::Counter => MetricType::Counter,
             SeriesKind::Histogram => MetricType::Histogram,
+            SeriesKind::Gauge => MetricType::Gauge,
         };
         hostcalls::define_metric(kind, name).map_err(host_error)
     }
@@ -104,6 +105,10 @@ impl Host for ProxyWasm {
 
     fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError> {
         hostcalls::record_metric(id, value).map_err(host_error)
+    }
+
+    fn add_to_metric(&self, id: u32, delta: i64) -> Result<(), HostError> {
+        hostcalls::increment_metric(id, delta).map_err(host_error)
     }
 
     fn request_headers(&self) -> Result<HeaderList, HostError> {
@@ -121,6 +126,14 @@ impl Host for ProxyWasm {
 
     fn response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
         hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name).map_err(host_error)
+    }
+
+    fn response_headers(&self) -> Result<HeaderList, HostError> {
+        hostcalls::get_map_bytes(MapType::HttpResponseHeaders).map_err(host_error)
+    }
+
+    fn response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).map_err(host_error)
     }
 
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
@@ -267,8 +280,14 @@ impl HttpContext for TollgateHttp {
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        filter::on_response_headers(&self.filter, &ProxyWasm);
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        filter::on_response_headers(&self.filter, &ProxyWasm, end_of_stream);
+        Action::Continue
+    }
+
+    // Never held: a chunk is copied (for the response cache) as it passes.
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        filter::on_response_body(&self.filter, &ProxyWasm, body_size, end_of_stream);
         Action::Continue
     }
 }

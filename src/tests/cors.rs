@@ -103,7 +103,7 @@ fn the_upstreams_response_gets_the_sections_headers_in_place_of_its_own() {
         ("access-control-allow-origin", "*"),
         ("access-control-allow-credentials", "true"),
     ]);
-    filter.borrow_mut().on_response_headers(&host);
+    filter.borrow_mut().on_response_headers(&host, false);
     assert_eq!(
         response_values(&host, "access-control-allow-origin"),
         [PORTAL]

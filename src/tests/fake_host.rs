@@ -66,6 +66,8 @@ pub struct FakeHost {
     pub now_ms: Cell<u64>,
     pub request: RefCell<HeaderList>,
     pub response: RefCell<HeaderList>,
+    /// The response body chunk `response_body` reads.
+    pub response_chunk: RefCell<Vec<u8>>,
     pub replies: RefCell<Vec<Reply>>,
     pub tick_period_ms: Cell<Option<u64>>,
     /// The context host calls act on (0: the root, until a test or the glue sets another).
@@ -253,6 +255,14 @@ impl Host for FakeHost {
         Ok(())
     }
 
+    fn add_to_metric(&self, id: u32, delta: i64) -> Result<(), HostError> {
+        self.call("add_to_metric")?;
+        let mut metrics = self.metrics.borrow_mut();
+        let metric = metrics.get_mut(id as usize).ok_or(HostError::NotFound)?;
+        metric.value = metric.value.wrapping_add_signed(delta);
+        Ok(())
+    }
+
     fn request_headers(&self) -> Result<HeaderList, HostError> {
         self.call("get_request_headers")?;
         Ok(self.request.borrow().clone())
@@ -280,6 +290,17 @@ impl Host for FakeHost {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone()))
+    }
+
+    fn response_headers(&self) -> Result<HeaderList, HostError> {
+        self.call("get_response_headers")?;
+        Ok(self.response.borrow().clone())
+    }
+
+    fn response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError> {
+        self.call("get_response_body")?;
+        let chunk = self.response_chunk.borrow();
+        Ok(Some(chunk.iter().take(size).copied().collect()))
     }
 
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {

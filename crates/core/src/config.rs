@@ -24,6 +24,29 @@ pub struct Config {
     pub max_request_body_bytes: Option<u64>,
     pub cors: Option<CorsConfig>,
     pub ip_filter: Option<IpFilterConfig>,
+    pub cache_limits: Option<CacheLimitsConfig>,
+}
+
+/// An operation's response cache (APIM's `cache-lookup` / `cache-store`); checked in
+/// `cache.rs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(deserialize_with = "whole_number")]
+    pub ttl_s: u64,
+    pub vary_by_query: Option<Vec<String>>,
+    pub vary_by_headers: Option<Vec<String>>,
+    pub per_consumer: Option<bool>,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub max_entry_bytes: Option<u64>,
+}
+
+/// What the whole response cache may hold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheLimitsConfig {
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub max_bytes: Option<u64>,
 }
 
 /// APIM's `cors` policy: which browser origins may call the API, with what (README, "CORS").
@@ -295,6 +318,7 @@ pub struct OperationConfig {
     pub cors: Override<CorsConfig>,
     #[serde(default)]
     pub ip_filter: Override<IpFilterConfig>,
+    pub cache: Option<CacheConfig>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -8,6 +8,7 @@
 //! Modules are private; what the glue and the CLI use is re-exported here.
 
 mod body_limit;
+mod cache;
 mod checks;
 mod config;
 mod config_error;
@@ -37,6 +38,10 @@ mod template;
 mod verdict;
 
 pub use body_limit::{BodyCounter, BodyLimit};
+pub use cache::{
+    lookup as cache_lookup, storable_headers, store as cache_store, CacheEntry, CacheLayout,
+    CacheRequest, Capture, HitReply, Lookup, NotStored, Stored,
+};
 pub use config::FailureMode;
 pub use config_error::ConfigError;
 pub use cors::{CorsHeaders, PreflightReply};

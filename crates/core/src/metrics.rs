@@ -15,6 +15,8 @@ pub const REQUESTS: &str = "tollgate_requests_total";
 pub const UPSTREAM_LATENCY: &str = "tollgate_upstream_latency_ms";
 pub const UPSTREAM_RESPONSES: &str = "tollgate_upstream_responses_total";
 pub const LIMIT_SERVICE_FAILURES: &str = "tollgate_rate_limit_service_failures_total";
+/// The bytes the response cache's entries take in this Envoy process (a gauge).
+pub const CACHE_BYTES: &str = "tollgate_cache_bytes";
 
 /// The label value when there is no operation or no consumer.
 pub use crate::checks::NO_LABEL as NONE;
@@ -122,12 +124,47 @@ pub enum SeriesKey {
     UpstreamStatus(usize, &'static str),
     /// Calls to the rate-limit service that failed (no answer in time, an error, no cluster).
     LimitServiceFailures,
+    /// What the response cache did for an operation.
+    Cache(usize, CacheEvent),
+    CacheBytes,
+}
+
+/// What the response cache does with a request or an answer, counted per operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheEvent {
+    /// Answered from the cache.
+    Hit,
+    /// Sent upstream (no entry, an expired one, or `Cache-Control: no-cache`).
+    Miss,
+    /// An upstream answer kept.
+    Store,
+    /// An unexpired entry of another key replaced to make room.
+    Eviction,
+}
+
+impl CacheEvent {
+    pub const ALL: [CacheEvent; 4] = [Self::Hit, Self::Miss, Self::Store, Self::Eviction];
+
+    pub fn counter_name(self) -> &'static str {
+        match self {
+            Self::Hit => "tollgate_cache_hits_total",
+            Self::Miss => "tollgate_cache_misses_total",
+            Self::Store => "tollgate_cache_stores_total",
+            Self::Eviction => "tollgate_cache_evictions_total",
+        }
+    }
+}
+
+pub fn cache_counter(operation: &str, event: CacheEvent) -> String {
+    format!("{}.op={}", event.counter_name(), label(operation))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeriesKind {
     Counter,
     Histogram,
+    /// A value set or moved up and down (Envoy adds every VM's changes to one stat).
+    Gauge,
 }
 
 /// A series defined at configure time.
@@ -282,6 +319,21 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
             kind: SeriesKind::Histogram,
             name: latency_histogram(op),
         });
+        if operation.cache.is_some() {
+            for event in CacheEvent::ALL {
+                series.push(counter(
+                    SeriesKey::Cache(op_index, event),
+                    cache_counter(op, event),
+                ));
+            }
+        }
+    }
+    if plan.cache.is_some() {
+        series.push(Series {
+            key: SeriesKey::CacheBytes,
+            kind: SeriesKind::Gauge,
+            name: CACHE_BYTES.to_string(),
+        });
     }
     series
 }
@@ -372,6 +424,16 @@ impl<Id: Copy> SeriesIds<Id> {
         self.configured
             .get(&SeriesKey::UpstreamLatency(operation))
             .copied()
+    }
+
+    pub fn cache(&self, operation: usize, event: CacheEvent) -> Option<Id> {
+        self.configured
+            .get(&SeriesKey::Cache(operation, event))
+            .copied()
+    }
+
+    pub fn cache_bytes(&self) -> Option<Id> {
+        self.configured.get(&SeriesKey::CacheBytes).copied()
     }
 
     pub fn upstream_status(&self, operation: usize, class: &'static str) -> Option<Id> {

@@ -1,11 +1,12 @@
 //! The per-request pipeline (README, "How a request is handled"): operation → caller IP filter
-//! → preflight → request size → credential → consumer → authorize → rewrite, and the CORS
+//! → preflight → request size → credential → consumer → authorize → admit → rewrite → cache key, and the CORS
 //! headers of the response.
 //! It reads the compiled plan and the request headers and returns what to do; the host glue
 //! carries it out. Nothing here parses configuration or talks to the host.
 
 mod cors_stage;
 
+use crate::cache::{self, CachePolicy, CacheRequest, KeyParts};
 use crate::config::{AuthMode, Unmatched};
 use crate::credential::{
     bearer_token, presented_key, query_without, split_path, Headers, PresentedKey, PresentedToken,
@@ -218,7 +219,17 @@ fn run(
         matched,
         query,
     };
-    let forward = rewrite(plan, operation_id, operation, caller, request);
+    let mut forward = rewrite(plan, operation_id, operation, caller, request);
+    forward.cache = operation.cache.as_ref().and_then(|policy| {
+        let parts = KeyParts {
+            operation: operation_id,
+            path,
+            query,
+            headers,
+            consumer: forward.consumer.as_deref(),
+        };
+        cache_request(plan, policy, &parts, method, env.counters)
+    });
     match (admitted, &plan.global) {
         (
             Admitted::AskGlobal {
@@ -584,7 +595,22 @@ fn rewrite<'p>(
         request_edits,
         path,
         response_edits,
+        cache: None,
     }
+}
+
+/// The request's place in the response cache, under the process's hash key for this
+/// configuration (none yet, or another configuration's: the request bypasses the cache).
+fn cache_request(
+    plan: &Plan,
+    policy: &CachePolicy,
+    parts: &KeyParts,
+    method: &str,
+    store: &dyn CounterStore,
+) -> Option<CacheRequest> {
+    let layout = plan.cache.as_ref()?;
+    let hash_key = cache::hash_key(store, layout)?;
+    cache::cache_request(policy, layout, &hash_key, parts, method)
 }
 
 /// Removing a header the request does not carry is a wasted host call (and a route-cache clear

@@ -4,6 +4,7 @@
 //! (`operations[2].rewrite: must start with '/'`).
 
 use crate::body_limit::BodyLimit;
+use crate::cache::{CacheLayout, CachePolicy};
 use crate::checks::{
     check_distinct_labels, check_header_name, check_identifier, check_path, check_query_name,
     is_token,
@@ -68,6 +69,8 @@ pub struct Plan {
     /// The top level's caller IP filter: for operations without their own, and for requests
     /// no operation matches.
     pub(crate) ip_filter: Option<IpFilter>,
+    /// The response cache's slots, when an operation is cached.
+    pub(crate) cache: Option<CacheLayout>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +127,8 @@ pub struct Operation {
     pub(crate) cors: Option<Arc<CorsPolicy>>,
     /// Its own caller IP filter, or the top level's (`Plan::caller_filter`).
     pub(crate) ip_filter: Override<IpFilter>,
+    /// Its response cache, if any.
+    pub(crate) cache: Option<CachePolicy>,
 }
 
 impl Operation {
@@ -170,7 +175,12 @@ impl Plan {
             message: err.to_string(),
         })?;
         crate::json_keys::reject_duplicate_keys(bytes)?;
-        Self::compile(config)
+        let mut plan = Self::compile(config)?;
+        if let Some(layout) = plan.cache.as_mut() {
+            // Not a secret: only to tell one configuration from another across workers.
+            layout.config_hash = crate::keyed_hash::keyed_hash(&[0; 16], bytes) as u64;
+        }
+        Ok(plan)
     }
 
     pub fn compile(mut config: Config) -> Result<Self, ConfigError> {
@@ -211,8 +221,34 @@ impl Plan {
             .iter_mut()
             .map(|op| std::mem::take(&mut op.cors))
             .collect();
+        let cache_sections: Vec<_> = config
+            .operations
+            .iter_mut()
+            .map(|op| op.cache.take())
+            .collect();
         let mut operations =
             compile_operations(config.operations, &product_ids, config.jwt.is_some())?;
+        let cache_max_bytes = crate::cache::max_bytes(config.cache_limits.as_ref())?;
+        let key_header = key_header_display.to_ascii_lowercase();
+        for (index, (operation, section)) in operations.iter_mut().zip(cache_sections).enumerate() {
+            operation.cache = section
+                .map(|section| {
+                    crate::cache::compile_policy(
+                        &format!("operations[{index}]"),
+                        section,
+                        &operation.route.methods,
+                        cache_max_bytes,
+                        &key_query,
+                        &key_header,
+                    )
+                })
+                .transpose()?;
+        }
+        let cache = crate::cache::layout(
+            operations.iter().filter_map(|op| op.cache.as_ref()),
+            cache_max_bytes,
+            0,
+        );
         for (operation, limit) in operations.iter_mut().zip(body_limits) {
             operation.body_limit = limit;
         }
@@ -244,7 +280,7 @@ impl Plan {
         check_metric_labels(&consumers, &operations)?;
 
         Ok(Self {
-            key_header: key_header_display.to_ascii_lowercase(),
+            key_header,
             key_header_display,
             key_query,
             products,
@@ -262,6 +298,7 @@ impl Plan {
             body_limit,
             cors,
             ip_filter,
+            cache,
         })
     }
 
@@ -325,7 +362,16 @@ impl Plan {
                 failed.push((crate::dynamic_consumers::POOL_KEY.to_string(), err));
             }
         }
+        if let Some(layout) = &self.cache {
+            failed.extend(crate::cache::prepare(store, layout));
+        }
         failed
+    }
+
+    /// The response cache's slots (`slots × slot_bytes` bytes at most), when any operation is
+    /// cached.
+    pub fn cache_layout(&self) -> Option<CacheLayout> {
+        self.cache
     }
 
     /// The rate-limit service of global limits, when the configuration has one.
@@ -746,6 +792,7 @@ fn compile_operation(
         body_limit: None,
         cors: None,
         ip_filter: crate::ip_filter::compile_override(at, op.ip_filter)?,
+        cache: None,
     })
 }
 

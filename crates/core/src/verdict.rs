@@ -3,6 +3,7 @@
 //! service first.
 
 use crate::body_limit::BodyLimit;
+use crate::cache::CacheRequest;
 use crate::cors::{CorsHeaders, PreflightReply};
 use crate::deny::Denial;
 use crate::global_limits::Asked;
@@ -67,6 +68,9 @@ pub struct Forward {
     pub path: Option<String>,
     /// Edits for the response, rendered now while the request's identity is at hand.
     pub response_edits: Vec<HeaderEdit>,
+    /// Where the answer may be in the response cache (a GET or HEAD of a cached operation,
+    /// admitted: a hit counts against the consumer's limits like any call).
+    pub cache: Option<CacheRequest>,
 }
 
 /// A request waiting for the rate-limit service.
