@@ -249,6 +249,30 @@ async def status(code: int, request: Request):
                         status_code=code if 200 <= code <= 599 else 400)
 
 
+# Calls per name, so tests can tell a gateway's cached answer from one the backend made. At most
+# MAX_COUNTED_NAMES names are kept, so no caller can grow this without bound.
+CALLS: dict[str, int] = {}
+MAX_COUNTED_NAMES = 1000
+
+
+@app.get("/counted/{name}", include_in_schema=False)
+async def counted(name: str, request: Request, cache_control: str | None = None):
+    """Counts its calls per name; answers with `Cache-Control: <cache_control>` when asked."""
+    if name in CALLS or len(CALLS) < MAX_COUNTED_NAMES:
+        CALLS[name] = CALLS.get(name, 0) + 1
+    response = JSONResponse({"name": name, "calls": CALLS.get(name, 0),
+                             "consumer": request.headers.get("x-consumer-id")})
+    if cache_control:
+        response.headers["cache-control"] = cache_control
+    return response
+
+
+@app.get("/counted/{name}/calls", include_in_schema=False)
+async def counted_calls(name: str):
+    """How many times `/counted/{name}` was called, without counting this one."""
+    return {"name": name, "calls": CALLS.get(name, 0)}
+
+
 @app.post(
     "/api/v1/validate",
     response_model=ValidationResult,

@@ -146,6 +146,8 @@ try:
   {curl} -i -X POST {url}/validate                       # 401, missing key
   {curl} -s '{url}/invoices?status=paid&limit=2' -H 'Ocp-Apim-Subscription-Key: {portal}'
   {curl} -s {url}/invoices/INV-1 -H 'Ocp-Apim-Subscription-Key: {portal}'
+  {curl} -si {url}/invoices/INV-2 -H 'Ocp-Apim-Subscription-Key: {portal}' | grep -i '^x-cache'   # MISS
+  {curl} -si {url}/invoices/INV-2 -H 'Ocp-Apim-Subscription-Key: {portal}' | grep -i -e '^x-cache' -e '^age'   # HIT: cached 30 s per consumer
   {curl} -s -X POST {url}/invoices/INV-1/attachments -H 'Ocp-Apim-Subscription-Key: {portal}' \\
        -F file=@README.md -F kind=other
   {curl} -i -X POST {url}/invoices/INV-1/attachments -H 'Ocp-Apim-Subscription-Key: {flow_primary}' \\

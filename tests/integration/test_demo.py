@@ -60,6 +60,16 @@ def test_demo_serves_the_curl_it_prints(tmp_path):
         assert "access-control-allow-origin: https://make.powerautomate.com" in answered
         assert "ocp-apim-subscription-key" in answered.split("access-control-allow-headers:")[1]
 
+        # The printed cache curls: the first GET of an invoice goes to the backend, the same
+        # GET again is answered from the gateway's cache.
+        cache_curls = [line.split("#")[0] for line in output.splitlines()
+                       if "/invoices/INV-2" in line]
+        assert len(cache_curls) == 2, output
+        seen = [subprocess.run(curl, shell=True, capture_output=True, text=True, timeout=30,
+                               cwd=stack.REPO).stdout.lower() for curl in cache_curls]
+        assert "x-cache: miss" in seen[0], seen
+        assert "x-cache: hit" in seen[1] and "age: " in seen[1], seen
+
         # Both gateways: HTTPS only, with the reference's edge settings (the caller's address
         # from the connection, the shipped routes and retries).
         reference = stack.load_reference()
