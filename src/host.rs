@@ -71,6 +71,15 @@ pub trait Host: Clock + CounterStore {
     /// Sets (replaces) a response header; `None` removes it.
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
     fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    /// The first `size` bytes of the request body this callback sees (the whole body buffered
+    /// so far, when the filter buffers it).
+    fn request_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError>;
+    /// Replaces the first `size` bytes of that body with `body`.
+    fn set_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
+    /// The first `size` bytes of the response body this callback sees.
+    fn response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError>;
+    /// Replaces the first `size` bytes of that body with `body`.
+    fn set_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
     /// Answers the request locally; the upstream never sees it.
     fn send_response(
         &self,

@@ -19,7 +19,7 @@ fn request_and_response(
     let next = filter.borrow_mut().on_request_headers(host);
     let on_request = host.calls.borrow_mut().split_off(0);
     host.respond(response);
-    filter.borrow_mut().on_response_headers(host);
+    filter.borrow_mut().on_response_headers(host, false);
     let on_response = host.calls.borrow_mut().split_off(0);
     (next, on_request, on_response)
 }
@@ -215,7 +215,7 @@ fn probe_native_time_per_request() {
         let filter = plugin.new_filter(2).unwrap();
         filter.borrow_mut().on_request_headers(&host);
         host.respond(&[(":status", "200")]);
-        filter.borrow_mut().on_response_headers(&host);
+        filter.borrow_mut().on_response_headers(&host, false);
     }
     eprintln!("native: {:?} per request", started.elapsed() / n);
 }

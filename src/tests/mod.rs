@@ -2,6 +2,7 @@
 //! host call the glue makes (or must not make) is checked without Envoy.
 
 mod body_limit;
+mod body_transform;
 mod fake_host;
 mod host_calls;
 mod remote_keys;
@@ -109,7 +110,7 @@ fn an_admitted_request_is_edited_counted_and_its_response_rewritten() {
 
     host.now_ms.set(host.now_ms.get() + 25);
     host.respond(&[(":status", "503"), ("server", "uvicorn")]);
-    filter.borrow_mut().on_response_headers(&host);
+    filter.borrow_mut().on_response_headers(&host, false);
     assert_eq!(host.response_header_text("server"), None);
     assert_eq!(
         host.response_header_text("x-ratelimit-remaining")
@@ -162,7 +163,7 @@ fn a_denied_request_gets_the_apim_reply_and_never_reaches_the_upstream() {
     drop(replies);
     // Nothing was forwarded, so the response phase observes nothing.
     host.respond(&[(":status", "401")]);
-    filter.borrow_mut().on_response_headers(&host);
+    filter.borrow_mut().on_response_headers(&host, false);
     assert_eq!(
         host.metric("tollgate_upstream_responses_total.op=validate.class=4xx"),
         Some(0)
@@ -226,7 +227,7 @@ fn host_failures_are_survived() {
     );
     host.fail("set_response_header");
     host.respond(&[(":status", "200")]);
-    filter.borrow_mut().on_response_headers(&host);
+    filter.borrow_mut().on_response_headers(&host, false);
     let filter = plugin.new_filter(2).unwrap();
     post(&host, &[]);
     host.fail("send_http_response");
@@ -240,14 +241,14 @@ fn a_busy_filter_refuses_the_request_rather_than_let_it_through() {
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
     let busy = filter.borrow_mut();
     assert_eq!(
-        crate::filter::on_request_headers(&filter, &host),
+        crate::filter::on_request_headers(&filter, &host, false),
         Next::Stop
     );
-    crate::filter::on_response_headers(&filter, &host);
+    crate::filter::on_response_headers(&filter, &host, false);
     crate::filter::on_grpc_call_response(&filter, &host, 1, 0, 0);
     // A body chunk cannot be counted, and is not held up for it (logged).
     assert_eq!(
-        crate::filter::on_request_body(&filter, &host, 1),
+        crate::filter::on_request_body(&filter, &host, 1, false),
         Next::Continue
     );
     drop(busy);
@@ -344,7 +345,7 @@ fn a_global_limit_holds_the_request_until_the_service_answers() {
         Some(1)
     );
     host.respond(&[(":status", "200")]);
-    filter.borrow_mut().on_response_headers(&host);
+    filter.borrow_mut().on_response_headers(&host, false);
     assert_eq!(
         host.response_header_text("x-ratelimit-remaining")
             .as_deref(),

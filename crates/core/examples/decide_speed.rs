@@ -212,6 +212,7 @@ fn run(path: &str, rounds: usize) -> Result<()> {
             counters: &store,
             fetched_keys: None,
             known_keys: known,
+            body_follows: false,
         };
         decide(&plan, headers, &mut env)
     };
@@ -361,6 +362,7 @@ fn operations_speed(fixture: &Value, rounds: usize, store: &MemoryStore) -> Resu
                     counters: store,
                     fetched_keys: None,
                     known_keys: Some(&mut known),
+                    body_follows: false,
                 };
                 decide(&plan, black_box(&headers), &mut env)
             };

@@ -8,6 +8,7 @@
 //! Modules are private; what the glue and the CLI use is re-exported here.
 
 mod body_limit;
+mod body_transform;
 mod checks;
 mod config;
 mod config_error;
@@ -15,6 +16,7 @@ pub mod connector;
 mod credential;
 mod deny;
 mod dynamic_consumers;
+mod error_masking;
 mod global_answer;
 mod global_limits;
 pub mod init;
@@ -35,9 +37,13 @@ mod template;
 mod verdict;
 
 pub use body_limit::{BodyCounter, BodyLimit};
+pub use body_transform::{
+    declared_length, Failure as TransformFailure, RequestReshape, ResponseReshape, ResponseStep,
+};
 pub use config::FailureMode;
 pub use config_error::ConfigError;
 pub use deny::{Denial, Outcome};
+pub use error_masking::{loggable, ErrorMasking, MaskedReply, LOGGED_BODY_BYTES};
 pub use global_answer::{settle, Settled};
 pub use global_limits::{
     GlobalLimits, LogThrottle, RlsAnswer, ServiceFailure, METHOD as RLS_METHOD,

@@ -2,12 +2,16 @@
 //! It reads the compiled plan and the request headers and returns what to do; the host glue
 //! carries it out. Nothing here parses configuration or talks to the host.
 
+use crate::body_transform::{
+    check_request_headers, request_id, Credentials, Facts, RequestReshape, ResponseReshape,
+};
 use crate::config::{AuthMode, Unmatched};
 use crate::credential::{
     bearer_token, presented_key, query_without, split_path, Headers, PresentedKey, PresentedToken,
 };
 use crate::deny::Denial;
 use crate::dynamic_consumers::Pool;
+use crate::error_masking::ErrorMasking;
 use crate::global_limits::{self, Asked};
 use crate::jwt::claims::header_text;
 use crate::jwt::failure::JwtFailure;
@@ -74,6 +78,9 @@ pub struct RequestEnv<'a> {
     pub fetched_keys: Option<&'a KeySet>,
     /// The VM's valid subscription keys seen so far, if it keeps them.
     pub known_keys: Option<&'a mut KnownKeys>,
+    /// A body follows the headers (the headers did not end the request): only then is there
+    /// a body to transform.
+    pub body_follows: bool,
 }
 
 impl<'a> RequestEnv<'a> {
@@ -88,6 +95,7 @@ impl<'a> RequestEnv<'a> {
             counters,
             fetched_keys: None,
             known_keys: None,
+            body_follows: true,
         }
     }
 
@@ -109,11 +117,24 @@ pub fn decide(plan: &Plan, headers: &Headers, env: &mut RequestEnv) -> Decision 
             .and_then(|id| plan.operations.get(id))
             .and_then(|operation| operation.body_limit),
     };
+    let masking = match &verdict {
+        Verdict::Deny(_) => false,
+        Verdict::PassThrough(_) => plan.mask_backend_errors,
+        Verdict::Forward(_) | Verdict::AskGlobal(_) => trace
+            .operation
+            .and_then(|id| plan.operations.get(id))
+            .is_some_and(|operation| operation.mask_backend_errors),
+    };
+    let error_masking = masking.then(|| ErrorMasking {
+        operation: trace.operation,
+        request_id: request_id(headers),
+    });
     Decision {
         verdict,
         trace,
         unknown_kid,
         request_body_limit,
+        error_masking,
     }
 }
 
@@ -180,6 +201,12 @@ fn run(
     if let Err(denial) = authorize(plan, operation, &caller) {
         return Verdict::Deny(denial);
     }
+    // What the headers tell of a body to transform, before the request is counted.
+    if let (Some(transform), true) = (&operation.request_body, env.body_follows) {
+        if let Err(denial) = check_request_headers(transform, headers) {
+            return Verdict::Deny(denial);
+        }
+    }
     let admitted = match admit(plan, &caller, env) {
         Ok(admitted) => admitted,
         Err(denial) => return Verdict::Deny(denial),
@@ -190,7 +217,14 @@ fn run(
         matched,
         query,
     };
-    let forward = rewrite(plan, operation_id, operation, caller, request);
+    let forward = rewrite(
+        plan,
+        operation_id,
+        operation,
+        caller,
+        request,
+        env.body_follows,
+    );
     match (admitted, &plan.global) {
         (
             Admitted::AskGlobal {
@@ -480,6 +514,7 @@ fn rewrite<'p>(
     operation: &Operation,
     caller: Caller<'p>,
     request: MatchedRequest,
+    body_follows: bool,
 ) -> Forward {
     let MatchedRequest {
         headers,
@@ -550,12 +585,43 @@ fn rewrite<'p>(
         )
     });
 
+    let transforms_request = operation.request_body.is_some() && body_follows;
+    let facts = (transforms_request || operation.response_body.is_some()).then(|| {
+        Rc::new(Facts::gather(
+            headers,
+            query,
+            &Credentials {
+                key_header: &plan.key_header,
+                key_query: &plan.key_query,
+            },
+            (values.consumer, values.product),
+            &operation.name,
+            caller.token.as_ref().map(|token| &token.claims),
+        ))
+    });
+    let request_body = facts
+        .as_ref()
+        .filter(|_| transforms_request)
+        .map(|facts| RequestReshape {
+            operation: operation_id,
+            facts: Rc::clone(facts),
+        });
+    let response_body = facts
+        .filter(|_| operation.response_body.is_some())
+        .map(|facts| ResponseReshape {
+            operation: operation_id,
+            facts,
+            request_id: request_id(headers),
+        });
+
     Forward {
         operation: operation_id,
         consumer: caller.consumer.as_ref().map(|c| c.id().to_string()),
         request_edits,
         path,
         response_edits,
+        request_body,
+        response_body,
     }
 }
 

@@ -4,6 +4,7 @@
 //! (`operations[2].rewrite: must start with '/'`).
 
 use crate::body_limit::BodyLimit;
+use crate::body_transform::BodyTransform;
 use crate::checks::{
     check_distinct_labels, check_header_name, check_identifier, check_path, check_query_name,
     is_token,
@@ -59,6 +60,8 @@ pub struct Plan {
     pub(crate) global: Option<GlobalLimits>,
     /// The top level's `max_request_body_bytes` (for requests no operation matches).
     pub(crate) body_limit: Option<BodyLimit>,
+    /// The top level's `mask_backend_errors` (for requests no operation matches).
+    pub(crate) mask_backend_errors: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +114,10 @@ pub struct Operation {
     pub(crate) identity_removals: Vec<String>,
     /// `max_request_body_bytes`, the operation's own or the top level's.
     pub body_limit: Option<BodyLimit>,
+    pub request_body: Option<BodyTransform>,
+    pub response_body: Option<BodyTransform>,
+    /// `mask_backend_errors`, the operation's own or the top level's.
+    pub mask_backend_errors: bool,
 }
 
 impl Operation {
@@ -189,10 +196,17 @@ impl Plan {
                     .map(|&max_bytes| BodyLimit { max_bytes })
             })
             .collect();
+        let mask_backend_errors = config.mask_backend_errors.unwrap_or(false);
+        let masks: Vec<bool> = config
+            .operations
+            .iter()
+            .map(|op| op.mask_backend_errors.unwrap_or(mask_backend_errors))
+            .collect();
         let mut operations =
             compile_operations(config.operations, &product_ids, config.jwt.is_some())?;
-        for (operation, limit) in operations.iter_mut().zip(body_limits) {
+        for ((operation, limit), mask) in operations.iter_mut().zip(body_limits).zip(masks) {
             operation.body_limit = limit;
+            operation.mask_backend_errors = mask;
         }
         let routes = compile_routes(&operations)?;
         let (jwt, dynamic) = match config.jwt {
@@ -234,6 +248,7 @@ impl Plan {
             rate_headers,
             global,
             body_limit,
+            mask_backend_errors,
         })
     }
 
@@ -673,6 +688,14 @@ fn compile_operation(
             })
         }
     };
+    let request_body = op
+        .request_body
+        .map(|config| BodyTransform::compile(&format!("{at}.request_body"), config))
+        .transpose()?;
+    let response_body = op
+        .response_body
+        .map(|config| BodyTransform::compile(&format!("{at}.response_body"), config))
+        .transpose()?;
     Ok(Operation {
         name: op.name,
         route: Route { methods, path },
@@ -689,6 +712,9 @@ fn compile_operation(
         )?,
         identity_removals: Vec::new(),
         body_limit: None,
+        request_body,
+        response_body,
+        mask_backend_errors: false,
     })
 }
 

@@ -2,7 +2,9 @@
 //! forward with edits, pass through untouched, or ask the rate-limit service first.
 
 use crate::body_limit::BodyLimit;
+use crate::body_transform::{RequestReshape, ResponseReshape};
 use crate::deny::Denial;
+use crate::error_masking::ErrorMasking;
 use crate::global_limits::Asked;
 use crate::limits::{tightest, CounterState, Limits, RateHeaders};
 use crate::operation::OperationId;
@@ -22,6 +24,8 @@ pub struct Decision {
     /// The limit to count the request's body against as it streams, when it goes on
     /// (`max_request_body_bytes`; a declared length over it was refused already).
     pub request_body_limit: Option<BodyLimit>,
+    /// 5xx answers to replace, when the request goes on and masking is on for it.
+    pub error_masking: Option<ErrorMasking>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -60,6 +64,10 @@ pub struct Forward {
     pub path: Option<String>,
     /// Edits for the response, rendered now while the request's identity is at hand.
     pub response_edits: Vec<HeaderEdit>,
+    /// The request body to reshape once complete (`request_body`, and a body follows).
+    pub request_body: Option<RequestReshape>,
+    /// The response body to reshape (`response_body`).
+    pub response_body: Option<ResponseReshape>,
 }
 
 /// A request waiting for the rate-limit service.

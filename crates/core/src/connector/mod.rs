@@ -19,6 +19,7 @@ mod openapi_out;
 mod parameters;
 mod properties;
 mod public_api;
+mod public_schema;
 mod reachable;
 mod schema;
 
@@ -27,6 +28,7 @@ pub use drift::{drift, Drift};
 pub use error::ConnectorError;
 pub(crate) use names::function_name;
 pub(crate) use public_api::root_path;
+pub(crate) use public_schema::check_public_schema;
 
 use crate::config::{AuthMode, Config, Unmatched};
 use crate::plan::Plan;
