@@ -1,6 +1,7 @@
 """`make run`'s demo: it starts, prints keys, the curl it prints is served, and the global
 quota it shows holds across its two gateways."""
 
+import json
 import os
 import re
 import shlex
@@ -40,6 +41,16 @@ def test_demo_serves_the_curl_it_prints(tmp_path):
         assert status == "200", served.stdout
         assert '"valid":true' in body
         assert '"x-consumer-id","invoice-flow"' in body
+
+        # The flow's invoice: reshaped into the backend's model, which FastAPI accepts.
+        flow_curl = output[output.index("curl -s -X POST", output.index("a Power Automate")):]
+        command = shlex.split(" ".join(flow_curl.split("\n")[:2]).replace("\\", " "))
+        served = subprocess.run([*command[:1], "-w", "\n%{http_code}", *command[1:]],
+                                capture_output=True, text=True, timeout=30)
+        body, _, status = served.stdout.rpartition("\n")
+        assert status == "201", served.stdout
+        created = json.loads(body)
+        assert (created["invoice_id"], created["currency"]) == ("INV-7", "EUR")
 
         # The printed loop over both gateways: ten admitted, then the shared quota is out.
         loop = output[output.index("  for url in"):output.index("# 200 ten times")]

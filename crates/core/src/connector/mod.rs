@@ -19,6 +19,7 @@ mod openapi_out;
 mod parameters;
 mod properties;
 mod public_api;
+mod public_body;
 mod public_schema;
 mod reachable;
 mod schema;
@@ -119,6 +120,7 @@ pub fn generate(
     let entra = entra(&inputs, &api, auth, options)?;
     let ids = operation_ids(&api);
     let mut notes = Notes::new(openapi.len());
+    public_body::note_open_bodies(&api.exposed, &mut notes);
     let files = match options.format {
         Format::PowerPlatform => {
             let definition = api_definition(
