@@ -15,6 +15,8 @@ Suites:
           api_key_auth + local_ratelimit keyed per consumer, tollgate
   jwt     RS256 bearer token: passthrough, native jwt_authn with and without its token cache,
           tollgate with one repeated token (cache hits) and a fresh token per request (misses)
+  body    a 2 KB JSON POST: passthrough, tollgate's key operation without a transform, and the
+          same operation with the demo's request transform (the body buffered, reshaped, sent)
   ready   start-up: Envoy to /ready with no module and with each module
   global  subscription key + a global rate limit (never hit) counted by tollgate-rls on Redis:
           passthrough, native api_key_auth + envoy.filters.http.ratelimit calling the same
@@ -489,6 +491,53 @@ def jwt_suite(args, workdir: Path) -> tuple[str, list[Case]]:
     ])
 
 
+WRK_POST_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local file = io.open(os.getenv("TOLLGATE_BENCH_BODY"), "r")
+wrk.body = file:read("*a")
+file:close()
+"""
+
+
+def flow_invoice_body(size: int) -> str:
+    """A flow's invoice (PascalCase) padded with lines to `size` bytes or a little more."""
+    invoice = {"InvoiceNumber": "INV-2048", "Total": "1234.50", "DueDate": "2026-12-31",
+               "PurchaseOrder": "PO-77", "Lines": []}
+    while len(json.dumps(invoice)) < size:
+        n = len(invoice["Lines"])
+        invoice["Lines"].append({"Description": f"Consulting, week {n}", "Quantity": n + 1,
+                                 "UnitPrice": "120.00"})
+    return json.dumps(invoice)
+
+
+def body_suite(args, workdir: Path) -> tuple[str, list[Case]]:
+    import demo  # tools/: the demo's transform, as `make run` configures it
+
+    key = secrets.token_hex(32)
+    body = flow_invoice_body(2048)
+    body_file = workdir / "body.json"
+    body_file.write_text(body)
+    script = workdir / "post.lua"
+    script.write_text(WRK_POST_SCRIPT)
+    post = ["-H", f"{KEY_HEADER}: {key}", "-s", str(script)]
+    env = {"TOLLGATE_BENCH_BODY": str(body_file)}
+    plain = key_plugin(key, args.consumers)
+    del plain["operations"][0]["methods"]
+    transformed = copy.deepcopy(plain)
+    transformed["operations"][0]["request_body"] = demo.FLOW_INVOICE_OPERATION["request_body"]
+    return (f"A {len(body):,}-byte JSON POST, subscription key, {args.consumers} consumers", [
+        Case("passthrough-body", "Envoy passthrough (router only)",
+             lambda port: with_filters(base_config(plain, port), []), {}, post, env),
+        Case("tollgate-body-plain", "tollgate: subscription key + identity header + rewrite, "
+                                    "body streamed",
+             lambda port: base_config(plain, port), {KEY_HEADER: key}, post, env),
+        Case("tollgate-body-transform", "tollgate: the same + the demo's request transform "
+                                        "(body buffered, reshaped)",
+             lambda port: base_config(transformed, port), {KEY_HEADER: key}, post, env),
+    ])
+
+
 def global_suite(args, rls_port: int) -> tuple[str, list[Case]]:
     key = secrets.token_hex(32)
     header = ["-H", f"{KEY_HEADER}: {key}"]
@@ -583,7 +632,8 @@ def main():
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--consumers", type=int, default=1000)
     parser.add_argument("--fresh-tokens", type=int, default=3000)
-    parser.add_argument("--suite", choices=["keys", "limits", "jwt", "global", "ready", "all"],
+    parser.add_argument("--suite",
+                        choices=["keys", "limits", "jwt", "body", "global", "ready", "all"],
                         default="all")
     parser.add_argument("--wasm", type=Path, default=stack.WASM, metavar="PATH",
                         help="the module measured (default: the release build)")
@@ -612,6 +662,8 @@ def main():
             suites.append(limits_suite(args))
         if args.suite in ("jwt", "all"):
             suites.append(jwt_suite(args, workdir))
+        if args.suite in ("body", "all"):
+            suites.append(body_suite(args, workdir))
         redis = rls = None
         if args.suite in ("global", "all"):
             # Redis and the service share core 1 with wrk and the upstream, as a sidecar's
