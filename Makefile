@@ -8,8 +8,9 @@ PYTHON  := $(VENV)/bin/python
 WASM    := target/wasm32-wasip1/release/tollgate.wasm
 CLI     := target/debug/tollgate
 RLS     := target/release/tollgate-rls
-# Debian packages the tests and the demo run for real: Redis (global limits), openssl (test
-# certificates for rediss://), binaryen (wasm-opt, below). Installed when missing, with sudo
+# Debian packages the tests and the demo run for real: Redis (global limits), openssl (the
+# throw-away certificates of `make run`, `make compose-config` and the tests), binaryen
+# (wasm-opt, below). Installed when missing, with sudo
 # when not root.
 APT_GET := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 SOURCES := $(shell find src crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
@@ -71,14 +72,16 @@ $(RLS): $(SOURCES) Cargo.lock
 Cargo.lock:
 	cargo generate-lockfile
 
-## run: the demo (Envoy + FastAPI on 127.0.0.1 with fresh keys), in the background.
+## run: the demo (Envoy + FastAPI on 127.0.0.1, HTTPS with a throw-away certificate in .run/tls/,
+## fresh keys), in the background.
 run: build
 	$(PYTHON) tools/demo.py start
 
 stop:
 	@$(PYTHON) tools/demo.py stop
 
-## compose-config: .run/envoy-compose.yaml with fresh demo keys, for `docker compose up`.
+## compose-config: .run/envoy-compose.yaml with fresh demo keys and a throw-away certificate
+## (.run/compose-tls/), for `docker compose up`.
 compose-config: build
 	$(PYTHON) tools/demo.py compose-config
 

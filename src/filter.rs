@@ -12,10 +12,10 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use tollgate_core::metrics::{self, SeriesIds};
 use tollgate_core::{
-    decide, loggable, settle, BodyCounter, Decision, Denial, ErrorMasking, Forward, GlobalCheck,
-    HeaderEdit, KeyFetch, KnownKeys, LogThrottle, MaskedReply, Plan, RequestEnv, RequestReshape,
-    ResponseReshape, ResponseStep, RlsAnswer, Settled, TokenCache, Trace, TransformFailure,
-    Verdict, LOGGED_BODY_BYTES, RLS_METHOD, RLS_SERVICE,
+    decide, loggable, settle, BodyCounter, CorsHeaders, Decision, Denial, ErrorMasking, Forward,
+    GlobalCheck, HeaderEdit, KeyFetch, KnownKeys, LogThrottle, MaskedReply, Plan, PreflightReply,
+    RequestEnv, RequestReshape, ResponseReshape, ResponseStep, RlsAnswer, Settled, TokenCache,
+    Trace, TransformFailure, Verdict, LOGGED_BODY_BYTES, RLS_METHOD, RLS_SERVICE,
 };
 
 /// What every request of one VM shares (one VM per worker thread): built once per
@@ -102,6 +102,8 @@ pub struct Filter {
     /// Decided again from the root context: a rate-limit call it makes answers to the root.
     from_root: bool,
     response_edits: Vec<HeaderEdit>,
+    /// The CORS headers of whatever response this request gets (the upstream's or a denial).
+    cors: CorsHeaders,
     /// For a forwarded request: its operation and when it left the filter.
     forwarded: Option<(usize, u64)>,
     /// The body counted as it streams against `max_request_body_bytes`, and the trace its
@@ -231,6 +233,7 @@ impl Filter {
             waited_for_keys: false,
             from_root: false,
             response_edits: Vec::new(),
+            cors: CorsHeaders::default(),
             forwarded: None,
             body: None,
             body_refused: None,
@@ -293,6 +296,7 @@ impl Filter {
         env.fetched_keys = fetched.as_deref();
         env.known_keys = known_keys.as_deref_mut().and_then(Option::as_mut);
         env.body_follows = !self.headers_ended;
+        env.source_address = Some(host);
         let now_ms = env.now_ms;
         let Decision {
             verdict,
@@ -300,6 +304,7 @@ impl Filter {
             unknown_kid,
             request_body_limit,
             error_masking,
+            cors,
         } = decide(&shared.plan, &headers, &mut env);
         self.error_masking = error_masking;
         if self.body.is_none() {
@@ -312,6 +317,7 @@ impl Filter {
         }
         drop(cached);
         drop(known_keys);
+        self.cors = cors;
         if unknown_kid {
             // The provider may have rotated its keys: wait for a refetch once, if the bound
             // allows one; else the plugin refetches at its next tick the bound allows.
@@ -362,6 +368,11 @@ impl Filter {
             Verdict::Deny(denial) => {
                 self.count(host, trace, denial.outcome.as_str());
                 self.deny(host, trace, &denial);
+                Next::Stop
+            }
+            Verdict::Preflight(reply) => {
+                self.count(host, trace, metrics::PREFLIGHT);
+                answer_preflight(host, &reply);
                 Next::Stop
             }
             Verdict::Forward(mut forward) => {
@@ -880,7 +891,10 @@ impl Filter {
     /// Sends one of tollgate's own JSON replies.
     fn reply(&mut self, host: &impl Host, status: u32, body: &str) {
         self.replied = true;
-        if let Err(err) = host.send_response(status, &MaskedReply::headers(), body.as_bytes()) {
+        let mut headers = MaskedReply::headers().to_vec();
+        // A browser app reads tollgate's answer as it reads the upstream's.
+        headers.extend(self.cors.reply_headers());
+        if let Err(err) = host.send_response(status, &headers, body.as_bytes()) {
             log::error!("tollgate: cannot send the {status} reply ({err})");
         }
     }
@@ -897,9 +911,9 @@ impl Filter {
             denial.message
         );
         let body = denial.body();
-        if let Err(err) =
-            host.send_response(denial.status, &denial.reply_headers(), body.as_bytes())
-        {
+        let mut headers = denial.reply_headers();
+        headers.extend(self.cors.reply_headers());
+        if let Err(err) = host.send_response(denial.status, &headers, body.as_bytes()) {
             log::error!("tollgate: cannot send the {} reply ({err})", denial.status);
         }
     }
@@ -914,6 +928,9 @@ impl Filter {
             }
         }
         self.response_edits = forward.response_edits;
+        // Last: the CORS section owns these headers whatever the operation's own edits say.
+        self.response_edits
+            .extend_from_slice(self.cors.response_edits());
         self.forwarded = Some((forward.operation, now_ms));
     }
 
@@ -956,6 +973,13 @@ impl Filter {
         {
             increment(host, id);
         }
+    }
+}
+
+/// A preflight's `200`, without a body.
+fn answer_preflight(host: &impl Host, reply: &PreflightReply) {
+    if let Err(err) = host.send_response(PreflightReply::STATUS, &reply.headers(), b"") {
+        log::error!("tollgate: cannot send the preflight reply ({err})");
     }
 }
 

@@ -6,7 +6,7 @@
 use std::fmt;
 use tollgate_core::metrics::SeriesKind;
 use tollgate_core::HeaderEdit;
-use tollgate_core::{Clock, CounterStore};
+use tollgate_core::{Clock, CounterStore, SourceAddress};
 
 /// Why a host call failed: the proxy-wasm status the host answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +46,9 @@ impl fmt::Display for HostError {
 /// Request headers as the core reads them: lower-case names, raw values.
 pub type HeaderList = Vec<(String, Vec<u8>)>;
 
-/// The host calls of the filter. The clock and the counter store (proxy-wasm shared data) are
-/// the core's own traits.
-pub trait Host: Clock + CounterStore {
+/// The host calls of the filter. The clock, the counter store (proxy-wasm shared data) and the
+/// caller's address (the `source.address` property) are the core's own traits.
+pub trait Host: Clock + CounterStore + SourceAddress {
     /// The plugin configuration (root context).
     fn plugin_configuration(&self) -> Result<Option<Vec<u8>>, HostError>;
     /// Calls the root context's `on_tick` every `ms` milliseconds, the first time `ms` from

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 use tollgate_core::metrics::SeriesKind;
-use tollgate_core::{Clock, CounterStore, StoreError};
+use tollgate_core::{Clock, CounterStore, SourceAddress, StoreError};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -49,6 +49,17 @@ impl Clock for ProxyWasm {
                 u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
             })
         })
+    }
+}
+
+impl SourceAddress for ProxyWasm {
+    fn source_address(&self) -> Option<Vec<u8>> {
+        // The downstream address as Envoy computed it (the peer, or the client taken from
+        // X-Forwarded-For when the connection manager trusts that many hops).
+        hostcalls::get_property(vec!["source", "address"])
+            .map_err(|status| log::debug!("tollgate: cannot read source.address ({status:?})"))
+            .ok()
+            .flatten()
     }
 }
 

@@ -17,6 +17,10 @@ Suites:
           tollgate with one repeated token (cache hits) and a fresh token per request (misses)
   body    a 2 KB JSON POST: passthrough, tollgate's key operation without a transform, and the
           same operation with the demo's request transform (the body buffered, reshaped, sent)
+  ipfilter  subscription key with and without an ip_filter of 5,000 prefixes (IPv4 and IPv6,
+          none merging with another) that admits the caller: passthrough, native api_key_auth +
+          RBAC with the same 5,000 prefixes as remote_ip principals, tollgate without a filter,
+          with one of 10 prefixes and with the 5,000
   ready   start-up: Envoy to /ready with no module and with each module
   global  subscription key + a global rate limit (never hit) counted by tollgate-rls on Redis:
           passthrough, native api_key_auth + envoy.filters.http.ratelimit calling the same
@@ -161,6 +165,35 @@ def with_consumer_rate_limits(config: dict) -> dict:
     return config
 
 
+def service_tag_prefixes(count: int) -> list[str]:
+    """`count` prefixes the size of a large service tag: four IPv4 /28s to one IPv6 /48, each
+    apart from the next (so none merge and the filter searches `count` ranges), and the
+    bench's own 127.0.0.1 in the middle of the list."""
+    ipv4 = [f"20.{n >> 10 & 0xff}.{n >> 2 & 0xff}.{(n & 3) * 64}/28" for n in range(count * 4 // 5)]
+    ipv6 = [f"2603:{0x1000 + (n >> 8):x}:{(n & 0xff) * 2:x}::/48" for n in range(count - len(ipv4) - 1)]
+    prefixes = ipv4 + ipv6
+    prefixes.insert(len(prefixes) // 2, "127.0.0.1/32")
+    return prefixes
+
+
+def native_rbac_filter(prefixes: list[str]) -> dict:
+    """Envoy's own RBAC allowing the same prefixes, as remote_ip principals (the address Envoy
+    computes for the client, as tollgate's source.address)."""
+    principals = []
+    for prefix in prefixes:
+        address, length = prefix.split("/")
+        principals.append({"remote_ip": {"address_prefix": address, "prefix_len": int(length)}})
+    return {
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {"action": "ALLOW", "policies": {"service-tag": {
+                "permissions": [{"any": True}],
+                "principals": [{"or_ids": {"ids": principals}}]}}},
+        },
+    }
+
+
 def jwt_plugin(jwks: dict) -> dict:
     return {
         "products": {"starter": {}},
@@ -239,6 +272,7 @@ def upstream_config(port: int, admin_port: int) -> dict:
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listener = config["static_resources"]["listeners"][0]
     listener["address"]["socket_address"]["port_value"] = port
+    listener["filter_chains"][0].pop("transport_socket", None)  # plain HTTP, as the cluster
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     hcm["http_filters"] = hcm["http_filters"][1:]
     hcm["route_config"]["virtual_hosts"][0]["routes"] = [
@@ -458,6 +492,36 @@ def limits_suite(args) -> tuple[str, list[Case]]:
     ])
 
 
+def ip_filter_suite(args) -> tuple[str, list[Case]]:
+    key = secrets.token_hex(32)
+    header = ["-H", f"{KEY_HEADER}: {key}"]
+    plugin = key_plugin(key, args.consumers)
+    prefixes = service_tag_prefixes(args.prefixes)
+    filtered = {**plugin, "ip_filter": {"allow": prefixes}}
+    # The same filter with 10 entries: what the list's length costs, apart from the filter's
+    # own host call and lookup.
+    short = {**plugin, "ip_filter": {"allow": service_tag_prefixes(10)}}
+    return (f"Subscription key, {args.consumers} consumers, with and without an ip_filter of "
+            f"{len(prefixes):,} prefixes admitting the caller", [
+        Case("passthrough-ip", "Envoy passthrough (router only)",
+             lambda port: with_filters(base_config(plugin, port), []), {}, header),
+        Case("native-ip", f"Envoy native RBAC, {len(prefixes):,} remote_ip principals + "
+                          "api_key_auth (+ prefix_rewrite)",
+             lambda port: with_filters(base_config(plugin, port),
+                                       [native_rbac_filter(prefixes),
+                                        native_key_filter(key, args.consumers)],
+                                       prefix_rewrite="/api/v1/items"),
+             {KEY_HEADER: key}, header),
+        Case("tollgate-key-no-ip", "tollgate: subscription key + identity header + rewrite, "
+                                   "no ip_filter",
+             lambda port: base_config(plugin, port), {KEY_HEADER: key}, header),
+        Case("tollgate-key-ip10", "tollgate: the same + ip_filter of 10 prefixes",
+             lambda port: base_config(short, port), {KEY_HEADER: key}, header),
+        Case("tollgate-key-ip", f"tollgate: the same + ip_filter of {len(prefixes):,} prefixes",
+             lambda port: base_config(filtered, port), {KEY_HEADER: key}, header),
+    ])
+
+
 def jwt_suite(args, workdir: Path) -> tuple[str, list[Case]]:
     maker = TokenMaker()
     token = maker.token()
@@ -632,8 +696,11 @@ def main():
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--consumers", type=int, default=1000)
     parser.add_argument("--fresh-tokens", type=int, default=3000)
+    parser.add_argument("--prefixes", type=int, default=5000,
+                        help="ip_filter entries in the ipfilter suite")
     parser.add_argument("--suite",
-                        choices=["keys", "limits", "jwt", "body", "global", "ready", "all"],
+                        choices=["keys", "limits", "jwt", "body", "global", "ipfilter", "ready",
+                                 "all"],
                         default="all")
     parser.add_argument("--wasm", type=Path, default=stack.WASM, metavar="PATH",
                         help="the module measured (default: the release build)")
@@ -664,6 +731,8 @@ def main():
             suites.append(jwt_suite(args, workdir))
         if args.suite in ("body", "all"):
             suites.append(body_suite(args, workdir))
+        if args.suite in ("ipfilter", "all"):
+            suites.append(ip_filter_suite(args))
         redis = rls = None
         if args.suite in ("global", "all"):
             # Redis and the service share core 1 with wrk and the upstream, as a sidecar's

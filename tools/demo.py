@@ -7,7 +7,9 @@ The operations are made by `tollgate init` from the sample backend's OpenAPI on 
 (one URL template per FastAPI operation, so the gateway exposes exactly the documented API),
 then given the demo's policy (products, header edits) from the reference `envoy/envoy.yaml`.
 Keys are made with `tollgate new-key` on every start and printed once; only their hashes are
-written into `.run/envoy*.yaml`, the reference with the demo keys swapped in.
+written into `.run/envoy*.yaml`, the reference with the demo keys swapped in. The gateways
+serve HTTPS only, with a self-signed certificate made on every start (`.run/tls/`), which the
+printed curls trust with `--cacert`.
 """
 
 from __future__ import annotations
@@ -144,11 +146,20 @@ def fresh_keys(plugin: dict) -> dict[str, list[str]]:
 DEMO_BODY = '{"invoice_id": "INV-1", "amount": "12.50", "currency": "EUR", "due_date": "2026-12-31"}'
 
 
-def print_keys_and_curls(keys: dict[str, list[str]], urls: list[str], config: str) -> None:
+def shown(path: Path) -> str:
+    """A path as the printed commands use it: relative to the repository when inside it (the
+    curls are meant to be run from there, as `-F file=@README.md` is)."""
+    return str(path.relative_to(stack.REPO)) if path.is_relative_to(stack.REPO) else str(path)
+
+
+def print_keys_and_curls(keys: dict[str, list[str]], urls: list[str], config: str,
+                         cacert: Path) -> None:
     flow_primary, flow_secondary = keys["invoice-flow"]
     portal = keys["contoso-portal"][0]
     partner = keys["partner-app"][0]
     url = urls[0]
+    # Every curl trusts the demo's own certificate, and nothing else, for the gateway.
+    curl = f"curl --cacert {shown(cacert)}"
     print(f"""demo keys (made just now; only their hashes are in {config}):
   invoice-flow   (product starter)    primary   {flow_primary}
                                       secondary {flow_secondary}
@@ -156,20 +167,20 @@ def print_keys_and_curls(keys: dict[str, list[str]], urls: list[str], config: st
   partner-app    (product partner)    primary   {partner}
 
 try:
-  curl -i -X POST {url}/validate \\
+  {curl} -i -X POST {url}/validate \\
        -H 'Ocp-Apim-Subscription-Key: {flow_primary}' \\
        -H 'Content-Type: application/json' \\
        -d '{DEMO_BODY}'
-  curl -i -X POST {url}/validate                       # 401, missing key
-  curl -s '{url}/invoices?status=paid&limit=2' -H 'Ocp-Apim-Subscription-Key: {portal}'
-  curl -s {url}/invoices/INV-1 -H 'Ocp-Apim-Subscription-Key: {portal}'
-  curl -s -X POST {url}/invoices/INV-1/attachments -H 'Ocp-Apim-Subscription-Key: {portal}' \\
+  {curl} -i -X POST {url}/validate                       # 401, missing key
+  {curl} -s '{url}/invoices?status=paid&limit=2' -H 'Ocp-Apim-Subscription-Key: {portal}'
+  {curl} -s {url}/invoices/INV-1 -H 'Ocp-Apim-Subscription-Key: {portal}'
+  {curl} -s -X POST {url}/invoices/INV-1/attachments -H 'Ocp-Apim-Subscription-Key: {portal}' \\
        -F file=@README.md -F kind=other
-  curl -i -X POST {url}/invoices/INV-1/attachments -H 'Ocp-Apim-Subscription-Key: {flow_primary}' \\
+  {curl} -i -X POST {url}/invoices/INV-1/attachments -H 'Ocp-Apim-Subscription-Key: {flow_primary}' \\
        -F file=@README.md                              # 403, starter may not upload
-  curl -i {url}/invoices/INV-1/history -H 'Ocp-Apim-Subscription-Key: {portal}'   # 404, not in the API
+  {curl} -i {url}/invoices/INV-1/history -H 'Ocp-Apim-Subscription-Key: {portal}'   # 404, not in the API
   # a Power Automate flow's invoice, reshaped by tollgate into the backend's model (201):
-  curl -s -X POST {url}/flow/invoices -H 'Ocp-Apim-Subscription-Key: {portal}' \\
+  {curl} -s -X POST {url}/flow/invoices -H 'Ocp-Apim-Subscription-Key: {portal}' \\
        -H 'Content-Type: application/json' -d '{FLOW_BODY}'
 """)
     if len(urls) < 2:
@@ -177,7 +188,7 @@ try:
     gateways = " ".join(urls * 6)
     print(f"""partner-app has a global quota of 10 calls a day, shared by every gateway:
   for url in {gateways}; do
-    curl -s -o /dev/null -w '%{{http_code}} ' -X POST $url/validate \\
+    {curl} -s -o /dev/null -w '%{{http_code}} ' -X POST $url/validate \\
          -H 'Ocp-Apim-Subscription-Key: {partner}' -H 'Content-Type: application/json' \\
          -d '{DEMO_BODY}'
   done; echo      # 200 ten times across both gateways, then 403 from either
@@ -185,9 +196,13 @@ try:
 
 
 def compose_config() -> None:
-    """.run/envoy-compose.yaml (envoy/envoy-compose.yaml with fresh keys) and a .env that
-    points docker compose at it."""
+    """.run/envoy-compose.yaml (envoy/envoy-compose.yaml with fresh keys), a throw-away
+    certificate in .run/compose-tls/ (docker-compose.yml mounts it where that config reads it)
+    and a .env that points docker compose at the config."""
     RUN.mkdir(exist_ok=True)
+    # Readable by all: the Envoy image drops to its own user (uid 101), which owns none of the
+    # host's files. The key guards a certificate nobody else trusts, for 127.0.0.1 only.
+    cert, _ = stack.make_certificate(RUN / "compose-tls", key_mode=0o644)
     bootstrap = yaml.safe_load((stack.REPO / "envoy" / "envoy-compose.yaml").read_text())
     plugin = demo_plugin(stack.plugin_configuration(bootstrap))
     keys = fresh_keys(plugin)
@@ -196,7 +211,8 @@ def compose_config() -> None:
     target.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
     (stack.REPO / ".env").write_text(f"TOLLGATE_ENVOY_CONFIG=./{target.relative_to(stack.REPO)}\n")
     print(f"wrote {target} and .env; now: docker compose up\n")
-    print_keys_and_curls(keys, ["http://127.0.0.1:10000"], str(target.relative_to(stack.REPO)))
+    print_keys_and_curls(keys, ["https://127.0.0.1:10000"], str(target.relative_to(stack.REPO)),
+                         cert)
 
 
 def start() -> None:
@@ -205,6 +221,8 @@ def start() -> None:
     reference = stack.load_reference()
     plugin = demo_plugin(stack.plugin_configuration(reference))
     keys = fresh_keys(plugin)
+    # A new certificate every start: nothing outlives the demo that trusted it.
+    tls = stack.make_certificate(RUN / "tls")
 
     ports = reference["static_resources"]["listeners"][0]["address"]["socket_address"]
     admin = reference["admin"]["address"]["socket_address"]
@@ -239,7 +257,7 @@ def start() -> None:
         for name, listen_port, admin_port in zip(("envoy", "envoy-b"), listen, admins):
             envoy_config = stack.render_envoy_config(
                 plugin, listen_port=listen_port, admin_port=admin_port,
-                backend_port=backend_port, rls_port=rls_port, base=reference)
+                backend_port=backend_port, rls_port=rls_port, base=reference, tls=tls)
             envoys.append(stack.Envoy(RUN, envoy_config, name=name, concurrency=2, detach=True))
             record(f"envoy {envoys[-1].admin}")
     except RuntimeError:
@@ -252,7 +270,7 @@ tollgate demo is running (logs in {RUN}; stop with `make stop`)
   global limits: tollgate-rls 127.0.0.1:{rls_port} on Redis {redis.url}
   admin      {envoys[0].admin}/stats/prometheus   {envoys[1].admin}/stats/prometheus
 """)
-    print_keys_and_curls(keys, [envoy.url for envoy in envoys], ".run/envoy.yaml")
+    print_keys_and_curls(keys, [envoy.url for envoy in envoys], ".run/envoy.yaml", tls[0])
 
 
 def connector_inputs() -> None:

@@ -53,6 +53,30 @@ def load_reference() -> dict:
     return yaml.safe_load(REFERENCE_CONFIG.read_text())
 
 
+def make_certificate(directory: Path, *, key_mode: int = 0o600) -> tuple[Path, Path]:
+    """A throw-away self-signed certificate for 127.0.0.1 and localhost: `directory`/tls.crt
+    and tls.key (the names of a Kubernetes TLS Secret's keys). The certificate is its own CA:
+    a client trusts it with `curl --cacert tls.crt` (or requests' `verify=`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    result = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "30", "-subj", "/CN=tollgate demo (throw-away)",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise RuntimeError(f"openssl could not make a certificate: {result.stderr}")
+    key.chmod(key_mode)
+    return cert, key
+
+
+def downstream_tls(listener: dict) -> dict | None:
+    """The DownstreamTlsContext of a listener's (first) filter chain, if it serves TLS."""
+    socket = listener["filter_chains"][0].get("transport_socket")
+    return socket["typed_config"] if socket else None
+
+
 def tollgate_filter(envoy_config: dict) -> dict:
     """The `config` block of the tollgate wasm filter in an Envoy bootstrap."""
     for listener in envoy_config["static_resources"]["listeners"]:
@@ -78,12 +102,25 @@ def render_envoy_config(
     base: dict | None = None,
     extra_clusters: dict[str, int] | None = None,
     rls_port: int | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> dict:
-    """The reference Envoy config with other ports, `.wasm` path and plugin configuration."""
+    """The reference Envoy config with other ports, `.wasm` path and plugin configuration.
+
+    The reference listener serves HTTPS. With `tls` (certificate, key) it serves them;
+    without, the listener speaks plain HTTP: most tests are about the filter, and send raw
+    requests a TLS socket would only wrap (HTTPS itself is tested on its own)."""
     config = copy.deepcopy(base if base is not None else load_reference())
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listener = config["static_resources"]["listeners"][0]
     listener["address"]["socket_address"]["port_value"] = listen_port
+    context = downstream_tls(listener)
+    if context is not None and tls is None:
+        for chain in listener["filter_chains"]:
+            chain.pop("transport_socket", None)
+    elif context is not None:
+        (certificate,) = context["common_tls_context"]["tls_certificates"]
+        certificate["certificate_chain"]["filename"] = str(tls[0])
+        certificate["private_key"]["filename"] = str(tls[1])
     backend = config["static_resources"]["clusters"][0]
     endpoint = backend["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     endpoint["address"]["socket_address"]["port_value"] = backend_port
@@ -244,7 +281,8 @@ class Envoy:
         listener = envoy_config["static_resources"]["listeners"][0]
         self.port = listener["address"]["socket_address"]["port_value"]
         self.admin_port = envoy_config["admin"]["address"]["socket_address"]["port_value"]
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if downstream_tls(listener) else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.admin = f"http://127.0.0.1:{self.admin_port}"
         command = [
             envoy_binary(), "-c", str(self.config_path), "--base-id", str(unique_base_id()),

@@ -6,7 +6,7 @@ use crate::host::{HeaderList, Host, HostError};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use tollgate_core::metrics::SeriesKind;
-use tollgate_core::{Clock, CounterStore, StoreError};
+use tollgate_core::{Clock, CounterStore, SourceAddress, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -92,6 +92,8 @@ pub struct FakeHost {
     pub calls: RefCell<Vec<&'static str>>,
     /// Calls that fail with `HostError::InternalFailure`.
     pub failing: RefCell<Vec<&'static str>>,
+    /// The `source.address` property (`None`: the host has none).
+    pub source_address: RefCell<Option<Vec<u8>>>,
     cas: Cell<u32>,
 }
 
@@ -177,6 +179,14 @@ impl Clock for FakeHost {
         // Envoy cannot fail it (the SDK panics instead): recorded, never failed.
         self.calls.borrow_mut().push("get_current_time");
         self.now_ms.get()
+    }
+}
+
+impl SourceAddress for FakeHost {
+    fn source_address(&self) -> Option<Vec<u8>> {
+        // A failed read is an absent address to the core, as in `proxy.rs`.
+        self.call("get_property source.address").ok()?;
+        self.source_address.borrow().clone()
     }
 }
 

@@ -3,8 +3,10 @@
 
 mod body_limit;
 mod body_transform;
+mod cors;
 mod fake_host;
 mod host_calls;
+mod ip_filter;
 mod remote_keys;
 
 use crate::filter::Next;

@@ -70,6 +70,13 @@ def workdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def certificate(workdir) -> tuple[Path, Path]:
+    """A throw-away certificate and key (what `make run` makes), for the shipped Envoy
+    configurations that serve HTTPS."""
+    return stack.make_certificate(workdir / "tls")
+
+
+@pytest.fixture(scope="session")
 def backend(workdir):
     server = stack.Backend(workdir)
     yield server
@@ -77,13 +84,18 @@ def backend(workdir):
 
 
 def start_gateway(workdir: Path, backend, config: dict, name: str,
-                  concurrency: int = 1) -> stack.Envoy:
+                  concurrency: int = 1, connection_manager: dict | None = None) -> stack.Envoy:
+    """`connection_manager`: fields set on the HTTP connection manager of the reference config
+    (`xff_num_trusted_hops`, say)."""
     envoy_config = stack.render_envoy_config(
         config,
         listen_port=stack.free_port(),
         admin_port=stack.free_port(),
         backend_port=backend.port,
     )
+    if connection_manager:
+        listener = envoy_config["static_resources"]["listeners"][0]
+        listener["filter_chains"][0]["filters"][0]["typed_config"].update(connection_manager)
     return stack.Envoy(workdir, envoy_config, name=name, concurrency=concurrency)
 
 

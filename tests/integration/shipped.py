@@ -5,6 +5,7 @@ docker compose file and the Envoy clusters global limits are counted through."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -29,15 +30,91 @@ def manifests() -> list[tuple[str, dict]]:
 
 
 def envoy_bootstraps() -> list[tuple[str, dict]]:
-    """(where, bootstrap) for every Envoy configuration shipped."""
+    """(where, bootstrap) for every Envoy configuration shipped. A ConfigMap's other YAML
+    files (the sidecar's SDS file) are not bootstraps: `configmap_files` has them."""
     found = [(str(p.relative_to(REPO)), yaml.safe_load(p.read_text()))
              for p in sorted((REPO / "envoy").glob("*.yaml"))]
     for name, doc in manifests():
         if doc.get("kind") == "ConfigMap":
             for key, text in doc.get("data", {}).items():
                 if key.endswith((".yaml", ".yml")):
-                    found.append((f"{name}:{key}", yaml.safe_load(text)))
+                    parsed = yaml.safe_load(text)
+                    if "static_resources" in parsed:
+                        found.append((f"{name}:{key}", parsed))
     return found
+
+
+def configmap_files(where: str) -> dict[str, str]:
+    """Every file of the ConfigMap a bootstrap came from (name -> text); none for a bootstrap
+    from envoy/."""
+    for name, doc in manifests():
+        if where.startswith(f"{name}:"):
+            return dict(doc.get("data", {}))
+    return {}
+
+
+def public_listeners(bootstrap: dict) -> list[dict]:
+    """The listeners whose requests go through tollgate: what callers reach."""
+    return [listener for listener in bootstrap.get("static_resources", {}).get("listeners", [])
+            if wasm_filters({"static_resources": {"listeners": [listener]}})]
+
+
+def connection_manager(listener: dict) -> dict:
+    """The HTTP connection manager of a listener's (only) filter chain."""
+    (chain,) = listener["filter_chains"]
+    (network_filter,) = chain["filters"]
+    return network_filter["typed_config"]
+
+
+def public_routes(bootstrap: dict) -> list[dict]:
+    """The routes of the (one) listener callers reach."""
+    (listener,) = public_listeners(bootstrap)
+    (virtual_host,) = connection_manager(listener)["route_config"]["virtual_hosts"]
+    return virtual_host["routes"]
+
+
+# The methods SPEC calls safe to retry (sent twice, they do what they do once), and methods
+# that are not.
+IDEMPOTENT_METHODS = ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
+OTHER_METHODS = ("POST", "PATCH", "CONNECT", "TRACE")
+
+
+def seconds(duration: str) -> float:
+    """A duration as Envoy's and Istio's YAML write it (40s, 1.5s, 250ms, 2m)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
+    assert match, duration
+    return float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def with_test_certificate(bootstrap: dict, files: dict[str, str], cert: Path, key: Path,
+                          workdir: Path) -> dict:
+    """The bootstrap serving `cert`/`key` wherever it serves TLS: certificate files named in
+    the listener are replaced; an SDS file (path_config_source) is written to `workdir` from
+    its shipped text in `files` (the ConfigMap's), with the certificate paths replaced and the
+    watched directory the certificate's."""
+    for listener in bootstrap.get("static_resources", {}).get("listeners", []):
+        for chain in listener.get("filter_chains", []):
+            socket = chain.get("transport_socket")
+            if socket is None:
+                continue
+            context = socket["typed_config"]["common_tls_context"]
+            for certificate in context.get("tls_certificates", []):
+                certificate["certificate_chain"]["filename"] = str(cert)
+                certificate["private_key"]["filename"] = str(key)
+            for sds in context.get("tls_certificate_sds_secret_configs", []):
+                source = sds["sds_config"]["path_config_source"]
+                name = Path(source["path"]).name
+                resources = yaml.safe_load(files[name])
+                for secret in resources["resources"]:
+                    certificate = secret["tls_certificate"]
+                    certificate["certificate_chain"]["filename"] = str(cert)
+                    certificate["private_key"]["filename"] = str(key)
+                    if "watched_directory" in certificate:
+                        certificate["watched_directory"]["path"] = str(cert.parent)
+                target = workdir / name
+                target.write_text(yaml.safe_dump(resources))
+                source["path"] = str(target)
+    return bootstrap
 
 
 def wasm_filters(bootstrap: dict) -> list[dict]:

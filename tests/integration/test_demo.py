@@ -1,5 +1,5 @@
-"""`make run`'s demo: it starts, prints keys, the curl it prints is served, and the global
-quota it shows holds across its two gateways."""
+"""`make run`'s demo: it starts, prints keys, the curl it prints is served over HTTPS with the
+demo's own certificate, and the global quota it shows holds across its two gateways."""
 
 import json
 import os
@@ -7,6 +7,10 @@ import re
 import shlex
 import subprocess
 import sys
+
+import pytest
+import requests
+import yaml
 
 import stack
 
@@ -33,20 +37,46 @@ def test_demo_serves_the_curl_it_prints(tmp_path):
         written = (tmp_path / "envoy.yaml").read_text()
         assert not any(key in written for key in keys)
 
-        first_curl = output[output.index("curl -i -X POST"):].split("\n  curl")[0]
+        # The first curl it prints, as printed: HTTPS, trusting the certificate made for this
+        # run (curl's own CA bundle is not used, so nothing else could have signed it).
+        cacert = tmp_path / "tls" / "tls.crt"
+        first_curl = output[output.index(f"curl --cacert {cacert} -i -X POST https://"):]
+        first_curl = first_curl.split("\n  curl")[0]
         command = shlex.split(first_curl.replace("\\\n", " "))
         served = subprocess.run([*command[:1], "-s", "-o", "-", "-w", "\n%{http_code}",
-                                 *command[1:]], capture_output=True, text=True, timeout=30)
+                                 *command[1:]], capture_output=True, text=True, timeout=30,
+                                cwd=stack.REPO)
         body, _, status = served.stdout.rpartition("\n")
-        assert status == "200", served.stdout
+        assert status == "200", served.stdout + served.stderr
         assert '"valid":true' in body
         assert '"x-consumer-id","invoice-flow"' in body
 
+        # Both gateways: HTTPS only, with the reference's edge settings (the caller's address
+        # from the connection, the shipped routes and retries).
+        reference = stack.load_reference()
+        for name, port in (("envoy", env["TOLLGATE_DEMO_PORT"]),
+                           ("envoy-b", env["TOLLGATE_DEMO_PORT_B"])):
+            generated = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())
+            listener = generated["static_resources"]["listeners"][0]
+            hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+            assert hcm["use_remote_address"] is True and hcm["xff_num_trusted_hops"] == 0
+            assert hcm["route_config"] == reference["static_resources"]["listeners"][0][
+                "filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+            (served_pair,) = stack.downstream_tls(listener)["common_tls_context"][
+                "tls_certificates"]
+            assert served_pair["certificate_chain"]["filename"] == str(cacert)
+            assert requests.get(f"https://127.0.0.1:{port}/healthz", verify=str(cacert),
+                                timeout=10).status_code == 200
+            with pytest.raises(requests.exceptions.ConnectionError):
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        # The private key is the demo user's alone.
+        assert (tmp_path / "tls" / "tls.key").stat().st_mode & 0o077 == 0
         # The flow's invoice: reshaped into the backend's model, which FastAPI accepts.
-        flow_curl = output[output.index("curl -s -X POST", output.index("a Power Automate")):]
+        flow_curl = output[output.index(f"curl --cacert {cacert} -s -X POST",
+                                        output.index("a Power Automate")):]
         command = shlex.split(" ".join(flow_curl.split("\n")[:2]).replace("\\", " "))
         served = subprocess.run([*command[:1], "-w", "\n%{http_code}", *command[1:]],
-                                capture_output=True, text=True, timeout=30)
+                                capture_output=True, text=True, timeout=30, cwd=stack.REPO)
         body, _, status = served.stdout.rpartition("\n")
         assert status == "201", served.stdout
         created = json.loads(body)
@@ -55,7 +85,7 @@ def test_demo_serves_the_curl_it_prints(tmp_path):
         # The printed loop over both gateways: ten admitted, then the shared quota is out.
         loop = output[output.index("  for url in"):output.index("# 200 ten times")]
         statuses = subprocess.run(["bash", "-c", loop], capture_output=True, text=True,
-                                  timeout=60).stdout.split()
+                                  timeout=60, cwd=stack.REPO).stdout.split()
         assert statuses == ["200"] * 10 + ["403"] * 2, statuses
     finally:
         subprocess.run([*demo, "stop"], env=env, capture_output=True, timeout=60)

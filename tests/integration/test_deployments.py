@@ -4,8 +4,10 @@ tollgate-rls (the rate-limit service of global limits) beside each.
 No cluster and no Docker engine run on this machine: these tests load every shipped Envoy
 configuration in a real Envoy (`--mode validate`, which runs the filter's on_configure), run
 `tollgate check` on every shipped plugin configuration, read the manifests, the compose file
-and the Dockerfiles, and check the manifests against Kubernetes' and Istio's schemas when the
-schema tools are installed."""
+and the Dockerfiles, and check the manifests against Kubernetes' schemas (built-in kinds,
+kubernetes-validate) and Istio's (its CRDs, tests/data/k8s-schemas/). cert-manager's
+Certificate is checked by neither: no schema of it is at hand, so only what the other
+manifests rely on is asserted (test_certificates_are_what_the_pods_and_the_gateway_read)."""
 
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ import pytest
 import yaml
 
 import stack
-from shipped import (REPO, cluster_endpoints, clusters, compose_file, envoy_bootstraps,
-                     manifests, plugin_configurations, plugin_of, speaks_http2, wasm_filters,
-                     with_local_module)
+from shipped import (IDEMPOTENT_METHODS, OTHER_METHODS, REPO, cluster_endpoints, clusters,
+                     compose_file, configmap_files, envoy_bootstraps, manifests,
+                     plugin_configurations, plugin_of, public_routes, seconds, speaks_http2,
+                     wasm_filters, with_local_module, with_test_certificate)
 
 BOOTSTRAPS = envoy_bootstraps()
 PLUGINS = plugin_configurations()
@@ -54,16 +57,27 @@ def test_everything_expected_is_shipped():
                      "k8s/sidecar/deployment.yaml:ServiceAccount/invoice-validator",
                      "k8s/rls/examples/redis-secret.yaml:Secret/tollgate-rls-redis",
                      "k8s/rls/dev/redis.yaml:Deployment/tollgate-redis",
-                     "k8s/rls/dev/redis.yaml:Service/tollgate-redis"):
+                     "k8s/rls/dev/redis.yaml:Service/tollgate-redis",
+                     "k8s/sidecar/certificate.yaml:Certificate/invoice-validator-tls",
+                     "k8s/istio/certificate.yaml:Certificate/invoice-validator-tls",
+                     "k8s/istio/gateway.yaml:Gateway/invoice-validator",
+                     "k8s/istio/virtualservice.yaml:VirtualService/invoice-validator",
+                     "k8s/istio/virtualservice.yaml:DestinationRule/invoice-validator"):
         assert manifest in MANIFESTS, manifest
     assert (REPO / "oci" / "rls.Dockerfile").exists()
     assert (REPO / ".dockerignore").exists()
 
 
 @pytest.mark.parametrize("where,bootstrap", BOOTSTRAPS, ids=[w for w, _ in BOOTSTRAPS])
-def test_every_shipped_envoy_config_validates(tmp_path, where, bootstrap):
+def test_every_shipped_envoy_config_validates(tmp_path, certificate, where, bootstrap):
+    # The shipped certificate paths (.run/tls/, the container's /etc/envoy/tls/, the pod's
+    # Secret) do not exist here: a test certificate stands in. Validation reads the files a
+    # listener names, but not the ones an SDS file names (test_https_and_retries.py serves
+    # the sidecar's for real).
+    config = with_test_certificate(with_local_module(bootstrap), configmap_files(where),
+                                   *certificate, tmp_path)
     path = tmp_path / "envoy.yaml"
-    path.write_text(yaml.safe_dump(with_local_module(bootstrap)))
+    path.write_text(yaml.safe_dump(config))
     result = stack.validate(path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -141,8 +155,8 @@ def test_sidecar_deployment_carries_what_aks_needs():
     # The Service selects the pods and targets Envoy, never the app directly.
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"][
         "labels"].items()
-    assert service["spec"]["ports"][0]["targetPort"] == "http"
-    traffic = next(p["containerPort"] for p in envoy["ports"] if p["name"] == "http")
+    assert service["spec"]["ports"][0]["targetPort"] == "https"
+    traffic = next(p["containerPort"] for p in envoy["ports"] if p["name"] == "https")
     assert wasm_filters({"static_resources": {"listeners": [listeners[traffic]]}}), \
         "the traffic port goes through tollgate"
     assert "--host" in containers["app"]["command"]
@@ -183,6 +197,15 @@ def test_compose_file_runs_the_tested_envoy_with_the_built_module():
     mounts = " ".join(envoy["volumes"])
     assert "target/wasm32-wasip1/release/tollgate.wasm:/etc/tollgate/tollgate.wasm" in mounts
     assert "envoy/envoy-compose.yaml" in mounts
+    # HTTPS: the certificate `make compose-config` makes, where envoy-compose.yaml reads it.
+    bootstrap = yaml.safe_load((REPO / "envoy" / "envoy-compose.yaml").read_text())
+    listener = bootstrap["static_resources"]["listeners"][0]
+    (served,) = stack.downstream_tls(listener)["common_tls_context"]["tls_certificates"]
+    tls_mount = next(v for v in envoy["volumes"] if v.startswith("./.run/compose-tls:"))
+    _, inside, mode = tls_mount.split(":")
+    assert mode == "ro"
+    assert served["certificate_chain"]["filename"] == f"{inside}/tls.crt"
+    assert served["private_key"]["filename"] == f"{inside}/tls.key"
     assert compose["services"]["backend"]["build"] == "./backend"
     assert (REPO / "backend" / "Dockerfile").exists()
     for published in envoy["ports"]:
@@ -366,14 +389,48 @@ def test_istio_wasmplugin_passes_istio_schema():
     jsonschema.validate(plugin["spec"], schema)
 
 
+# Custom resources: kubernetes-validate knows only Kubernetes' own kinds (its CLI merely warns
+# and passes on any other), so each group is checked where its schema is, or said not to be.
+ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "extensions.istio.io")
+# No schema of cert-manager's CRDs is in the repository: test_certificates_are_what_the_pods_
+# and_the_gateway_read checks what the other manifests rely on; `kubectl apply --dry-run=server`
+# on a cluster with cert-manager installed is the schema check.
+UNCHECKED_GROUPS = ("cert-manager.io",)
+
+
+def api_group(doc: dict) -> str:
+    return doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
+
+
 def test_k8s_manifests_pass_kubernetes_schemas():
+    checked = set()
     for name, doc in MANIFESTS.items():
-        if doc["apiVersion"].split("/")[0].endswith(".istio.io"):
-            continue  # CRDs: test_istio_*_passes_istio_schema
+        if api_group(doc) in ISTIO_GROUPS + UNCHECKED_GROUPS:
+            continue
         try:
             kubernetes_validate.validate(doc, "1.31.0", strict=True)
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f"{name}: {e.message}")
+        checked.add(name)
+    assert {"k8s/sidecar/deployment.yaml:Deployment/invoice-validator",
+            "k8s/sidecar/service.yaml:Service/invoice-validator",
+            "k8s/sidecar/configmap.yaml:ConfigMap/invoice-validator-envoy"} <= checked
+
+
+def test_every_custom_resource_is_checked_against_its_schema_or_known_not_to_be():
+    """Istio's kinds have their CRD here; the unchecked groups' kinds are indeed unknown to
+    kubernetes-validate (were it to learn them, they should be checked). A kind of any other
+    group fails test_k8s_manifests_pass_kubernetes_schemas: no schema found."""
+    istio_kinds = {(crd["spec"]["group"], crd["spec"]["names"]["kind"])
+                   for path in (ISTIO_CRD, ISTIO_SECURITY_CRDS)
+                   for crd in yaml.safe_load_all(path.read_text())}
+    for name, doc in MANIFESTS.items():
+        group = api_group(doc)
+        if group in ISTIO_GROUPS:
+            assert (group, doc["kind"]) in istio_kinds, f"{name}: no Istio CRD for it here"
+        elif group in UNCHECKED_GROUPS:
+            with pytest.raises(kubernetes_validate.utils.SchemaNotFoundError):
+                kubernetes_validate.validate(doc, "1.31.0", strict=True)
 
 
 def test_compose_file_runs_tollgate_rls_on_a_throwaway_redis():
@@ -600,3 +657,161 @@ def test_gateway_pods_have_their_own_identity():
     assert pod["serviceAccountName"] != "default"
     assert account["automountServiceAccountToken"] is False
     assert "namespace" not in account["metadata"], "applied beside the Deployment, wherever it goes"
+
+
+# --- HTTPS and retries: the sidecar's TLS Secret, cert-manager, Istio's Gateway and routes ---
+
+def sidecar_bootstrap() -> dict:
+    configmap = MANIFESTS["k8s/sidecar/configmap.yaml:ConfigMap/invoice-validator-envoy"]
+    return yaml.safe_load(configmap["data"]["envoy.yaml"])
+
+
+def test_sidecar_serves_https_from_the_certificates_secret():
+    deployment = gateway_deployment()
+    pod = deployment["spec"]["template"]["spec"]
+    envoy = next(c for c in pod["containers"] if c["name"] == "envoy")
+    configmap = MANIFESTS["k8s/sidecar/configmap.yaml:ConfigMap/invoice-validator-envoy"]
+    certificate = MANIFESTS["k8s/sidecar/certificate.yaml:Certificate/invoice-validator-tls"]
+    bootstrap = sidecar_bootstrap()
+
+    # The traffic listener reads its certificate through the ConfigMap's SDS file...
+    traffic = next(p["containerPort"] for p in envoy["ports"] if p["name"] == "https")
+    (listener,) = [l for l in bootstrap["static_resources"]["listeners"]
+                   if l["address"]["socket_address"]["port_value"] == traffic]
+    context = stack.downstream_tls(listener)["common_tls_context"]
+    assert "tls_certificates" not in context, "read once at start: a renewal would need a restart"
+    (sds,) = context["tls_certificate_sds_secret_configs"]
+    config_mount = next(m for m in envoy["volumeMounts"] if m["name"] == "envoy-config")
+    sds_path = sds["sds_config"]["path_config_source"]["path"]
+    assert sds_path.startswith(config_mount["mountPath"] + "/")
+    (secret,) = yaml.safe_load(configmap["data"][sds_path.rsplit("/", 1)[1]])["resources"]
+    assert secret["name"] == sds["name"]
+    served = secret["tls_certificate"]
+    assert bootstrap["node"]["id"] and bootstrap["node"]["cluster"], "file-based SDS needs them"
+
+    # ... which names the files of the Secret cert-manager writes, where the pod mounts it,
+    # and watches the directory the kubelet swaps on a renewal.
+    volume = next(v for v in pod["volumes"] if "secret" in v)
+    assert volume["secret"]["secretName"] == certificate["spec"]["secretName"]
+    mount = next(m for m in envoy["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["readOnly"] is True
+    assert "subPath" not in mount, "a subPath mount never sees the renewed files"
+    assert served["certificate_chain"]["filename"] == f"{mount['mountPath']}/tls.crt"
+    assert served["private_key"]["filename"] == f"{mount['mountPath']}/tls.key"
+    assert served["watched_directory"]["path"] == mount["mountPath"]
+    # The key is readable by Envoy's user through the pod's fsGroup, by no one else.
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+
+    # Only the probes' port speaks plain HTTP, and it is what the probes use.
+    plain = [l for l in bootstrap["static_resources"]["listeners"]
+             if stack.downstream_tls(l) is None]
+    assert [l["address"]["socket_address"]["port_value"] for l in plain] == [
+        next(p["containerPort"] for p in envoy["ports"] if p["name"] == "ops")]
+    assert not wasm_filters({"static_resources": {"listeners": plain}})
+
+    # Callers reach the HTTPS port through a layer-4 load balancer that keeps their address.
+    service = MANIFESTS["k8s/sidecar/service.yaml:Service/invoice-validator"]
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(443, "https")]
+
+
+def test_certificates_are_what_the_pods_and_the_gateway_read():
+    """cert-manager's Certificates, checked against the manifests that use their Secrets (no
+    schema of cert-manager's CRD is at hand)."""
+    sidecar = MANIFESTS["k8s/sidecar/certificate.yaml:Certificate/invoice-validator-tls"]
+    istio = MANIFESTS["k8s/istio/certificate.yaml:Certificate/invoice-validator-tls"]
+    gateway = MANIFESTS["k8s/istio/gateway.yaml:Gateway/invoice-validator"]
+    for certificate in (sidecar, istio):
+        assert certificate["apiVersion"] == "cert-manager.io/v1"
+        issuer = certificate["spec"]["issuerRef"]
+        assert issuer["group"] == "cert-manager.io"
+        assert issuer["kind"] in ("Issuer", "ClusterIssuer") and issuer["name"]
+        assert certificate["spec"]["privateKey"]["rotationPolicy"] == "Always"
+    # The sidecar's Secret is in the pods' namespace: the manifest names none, as the
+    # Deployment does.
+    assert "namespace" not in sidecar["metadata"]
+    # Istio reads credentialName from the gateway's pods' namespace (the AKS add-on's).
+    assert gateway["spec"]["selector"] == {"istio": "aks-istio-ingressgateway-external"}
+    assert istio["metadata"]["namespace"] == "aks-istio-ingress"
+    (server,) = gateway["spec"]["servers"]
+    assert server["tls"]["credentialName"] == istio["spec"]["secretName"]
+    assert sorted(server["hosts"]) == sorted(istio["spec"]["dnsNames"]) == sorted(
+        sidecar["spec"]["dnsNames"])
+    text = (REPO / "k8s" / "sidecar" / "certificate.yaml").read_text()
+    assert "kind: ClusterIssuer" in text and f"name: {sidecar['spec']['issuerRef']['name']}" in text
+
+
+@pytest.mark.parametrize("name", ["k8s/istio/gateway.yaml:Gateway/invoice-validator",
+                                  "k8s/istio/virtualservice.yaml:VirtualService/invoice-validator",
+                                  "k8s/istio/virtualservice.yaml:DestinationRule/invoice-validator"])
+def test_istio_routing_passes_istio_schema(name):
+    doc = MANIFESTS[name]
+    assert doc["apiVersion"] == "networking.istio.io/v1"
+    schema = istio_schema(doc)
+    jsonschema.validate(doc["spec"], schema)
+    assert not unknown_fields(doc["spec"], schema)
+    # The CRD's x-kubernetes-validations (CEL) that apply: durations of at least 1 ms, one way
+    # of naming a gateway's certificate.
+    for route in doc["spec"].get("http", []):
+        for duration in (route.get("timeout"), route.get("retries", {}).get("perTryTimeout")):
+            assert duration is None or seconds(duration) >= 0.001
+    for server in doc["spec"].get("servers", []):
+        tls = server.get("tls", {})
+        assert sum(key in tls for key in ("credentialName", "credentialNames",
+                                          "tlsCertificates")) <= 1
+
+
+def test_istio_gateway_serves_https_only():
+    gateway = MANIFESTS["k8s/istio/gateway.yaml:Gateway/invoice-validator"]
+    (server,) = gateway["spec"]["servers"]
+    assert server["port"]["protocol"] == "HTTPS" and server["port"]["number"] == 443
+    assert server["tls"]["mode"] == "SIMPLE"
+    assert server["tls"]["minProtocolVersion"] in ("TLSV1_2", "TLSV1_3")
+    assert "httpsRedirect" not in server["tls"]
+
+
+def test_istio_routes_retry_idempotent_methods_only_as_the_envoy_route_does():
+    service = MANIFESTS["k8s/istio/virtualservice.yaml:VirtualService/invoice-validator"]
+    rule = MANIFESTS["k8s/istio/virtualservice.yaml:DestinationRule/invoice-validator"]
+    gateway = MANIFESTS["k8s/istio/gateway.yaml:Gateway/invoice-validator"]
+    # The reference's retrying route (the first; the second is the catch-all without retries).
+    envoy_route = public_routes(yaml.safe_load((REPO / "envoy" / "envoy.yaml").read_text()))[0]
+    envoy_policy = envoy_route["route"]["retry_policy"]
+    envoy_methods = envoy_route["match"]["headers"][0]["string_match"]["safe_regex"]["regex"]
+
+    spec = service["spec"]
+    assert spec["gateways"] == [gateway["metadata"]["name"]]
+    assert service["metadata"]["namespace"] == gateway["metadata"]["namespace"]
+    assert spec["hosts"] == gateway["spec"]["servers"][0]["hosts"]
+    retrying, rest = spec["http"]
+    # First route: the idempotent methods (an RE2 full match, as Envoy's safe_regex), retried
+    # as the Envoy route retries them.
+    (match,) = retrying["match"]
+    assert set(match) == {"method"}
+    methods = match["method"]["regex"]
+    assert methods == envoy_methods
+    assert {m for m in IDEMPOTENT_METHODS + OTHER_METHODS
+            if re.fullmatch(methods, m)} == set(IDEMPOTENT_METHODS)
+    retries = retrying["retries"]
+    assert retries["attempts"] == envoy_policy["num_retries"] == 2
+    assert seconds(retries["perTryTimeout"]) == seconds(envoy_policy["per_try_timeout"])
+    assert set(retries["retryOn"].split(",")) == {"connect-failure", "reset", "503"}
+    assert seconds(retrying["timeout"]) == seconds(envoy_route["route"]["timeout"])
+    # Everything else: matched last, and explicitly not retried (Istio's default would).
+    assert "match" not in rest
+    assert rest["retries"] == {"attempts": 0}
+    assert rest["route"] == retrying["route"]
+    assert seconds(rest["timeout"]) == seconds(envoy_route["route"]["timeout"])
+    # The retry budget of the destination, as the Envoy cluster's.
+    (destination,) = retrying["route"]
+    assert rule["spec"]["host"] == destination["destination"]["host"]
+    assert rule["metadata"]["namespace"] == service["metadata"]["namespace"]
+    bootstrap = yaml.safe_load((REPO / "envoy" / "envoy.yaml").read_text())
+    (threshold,) = clusters(bootstrap)["backend"]["circuit_breakers"]["thresholds"]
+    budget = threshold["retry_budget"]
+    assert rule["spec"]["trafficPolicy"]["retryBudget"] == {
+        "percent": budget["budget_percent"]["value"],
+        "minRetryConcurrency": budget["min_retry_concurrency"]}
+

@@ -1,6 +1,9 @@
 //! The tollgate command line: check a configuration exactly as the filter would, make keys,
-//! hash keys, generate the Power Platform connector. Keys are read from stdin, never from
-//! argv, so they stay out of shell history.
+//! hash keys, generate the Power Platform connector, turn Azure service tags into an
+//! `ip_filter` list. Keys are read from stdin, never from argv, so they stay out of shell
+//! history.
+
+mod service_tags;
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -29,7 +32,11 @@ usage:
                      [--brand-color #RRGGBB] [--format powerplatform|openapi]
                                    write the Power Platform custom connector (apiDefinition.swagger.json,
                                    apiProperties.json, settings.json) or, with --format openapi,
-                                   openapi.json: the public API tollgate enforces";
+                                   openapi.json: the public API tollgate enforces
+  tollgate service-tags FILE --tag NAME [--tag NAME...]
+                                   print the address prefixes of Azure service tags (FILE: the
+                                   weekly ServiceTags_Public_<date>.json) as one JSON array,
+                                   merged into the fewest CIDR prefixes, for ip_filter.allow";
 
 /// `check --openapi --strict` found drift (1 is every other failure).
 const DRIFT_EXIT: u8 = 2;
@@ -70,6 +77,13 @@ enum CliError {
     /// `connector`: an output file is one of the inputs (`--format openapi` into the directory
     /// of `--openapi openapi.json`).
     WouldOverwrite(String),
+    /// `service-tags`: no file, no `--tag`, or an unknown flag.
+    ServiceTagsUsage(String),
+    /// `service-tags`: the file or a tag cannot be read.
+    ServiceTags {
+        path: String,
+        error: service_tags::ServiceTagsError,
+    },
 }
 
 impl fmt::Display for CliError {
@@ -96,6 +110,10 @@ impl fmt::Display for CliError {
             ),
             Self::Connector(error) => write!(f, "tollgate connector: {error}"),
             Self::Write { path, error } => write!(f, "cannot write {path}: {error}"),
+            Self::ServiceTagsUsage(message) => {
+                write!(f, "tollgate service-tags: {message}\n{USAGE}")
+            }
+            Self::ServiceTags { path, error } => write!(f, "tollgate service-tags: {path}: {error}"),
             Self::WouldOverwrite(path) => write!(
                 f,
                 "tollgate connector: {path} is an input; choose another --out (or rename the input)"
@@ -123,6 +141,11 @@ fn main() -> ExitCode {
             Ok(())
         }
         ["connector", flags @ ..] => make_connector(flags),
+        ["service-tags", "-h" | "--help"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        ["service-tags", args @ ..] => print_service_tags(args),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             Ok(())
@@ -394,6 +417,62 @@ fn make_connector(flags: &[&str]) -> Result<(), CliError> {
         })?;
         println!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+/// `service-tags FILE --tag NAME [--tag NAME...]`: the prefixes on stdout as a JSON array,
+/// where they came from on stderr.
+fn print_service_tags(args: &[&str]) -> Result<(), CliError> {
+    let usage = |message: &str| CliError::ServiceTagsUsage(message.to_string());
+    let mut file = None;
+    let mut tags = Vec::new();
+    let mut rest = args.iter();
+    while let Some(&arg) = rest.next() {
+        match arg {
+            "--tag" => match rest.next() {
+                Some(&name) if !name.starts_with("--") => tags.push(name),
+                _ => return Err(usage("--tag needs a tag name")),
+            },
+            flag if flag.starts_with("--") => {
+                return Err(CliError::ServiceTagsUsage(format!("unknown flag {flag}")))
+            }
+            path if file.is_none() => file = Some(path),
+            _ => return Err(usage("one service tags file only")),
+        }
+    }
+    let path = file.ok_or_else(|| usage("the service tags file is required"))?;
+    if tags.is_empty() {
+        return Err(usage("at least one --tag is required"));
+    }
+    let bytes = std::fs::read(path).map_err(|error| CliError::Read {
+        path: path.to_string(),
+        error,
+    })?;
+    let selection = service_tags::select(&bytes, &tags).map_err(|error| CliError::ServiceTags {
+        path: path.to_string(),
+        error,
+    })?;
+    let json = serde_json::to_string_pretty(&selection.prefixes).unwrap_or_default();
+    let mut out = std::io::stdout();
+    writeln!(out, "{json}").map_err(CliError::Stdout)?;
+    for tag in &selection.tags {
+        let change = tag
+            .change_number
+            .map_or_else(String::new, |number| format!(", changeNumber {number}"));
+        eprintln!("{}: {} prefixes{change}", tag.name, tag.prefixes);
+    }
+    let ipv6 = selection
+        .prefixes
+        .iter()
+        .filter(|p| p.contains(':'))
+        .count();
+    eprintln!(
+        "{path}: cloud {}, changeNumber {}; {} prefixes after merging ({} IPv4, {ipv6} IPv6)",
+        selection.cloud.as_deref().unwrap_or("-"),
+        selection.change_number,
+        selection.prefixes.len(),
+        selection.prefixes.len() - ipv6
+    );
     Ok(())
 }
 

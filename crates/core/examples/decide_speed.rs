@@ -2,7 +2,9 @@
 //! paths (subscription key among 1,000 consumers, JWT cache hit, JWT RS256 cache miss), and
 //! the RSA signature alone on the same tokens, so a miss splits into signature and the rest.
 //! Then the key path again with 300 `path_template` operations against the demo's five
-//! path/prefix operations, and the operation lookup alone in both.
+//! path/prefix operations, and the operation lookup alone in both; and the key path without an
+//! `ip_filter`, and with one of 10 and one of 5,000 prefixes (a large service tag) that admits
+//! the caller.
 //! Meant for wasm under V8, as Envoy runs the filter; the fixture (config and signed tokens)
 //! is made natively, because signing 2,000 tokens in wasm takes long:
 //!
@@ -21,7 +23,9 @@ use std::collections::HashMap;
 use std::error::Error;
 use std::hint::black_box;
 use std::time::Instant;
-use tollgate_core::{decide, CounterStore, KnownKeys, Plan, RequestEnv, StoreError, TokenCache};
+use tollgate_core::{
+    decide, CounterStore, KnownKeys, Plan, RequestEnv, SourceAddress, StoreError, TokenCache,
+};
 
 // The filter's own RSA code, compiled in here (the crate keeps its modules private).
 #[allow(dead_code)]
@@ -213,6 +217,7 @@ fn run(path: &str, rounds: usize) -> Result<()> {
             fetched_keys: None,
             known_keys: known,
             body_follows: false,
+            source_address: None,
         };
         decide(&plan, headers, &mut env)
     };
@@ -239,6 +244,7 @@ fn run(path: &str, rounds: usize) -> Result<()> {
     });
 
     operations_speed(&fixture, rounds, &store)?;
+    ip_filter_speed(&fixture, rounds, &store)?;
 
     // The signature alone, on the same tokens, with the key as the plan loads it.
     let jwk = fixture.pointer("/config/jwt/jwks/keys/0").ok_or("no key")?;
@@ -363,6 +369,7 @@ fn operations_speed(fixture: &Value, rounds: usize, store: &MemoryStore) -> Resu
                     fetched_keys: None,
                     known_keys: Some(&mut known),
                     body_follows: false,
+                    source_address: None,
                 };
                 decide(&plan, black_box(&headers), &mut env)
             };
@@ -384,6 +391,93 @@ fn operations_speed(fixture: &Value, rounds: usize, store: &MemoryStore) -> Resu
                 },
             );
         }
+    }
+    Ok(())
+}
+
+/// The caller as Envoy's `source.address` gives it.
+struct Caller(&'static str);
+
+impl SourceAddress for Caller {
+    fn source_address(&self) -> Option<Vec<u8>> {
+        Some(self.0.as_bytes().to_vec())
+    }
+}
+
+/// 5,000 prefixes as `tools/bench.py` makes them: IPv4 /28s and IPv6 /48s, none touching the
+/// next (so the filter searches 5,000 ranges), the caller's 127.0.0.1 in the middle.
+fn service_tag_prefixes(count: usize) -> Vec<String> {
+    let ipv4 = count * 4 / 5;
+    let mut prefixes: Vec<String> = (0..ipv4)
+        .map(|n| {
+            format!(
+                "20.{}.{}.{}/28",
+                n >> 10 & 0xff,
+                n >> 2 & 0xff,
+                (n & 3) * 64
+            )
+        })
+        .chain(
+            (0..count.saturating_sub(ipv4 + 1))
+                .map(|n| format!("2603:{:x}:{:x}::/48", 0x1000 + (n >> 8), (n & 0xff) * 2)),
+        )
+        .collect();
+    prefixes.insert(prefixes.len() / 2, "127.0.0.1/32".to_string());
+    prefixes
+}
+
+/// The key path with the fixture's 1,000 consumers, without a filter and with a short and a
+/// long one.
+fn ip_filter_speed(fixture: &Value, rounds: usize, store: &MemoryStore) -> Result<()> {
+    let caller = Caller("127.0.0.1:40000");
+    let key_request = request("/items/42", ("ocp-apim-subscription-key", KEY.to_owned()));
+    for (label, filter) in [
+        ("no ip_filter", None),
+        (
+            "ip_filter of 10 prefixes",
+            Some(serde_json::json!({ "allow": service_tag_prefixes(10) })),
+        ),
+        (
+            "ip_filter of 5,000 prefixes",
+            Some(serde_json::json!({ "allow": service_tag_prefixes(5000) })),
+        ),
+    ] {
+        let mut config = fixture.get("config").cloned().ok_or("no config")?;
+        let sections = config.as_object_mut().ok_or("config is no object")?;
+        sections.remove("jwt");
+        sections.insert("operations".into(), five_operations());
+        if let Some(filter) = filter {
+            sections.insert("ip_filter".into(), filter);
+        }
+        let plan = Plan::from_json(&serde_json::to_vec(&config)?).map_err(|e| e.to_string())?;
+        let mut known = KnownKeys::new([3; 16]);
+        let mut cache = TokenCache::new(CACHE, [7; 16]);
+        let mut headers = key_request.clone();
+        if let Some(path) = headers.get_mut(1) {
+            path.1 = b"/invoices/42".to_vec();
+        }
+        let mut decide_once = || {
+            let mut env = RequestEnv {
+                now_ms: NOW_MS,
+                tokens: &mut cache,
+                counters: store,
+                fetched_keys: None,
+                known_keys: Some(&mut known),
+                source_address: Some(&caller),
+                body_follows: false,
+            };
+            decide(&plan, black_box(&headers), &mut env)
+        };
+        if !forwarded(&decide_once()) {
+            return Err(format!("{label}: the caller is not admitted").into());
+        }
+        time(
+            &format!("key + local limit, GET /invoices/42, {label}, decide"),
+            rounds * 20,
+            |_| {
+                black_box(decide_once());
+            },
+        );
     }
     Ok(())
 }

@@ -24,6 +24,60 @@ pub struct Config {
     pub max_request_body_bytes: Option<u64>,
     /// 5xx bodies replaced by APIM-shaped ones naming the request id (default false).
     pub mask_backend_errors: Option<bool>,
+    pub cors: Option<CorsConfig>,
+    pub ip_filter: Option<IpFilterConfig>,
+}
+
+/// APIM's `cors` policy: which browser origins may call the API, with what (README, "CORS").
+/// Checked and compiled in `cors.rs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Option<Vec<String>>,
+    pub allowed_headers: Option<Vec<String>>,
+    pub expose_headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub max_age_s: Option<u64>,
+    pub terminate_unmatched: Option<bool>,
+}
+
+/// `ip_filter` (APIM's `ip-filter` policy): exactly one of `allow` or `forbid` (README, "Caller
+/// IP filter"); compiled in `ip_filter.rs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpFilterConfig {
+    pub allow: Option<Vec<IpEntryConfig>>,
+    pub forbid: Option<Vec<IpEntryConfig>>,
+}
+
+/// One `ip_filter` entry: an address or CIDR prefix as text, or APIM's `address-range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpEntryConfig {
+    Text(String),
+    Range { from: String, to: String },
+}
+
+impl<'de> Deserialize<'de> for IpEntryConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Range {
+            from: String,
+            to: String,
+        }
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(text) => Ok(Self::Text(text)),
+            value @ serde_json::Value::Object(_) => serde_json::from_value(value)
+                .map(|Range { from, to }| Self::Range { from, to })
+                .map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom(
+                "must be an IP address, a CIDR prefix or {\"from\": <address>, \"to\": <address>}",
+            )),
+        }
+    }
 }
 
 /// The rate-limit service that counts `"scope": "global"` limits (README, "Global limits").
@@ -239,6 +293,10 @@ pub struct OperationConfig {
     pub response_headers: Option<HeaderRulesConfig>,
     #[serde(default)]
     pub max_request_body_bytes: Override<u64>,
+    #[serde(default)]
+    pub cors: Override<CorsConfig>,
+    #[serde(default)]
+    pub ip_filter: Override<IpFilterConfig>,
     pub request_body: Option<BodyTransformConfig>,
     pub response_body: Option<BodyTransformConfig>,
     /// The operation's own `mask_backend_errors` (absent: the top level's).

@@ -17,6 +17,8 @@ pub enum Outcome {
     TooLarge,
     /// The request body of a transformed operation is not JSON, or the transform failed on it.
     BadBody,
+    /// The caller's address is not let in by the `ip_filter` that applies.
+    IpForbidden,
 }
 
 impl Outcome {
@@ -31,6 +33,7 @@ impl Outcome {
             Outcome::Unavailable => "unavailable",
             Outcome::TooLarge => "too_large",
             Outcome::BadBody => "bad_body",
+            Outcome::IpForbidden => "ip_forbidden",
         }
     }
 }
@@ -154,6 +157,12 @@ impl Denial {
             "Rate limit service unavailable. Try again in 1 seconds.",
         )
         .with_header("retry-after", "1".to_string())
+    }
+
+    /// 403: the `ip_filter` that applies does not let the caller's address in (APIM's
+    /// `ip-filter` answers with the bare "Forbidden" too).
+    pub fn ip_forbidden() -> Self {
+        Self::new(403, Outcome::IpForbidden, "Forbidden")
     }
 
     /// 404: no operation matches and `unmatched` is `reject`.
@@ -323,6 +332,7 @@ mod tests {
             Denial::invalid_subscription_key(),
             Denial::forbidden("Product 'starter' is not allowed on operation 'v'"),
             Denial::no_operation(),
+            Denial::ip_forbidden(),
         ] {
             let v: serde_json::Value = serde_json::from_str(&d.body()).unwrap();
             assert_eq!(v["statusCode"], d.status);
@@ -333,5 +343,10 @@ mod tests {
             "Product 'starter' is not allowed on operation 'v'. Access denied."
         );
         assert_eq!(Denial::no_operation().status, 404);
+        assert_eq!(
+            Denial::ip_forbidden().body(),
+            r#"{"statusCode":403,"message":"Forbidden"}"#
+        );
+        assert_eq!(Denial::ip_forbidden().outcome.as_str(), "ip_forbidden");
     }
 }

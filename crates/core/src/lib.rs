@@ -13,6 +13,7 @@ mod checks;
 mod config;
 mod config_error;
 pub mod connector;
+mod cors;
 mod credential;
 mod deny;
 mod dynamic_consumers;
@@ -20,6 +21,7 @@ mod error_masking;
 mod global_answer;
 mod global_limits;
 pub mod init;
+mod ip_filter;
 mod json_keys;
 mod jwt;
 mod keyed_hash;
@@ -42,6 +44,7 @@ pub use body_transform::{
 };
 pub use config::FailureMode;
 pub use config_error::ConfigError;
+pub use cors::{CorsHeaders, PreflightReply};
 pub use deny::{Denial, Outcome};
 pub use error_masking::{loggable, ErrorMasking, MaskedReply, LOGGED_BODY_BYTES};
 pub use global_answer::{settle, Settled};
@@ -49,6 +52,7 @@ pub use global_limits::{
     GlobalLimits, LogThrottle, RlsAnswer, ServiceFailure, METHOD as RLS_METHOD,
     SERVICE as RLS_SERVICE,
 };
+pub use ip_filter::{EntryError, PrefixUnion, SourceAddress};
 pub use jwt::key_fetch::{Answered, KeyCall, KeyFetch};
 pub use jwt::key_waiters::MAX_KEY_WAITERS;
 pub use jwt::remote::FetchError;

@@ -32,6 +32,8 @@ pub const ALLOWED: &str = "allowed";
 pub const TOO_LARGE: &str = "too_large";
 /// A request body a transform refused: not JSON (415, 400), or the transform failed on it.
 pub const BAD_BODY: &str = "bad_body";
+/// A CORS preflight tollgate answered itself (allowed or not), never a consumer's call.
+pub const PREFLIGHT: &str = "preflight";
 
 /// Outcomes a request with a known consumer can have: a valid key or token, then `forbidden`,
 /// throttling, or (`auth: both`) a valid key with a bad token.
@@ -174,7 +176,9 @@ fn counter(key: SeriesKey, name: String) -> Series {
 /// start: a consumer's `allowed`, `forbidden`, `rate_limited`, `quota_exceeded` and
 /// `invalid_credential` (a valid key with a bad token under `auth: both`); without a
 /// consumer, `allowed` (open operations), `missing_credential`, `invalid_credential` and
-/// `forbidden` (an unknown JWT client); and `no_operation` once.
+/// `forbidden` (an unknown JWT client); `no_operation` once; `preflight` without a consumer
+/// wherever a `cors` section has tollgate answer preflights; and `ip_forbidden` (without a
+/// consumer) wherever an `ip_filter` applies, unmatched requests included.
 pub fn configured_series(plan: &Plan) -> Vec<Series> {
     let requests = |operation, consumer, outcome: &'static str, name| {
         counter(
@@ -213,6 +217,23 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
                 request_counter(NONE, NONE, TOO_LARGE),
             ));
         }
+    }
+    if plan.answers_preflights(None) {
+        series.push(requests(
+            None,
+            None,
+            PREFLIGHT,
+            request_counter(NONE, NONE, PREFLIGHT),
+        ));
+    }
+    let ip_forbidden = crate::deny::Outcome::IpForbidden.as_str();
+    if plan.caller_filter(None).is_some() {
+        series.push(requests(
+            None,
+            None,
+            ip_forbidden,
+            request_counter(NONE, NONE, ip_forbidden),
+        ));
     }
     if plan.global_limits().is_some() {
         series.push(counter(
@@ -254,6 +275,23 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
                 None,
                 outcome,
                 request_counter(op, NONE, outcome),
+            ));
+        }
+        if plan.answers_preflights(Some(op_index)) {
+            series.push(requests(
+                Some(op_index),
+                None,
+                PREFLIGHT,
+                request_counter(op, NONE, PREFLIGHT),
+            ));
+        }
+        // The filter refuses before any credential is read: no consumer.
+        if plan.caller_filter(Some(operation)).is_some() {
+            series.push(requests(
+                Some(op_index),
+                None,
+                ip_forbidden,
+                request_counter(op, NONE, ip_forbidden),
             ));
         }
         if dynamic && identifies {

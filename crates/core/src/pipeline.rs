@@ -1,6 +1,10 @@
-//! The per-request pipeline (README, "How a request is handled"): operation → credential → consumer → authorize → rewrite.
+//! The per-request pipeline (README, "How a request is handled"): operation → caller IP filter
+//! → preflight → request size → credential → consumer → authorize → rewrite, and the CORS
+//! headers of the response.
 //! It reads the compiled plan and the request headers and returns what to do; the host glue
 //! carries it out. Nothing here parses configuration or talks to the host.
+
+mod cors_stage;
 
 use crate::body_transform::{
     check_request_headers, request_id, Credentials, Facts, RequestReshape, ResponseReshape,
@@ -13,6 +17,7 @@ use crate::deny::Denial;
 use crate::dynamic_consumers::Pool;
 use crate::error_masking::ErrorMasking;
 use crate::global_limits::{self, Asked};
+use crate::ip_filter::{admit_caller, SourceAddress};
 use crate::jwt::claims::header_text;
 use crate::jwt::failure::JwtFailure;
 use crate::jwt::keys::KeySet;
@@ -81,6 +86,9 @@ pub struct RequestEnv<'a> {
     /// A body follows the headers (the headers did not end the request): only then is there
     /// a body to transform.
     pub body_follows: bool,
+    /// Where the caller's address is read, only when an `ip_filter` applies; without it, a
+    /// filter refuses every caller.
+    pub source_address: Option<&'a dyn SourceAddress>,
 }
 
 impl<'a> RequestEnv<'a> {
@@ -96,6 +104,7 @@ impl<'a> RequestEnv<'a> {
             fetched_keys: None,
             known_keys: None,
             body_follows: true,
+            source_address: None,
         }
     }
 
@@ -110,7 +119,7 @@ pub fn decide(plan: &Plan, headers: &Headers, env: &mut RequestEnv) -> Decision 
     let mut unknown_kid = false;
     let verdict = run(plan, headers, env, &mut trace, &mut unknown_kid);
     let request_body_limit = match &verdict {
-        Verdict::Deny(_) => None,
+        Verdict::Deny(_) | Verdict::Preflight(_) => None,
         Verdict::PassThrough(_) => plan.body_limit,
         Verdict::Forward(_) | Verdict::AskGlobal(_) => trace
             .operation
@@ -118,7 +127,7 @@ pub fn decide(plan: &Plan, headers: &Headers, env: &mut RequestEnv) -> Decision 
             .and_then(|operation| operation.body_limit),
     };
     let masking = match &verdict {
-        Verdict::Deny(_) => false,
+        Verdict::Deny(_) | Verdict::Preflight(_) => false,
         Verdict::PassThrough(_) => plan.mask_backend_errors,
         Verdict::Forward(_) | Verdict::AskGlobal(_) => trace
             .operation
@@ -129,12 +138,14 @@ pub fn decide(plan: &Plan, headers: &Headers, env: &mut RequestEnv) -> Decision 
         operation: trace.operation,
         request_id: request_id(headers),
     });
+    let cors = cors_stage::response_headers(plan, headers, &trace, &verdict);
     Decision {
         verdict,
         trace,
         unknown_kid,
         request_body_limit,
         error_masking,
+        cors,
     }
 }
 
@@ -154,12 +165,24 @@ fn run(
         return Verdict::Deny(Denial::bad_request());
     };
     let (path, query) = split_path(path_and_query);
+    if let Some(answer) = cors_stage::answer_preflight(plan, method, path, headers, trace) {
+        // A preflight is a caller too: the IP filter of the operation it asks about (or the
+        // top level's) comes first, as for any request.
+        let operation = trace.operation.and_then(|id| plan.operations.get(id));
+        if let Err(denial) = admit_caller(plan.caller_filter(operation), env.source_address) {
+            return Verdict::Deny(denial);
+        }
+        return answer;
+    }
 
     let Some(RouteMatch {
         operation: operation_id,
         matched,
     }) = plan.match_operation(method, path)
     else {
+        if let Err(denial) = admit_caller(plan.caller_filter(None), env.source_address) {
+            return Verdict::Deny(denial);
+        }
         return match plan.unmatched {
             // Passed on untouched, an encoded slash or a dot segment could reach a route an
             // operation guards once the backend decodes it.
@@ -183,6 +206,11 @@ fn run(
         return Verdict::Deny(Denial::no_operation());
     };
     trace.operation = Some(operation_id);
+    // The caller's address before anything else: a refused network never learns which
+    // credentials an operation takes.
+    if let Err(denial) = admit_caller(plan.caller_filter(Some(operation)), env.source_address) {
+        return Verdict::Deny(denial);
+    }
     if let Some(Err(denial)) = operation.body_limit.map(|l| l.check_declared(headers)) {
         return Verdict::Deny(denial);
     }

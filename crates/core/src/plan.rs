@@ -11,11 +11,13 @@ use crate::checks::{
 };
 use crate::config::{
     AuthMode, Config, ConsumerConfig, FailureMode, HeaderRulesConfig, JwtConfig, OperationConfig,
-    ProductConfig, RateLimitHeadersConfig, Scope, Unmatched,
+    Override, ProductConfig, RateLimitHeadersConfig, Scope, Unmatched,
 };
 use crate::config_error::ConfigError;
+use crate::cors::{compile_sections, CorsPolicy};
 use crate::dynamic_consumers::{entry_keys, Pool};
 use crate::global_limits::GlobalLimits;
+use crate::ip_filter::IpFilter;
 use crate::jwt::key_fetch::KeyFetch;
 use crate::jwt::JwtPlan;
 use crate::limits::{create_entries, CounterStore, Limit, Limits, StoreError};
@@ -26,6 +28,7 @@ use crate::route_table::{first_unreachable, RouteMatch, RouteTable};
 use crate::subscription::{ConsumerId, KeyHash, KeyTable};
 use crate::template::Template;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Index of a product in the plan.
 pub type ProductId = usize;
@@ -62,6 +65,12 @@ pub struct Plan {
     pub(crate) body_limit: Option<BodyLimit>,
     /// The top level's `mask_backend_errors` (for requests no operation matches).
     pub(crate) mask_backend_errors: bool,
+    /// The top level's `cors` section: operations without their own inherit it, and requests
+    /// no operation matches follow it.
+    pub(crate) cors: Option<Arc<CorsPolicy>>,
+    /// The top level's caller IP filter: for operations without their own, and for requests
+    /// no operation matches.
+    pub(crate) ip_filter: Option<IpFilter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +127,10 @@ pub struct Operation {
     pub response_body: Option<BodyTransform>,
     /// `mask_backend_errors`, the operation's own or the top level's.
     pub mask_backend_errors: bool,
+    /// The `cors` section that applies: its own, the top level's, or none (`null`).
+    pub(crate) cors: Option<Arc<CorsPolicy>>,
+    /// Its own caller IP filter, or the top level's (`Plan::caller_filter`).
+    pub(crate) ip_filter: Override<IpFilter>,
 }
 
 impl Operation {
@@ -167,12 +180,16 @@ impl Plan {
         Self::compile(config)
     }
 
-    pub fn compile(config: Config) -> Result<Self, ConfigError> {
+    pub fn compile(mut config: Config) -> Result<Self, ConfigError> {
         let key_header_display = config.subscription_key.header;
         check_header_name("subscription_key.header", &key_header_display)?;
         let key_query = config.subscription_key.query;
         check_query_name("subscription_key.query", &key_query)?;
 
+        let ip_filter = config
+            .ip_filter
+            .map(|section| IpFilter::compile("ip_filter", section))
+            .transpose()?;
         let global = config
             .global_limits
             .map(GlobalLimits::compile)
@@ -202,6 +219,11 @@ impl Plan {
             .iter()
             .map(|op| op.mask_backend_errors.unwrap_or(mask_backend_errors))
             .collect();
+        let cors_sections = config
+            .operations
+            .iter_mut()
+            .map(|op| std::mem::take(&mut op.cors))
+            .collect();
         let mut operations =
             compile_operations(config.operations, &product_ids, config.jwt.is_some())?;
         for ((operation, limit), mask) in operations.iter_mut().zip(body_limits).zip(masks) {
@@ -229,6 +251,10 @@ impl Plan {
                 identity_removals(&identity_headers, operation, jwt.as_ref());
         }
         let rate_headers = compile_rate_headers(config.rate_limit_headers)?;
+        let (cors, operation_cors) = compile_sections(config.cors, cors_sections)?;
+        for (operation, cors) in operations.iter_mut().zip(operation_cors) {
+            operation.cors = cors;
+        }
         check_metric_labels(&consumers, &operations)?;
 
         Ok(Self {
@@ -249,7 +275,21 @@ impl Plan {
             global,
             body_limit,
             mask_backend_errors,
+            cors,
+            ip_filter,
         })
+    }
+
+    /// The caller IP filter that applies to a request of `operation` (`None`: one no
+    /// operation matched).
+    pub(crate) fn caller_filter<'a>(
+        &'a self,
+        operation: Option<&'a Operation>,
+    ) -> Option<&'a IpFilter> {
+        match operation {
+            Some(operation) => operation.ip_filter.resolve(self.ip_filter.as_ref()),
+            None => self.ip_filter.as_ref(),
+        }
     }
 
     /// Every counter entry a request may update: one per configured consumer whose product has
@@ -336,6 +376,21 @@ impl Plan {
             .as_ref()
             .and_then(|jwt| jwt.remote.clone())
             .map(KeyFetch::new)
+    }
+
+    /// The `cors` section of `operation`'s requests (its own or the one it inherits), or with
+    /// no operation the top level's.
+    pub(crate) fn cors(&self, operation: Option<OperationId>) -> Option<&CorsPolicy> {
+        match operation {
+            Some(id) => self.operations.get(id).and_then(|op| op.cors.as_deref()),
+            None => self.cors.as_deref(),
+        }
+    }
+
+    /// Whether tollgate answers preflights for `operation` (or for none): a section applies,
+    /// or the top level's says what a preflight that matches nothing gets.
+    pub(crate) fn answers_preflights(&self, operation: Option<OperationId>) -> bool {
+        self.cors(operation).is_some() || self.cors.is_some()
     }
 
     /// The operation a request is (see `route_table.rs` for which wins), and what of its path
@@ -715,6 +770,8 @@ fn compile_operation(
         request_body,
         response_body,
         mask_backend_errors: false,
+        cors: None,
+        ip_filter: crate::ip_filter::compile_override(at, op.ip_filter)?,
     })
 }
 

@@ -1,8 +1,10 @@
 //! What the pipeline decides about a request, as plain values the glue carries out: deny,
-//! forward with edits, pass through untouched, or ask the rate-limit service first.
+//! forward with edits, pass through untouched, answer a CORS preflight, or ask the rate-limit
+//! service first.
 
 use crate::body_limit::BodyLimit;
 use crate::body_transform::{RequestReshape, ResponseReshape};
+use crate::cors::{CorsHeaders, PreflightReply};
 use crate::deny::Denial;
 use crate::error_masking::ErrorMasking;
 use crate::global_limits::Asked;
@@ -26,6 +28,9 @@ pub struct Decision {
     pub request_body_limit: Option<BodyLimit>,
     /// 5xx answers to replace, when the request goes on and masking is on for it.
     pub error_masking: Option<ErrorMasking>,
+    /// CORS headers for whatever response the request gets: the upstream's, or a denial
+    /// tollgate sends (now, or once the rate-limit service answers).
+    pub cors: CorsHeaders,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -44,6 +49,8 @@ pub struct Trace {
 pub enum Verdict {
     /// Answer with this error; the upstream never sees the request.
     Deny(Denial),
+    /// A CORS preflight, answered by tollgate (`200`, no body).
+    Preflight(PreflightReply),
     /// Forward with these changes.
     Forward(Forward),
     /// No operation matched and `unmatched` is `pass`: forward untouched but for these edits

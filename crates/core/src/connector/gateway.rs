@@ -1,7 +1,8 @@
 //! What tollgate itself puts in an operation's responses, for both outputs: its own answers
-//! (the refusals of authentication, authorization and limits, with `Retry-After` where it sends
-//! one; 404 for a path parameter that is no single segment) and the rate-limit headers it adds
-//! to the responses it lets through (README, "Responses tollgate sends").
+//! (the refusals of the caller IP filter, authentication, authorization and limits, with
+//! `Retry-After` where it sends one; 404 for a path parameter that is no single segment) and the
+//! rate-limit headers it adds to the responses it lets through (README, "Responses tollgate
+//! sends").
 
 use crate::config::AuthMode;
 use crate::connector::public_api::Exposed;
@@ -30,6 +31,20 @@ const FORBIDDEN: Answer = Answer {
     description: "Access denied: the product may not call this operation or a required claim is missing; or out of call volume quota, replenished after Retry-After seconds.",
     retry_after: true,
     component: "TollgateForbidden",
+};
+/// 403 where an `ip_filter` applies too: the caller's address comes first.
+const FORBIDDEN_OR_ADDRESS: Answer = Answer {
+    status: "403",
+    description: "Access denied: the caller's address may not call this API (\"Forbidden\"), the product may not call this operation or a required claim is missing; or out of call volume quota, replenished after Retry-After seconds.",
+    retry_after: true,
+    component: "TollgateForbiddenOrAddress",
+};
+/// 403 of an operation open to anyone that an `ip_filter` applies to.
+const ADDRESS_FORBIDDEN: Answer = Answer {
+    status: "403",
+    description: "Forbidden: the caller's address may not call this API ({\"statusCode\": 403, \"message\": \"Forbidden\"}).",
+    retry_after: false,
+    component: "TollgateAddressForbidden",
 };
 const TOO_MANY: Answer = Answer {
     status: "429",
@@ -79,14 +94,18 @@ const BAD_GATEWAY: Answer = Answer {
 pub(crate) const RETRY_AFTER: &str = "Retry-After";
 pub(crate) const RETRY_AFTER_TEXT: &str = "Seconds to wait before calling again (a whole number, at least 1, at most the window's length); sent with 429, and with 403 when the quota is spent.";
 
-/// The answers tollgate itself may give an exposed operation's callers: the refusals of
-/// authentication, authorization and limits when the operation has a caller to refuse, and
-/// 404 when a path parameter's value is no single segment (400 from the shipped Envoy
-/// configurations when it holds an escaped `/` or `\`).
+/// The answers tollgate itself may give an exposed operation's callers: the caller IP
+/// filter's 403 where one applies; the refusals of authentication, authorization and limits
+/// when the operation has a caller to refuse; and 404 when a path parameter's value is no
+/// single segment (400 from the shipped Envoy configurations when it holds an escaped `/` or
+/// `\`).
 pub(crate) fn answers(exposed: &Exposed) -> Vec<Answer> {
     let mut answers = Vec::new();
-    if exposed.operation.auth != AuthMode::None {
-        answers.extend([UNAUTHORIZED, FORBIDDEN, TOO_MANY]);
+    match (exposed.operation.auth, exposed.ip_filtered) {
+        (AuthMode::None, false) => {}
+        (AuthMode::None, true) => answers.push(ADDRESS_FORBIDDEN),
+        (_, false) => answers.extend([UNAUTHORIZED, FORBIDDEN, TOO_MANY]),
+        (_, true) => answers.extend([UNAUTHORIZED, FORBIDDEN_OR_ADDRESS, TOO_MANY]),
     }
     let has_params = exposed.public_path.contains('{');
     if has_params {

@@ -36,6 +36,8 @@ pub(crate) struct Exposed<'a> {
     /// FastAPI's operation, with the bodies a transform reshapes described as the public sees
     /// them (`public_body.rs`).
     pub fastapi: Cow<'a, Map<String, Value>>,
+    /// An `ip_filter` applies to the operation: tollgate may refuse the caller's address.
+    pub ip_filtered: bool,
 }
 
 /// A FastAPI operation no tollgate operation reaches.
@@ -108,6 +110,7 @@ fn map_methods<'a>(plan: &'a Plan, openapi: &'a Value, methods: &[&'static str])
                         openapi_path,
                         path_item: item,
                         fastapi: crate::connector::public_body::public_bodies(fastapi, operation),
+                        ip_filtered: plan.caller_filter(Some(operation)).is_some(),
                     });
                 }
             }

@@ -593,6 +593,42 @@ fn both_formats(config: &Value, openapi: &Value) -> (Value, Value) {
 }
 
 #[test]
+fn the_caller_ip_filter_403_is_documented_where_a_filter_applies() {
+    let mut filtered = config("subscription_key");
+    filtered["ip_filter"] = json!({"allow": ["13.69.227.208/28"]});
+    filtered["operations"][0]["ip_filter"] = Value::Null;
+    let (swagger, public) = both_formats(&filtered, &openapi());
+    let forbidden = |path: &str, method: &str| {
+        swagger["paths"][path][method]["responses"]["403"]["description"]
+            .as_str()
+            .map(str::to_string)
+    };
+    // Open to anyone, yet behind the filter: its 403 is the filter's alone.
+    assert!(forbidden("/healthz", "get")
+        .unwrap()
+        .starts_with("Forbidden: the caller's address"));
+    assert!(forbidden("/invoices/{invoice_id}", "get")
+        .unwrap()
+        .starts_with("Access denied: the caller's address may not call this API"));
+    // `null`: no filter, the 403 says what it said before.
+    assert!(forbidden("/validate", "post")
+        .unwrap()
+        .starts_with("Access denied: the product may not call this operation"));
+    let components = public["components"]["responses"].as_object().unwrap();
+    for component in [
+        "TollgateAddressForbidden",
+        "TollgateForbiddenOrAddress",
+        "TollgateForbidden",
+    ] {
+        assert!(components.contains_key(component), "{component}");
+    }
+    assert_eq!(
+        public["paths"]["/healthz"]["get"]["responses"]["403"]["$ref"],
+        "#/components/responses/TollgateAddressForbidden"
+    );
+}
+
+#[test]
 fn an_operation_open_to_anyone_asks_for_no_key_in_either_output() {
     let (swagger, public) = both_formats(&config("subscription_key"), &openapi());
     assert_eq!(swagger["security"], json!([{"apiKeyHeader": []}]));

@@ -806,6 +806,7 @@ mod limits {
                 fetched_keys: None,
                 known_keys: None,
                 body_follows: false,
+                source_address: None,
             },
         )
         .verdict

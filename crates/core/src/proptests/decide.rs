@@ -482,6 +482,7 @@ fn check(plan: &Plan, pass: bool, headers: &Headers) -> Result<(), TestCaseError
             );
         }
         Verdict::AskGlobal(_) => prop_assert!(false, "no global limit in this plan"),
+        Verdict::Preflight(_) => prop_assert!(false, "no cors section in this plan"),
     }
     Ok(())
 }
@@ -518,7 +519,7 @@ fn the_generators_reach_forwards_for_every_auth_mode() {
             Verdict::Forward(forward) => forwarded[forward.operation] += 1,
             Verdict::Deny(_) => denied += 1,
             Verdict::PassThrough(_) => passed += 1,
-            Verdict::AskGlobal(_) => {}
+            Verdict::AskGlobal(_) | Verdict::Preflight(_) => {}
         }
     }
     assert!(
