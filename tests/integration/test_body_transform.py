@@ -44,6 +44,8 @@ def transform_config() -> dict:
          "rewrite": "/api/v1/invoices", "request_body": {"transform": "{amount: abs(body.Total)}"}},
         {"name": "shaped", "methods": ["POST"], "path": "/shaped", "rewrite": "/api/v1/validate",
          "response_body": {"transform": "{valid: body.valid, problems: body.problems}"}},
+        {"name": "shaped_fail", "methods": ["POST"], "path": "/shaped-fail",
+         "rewrite": "/api/v1/validate", "response_body": {"transform": "abs(body.valid)"}},
         {"name": "shaped_text", "methods": ["GET"], "path": "/shaped-text",
          "rewrite": "/text/200", "response_body": {"transform": "body"}},
         {"name": "crash", "methods": ["GET"], "path": "/crash", "rewrite": "/crash/report",
@@ -172,6 +174,25 @@ def test_a_2xx_that_is_not_json_becomes_a_502_naming_the_request(gateway):
     stats = requests.get(f"{gateway.admin}/stats?filter=response_transform_failures",
                          timeout=5).text
     assert "tollgate_response_transform_failures_total.op=shaped_text: 1" in stats
+
+
+def test_a_2xx_the_transform_fails_on_is_cut_off_never_passed_on(gateway):
+    """The failure shows only in the body, after the 200's headers left (Envoy hands a filter
+    a body only once its headers went on): the stream is reset, so the client gets an
+    incomplete answer it cannot take for a whole one, never the unshaped body."""
+    try:
+        response = requests.post(f"{gateway.url}/shaped-fail", json={}, headers=key(),
+                                 timeout=10)
+        cut_off = False
+        body = response.content
+    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError):
+        cut_off, body = True, b""
+    assert cut_off, (response.status_code, body)
+    stats = requests.get(f"{gateway.admin}/stats?filter=response_transform_failures",
+                         timeout=5).text
+    assert "tollgate_response_transform_failures_total.op=shaped_fail: 1" in stats
+    log = wait_for_log(gateway, "operation=shaped_fail")
+    assert "reason=the transform failed: Argument 0 expects type number, given boolean" in log
 
 
 # --- masking ------------------------------------------------------------------------------------
