@@ -179,6 +179,9 @@ try:
   {curl} -i -X POST {url}/invoices/INV-1/attachments -H 'Ocp-Apim-Subscription-Key: {flow_primary}' \\
        -F file=@README.md                              # 403, starter may not upload
   {curl} -i {url}/invoices/INV-1/history -H 'Ocp-Apim-Subscription-Key: {portal}'   # 404, not in the API
+  {curl} -i -X OPTIONS {url}/validate -H 'Origin: https://make.powerautomate.com' \\
+       -H 'Access-Control-Request-Method: POST' \\
+       -H 'Access-Control-Request-Headers: content-type, ocp-apim-subscription-key'   # 200, a browser's CORS preflight: no key
   # a Power Automate flow's invoice, reshaped by tollgate into the backend's model (201):
   {curl} -s -X POST {url}/flow/invoices -H 'Ocp-Apim-Subscription-Key: {portal}' \\
        -H 'Content-Type: application/json' -d '{FLOW_BODY}'

@@ -51,6 +51,16 @@ def test_demo_serves_the_curl_it_prints(tmp_path):
         assert '"valid":true' in body
         assert '"x-consumer-id","invoice-flow"' in body
 
+        # The printed CORS preflight: answered by tollgate without a key, for the maker portal.
+        preflight = output[output.index(f"curl --cacert {cacert} -i -X OPTIONS"):]
+        preflight = preflight.split("# 200, a browser's CORS preflight")[0]
+        command = shlex.split(preflight.replace("\\\n", " "))
+        answered = subprocess.run([*command, "-s"], capture_output=True, text=True, timeout=30,
+                                  cwd=stack.REPO).stdout.lower()
+        assert answered.startswith("http/1.1 200"), answered
+        assert "access-control-allow-origin: https://make.powerautomate.com" in answered
+        assert "ocp-apim-subscription-key" in answered.split("access-control-allow-headers:")[1]
+
         # Both gateways: HTTPS only, with the reference's edge settings (the caller's address
         # from the connection, the shipped routes and retries).
         reference = stack.load_reference()
