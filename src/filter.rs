@@ -181,6 +181,27 @@ pub fn on_request_body(
     }
 }
 
+pub fn on_request_trailers(filter: &RefCell<Filter>, host: &impl Host) -> Next {
+    match filter.try_borrow_mut() {
+        Ok(mut filter) => filter.on_request_trailers(host),
+        Err(_) => {
+            // Let through, a body meant to be reshaped could reach the upstream unshaped.
+            log::error!("tollgate: request filter busy; request held");
+            Next::Stop
+        }
+    }
+}
+
+pub fn on_response_trailers(filter: &RefCell<Filter>, host: &impl Host) -> Next {
+    match filter.try_borrow_mut() {
+        Ok(mut filter) => filter.on_response_trailers(host),
+        Err(_) => {
+            log::error!("tollgate: request filter busy; response trailers left as they are");
+            Next::Continue
+        }
+    }
+}
+
 pub fn on_response_headers(
     filter: &RefCell<Filter>,
     host: &impl Host,
@@ -580,6 +601,17 @@ impl Filter {
         Next::Continue
     }
 
+    /// Trailers end the request: a body still buffered for a transform is complete now (were
+    /// the trailers let through first, Envoy would send the body on unshaped).
+    pub fn on_request_trailers(&mut self, host: &impl Host) -> Next {
+        if self.replied || self.request_reshape.is_none() {
+            return Next::Continue;
+        }
+        self.request_body_ended = true;
+        let buffered = self.buffered_request.unwrap_or(0);
+        self.reshape_request(host, buffered)
+    }
+
     /// A forwarded request whose body is to be reshaped. Its headers go on now (Envoy passes a
     /// filter the body only once its headers went on), without `Content-Length`: the body's
     /// length changes, so the upstream reads it to its end. A body that already ended while
@@ -791,6 +823,32 @@ impl Filter {
                         Next::Stop
                     }
                 }
+            }
+        }
+    }
+
+    /// Trailers end the response: a buffered 2xx is reshaped now; a masked 5xx whose last chunk
+    /// never came cannot get its body any more, so the stream is reset rather than end short.
+    pub fn on_response_trailers(&mut self, host: &impl Host) -> Next {
+        match std::mem::replace(&mut self.response_body, ResponseBody::Untouched) {
+            ResponseBody::Untouched => Next::Continue,
+            ResponseBody::Reshaped { status, max_bytes } => {
+                let size = host
+                    .response_body(usize::MAX)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |body| body.len());
+                self.response_body = ResponseBody::Reshaped { status, max_bytes };
+                self.on_response_body(host, size, true)
+            }
+            ResponseBody::Masked {
+                status,
+                reply,
+                original,
+            } => {
+                self.log_masked(status, &original);
+                self.reply(host, reply.status, &reply.body);
+                Next::Stop
             }
         }
     }

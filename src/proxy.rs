@@ -289,6 +289,11 @@ impl HttpContext for TollgateHttp {
         ))
     }
 
+    // A body that ends with trailers (HTTP/2, gRPC) is complete here, not at its last chunk.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        action(filter::on_request_trailers(&self.filter, &ProxyWasm))
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         action(filter::on_response_headers(
             &self.filter,
@@ -304,6 +309,10 @@ impl HttpContext for TollgateHttp {
             body_size,
             end_of_stream,
         ))
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        action(filter::on_response_trailers(&self.filter, &ProxyWasm))
     }
 }
 

@@ -468,3 +468,44 @@ fn unmatched_pass_through_is_masked_by_the_top_level() {
     assert!(String::from_utf8_lossy(&host.response_body.borrow()).contains("Bad Gateway."));
     assert_eq!(host.metric("tollgate_masked_errors_total.op=-"), Some(1));
 }
+
+/// A body that ends with trailers (HTTP/2) is complete at the trailers: reshaped there, never
+/// let through unshaped; a masked 5xx whose last chunk never came is cut off, not ended short.
+#[test]
+fn trailers_complete_a_reshaped_body_and_cut_off_a_masked_one() {
+    let (host, plugin) = configured(&transform_config());
+    let filter = plugin.new_filter(2).unwrap();
+    post(&host, &[("ocp-apim-subscription-key", KEY), JSON]);
+    assert_eq!(
+        filter.borrow_mut().on_request_headers(&host),
+        Next::Continue
+    );
+    let body = br#"{"InvoiceNumber": "INV-5", "Total": 5}"#;
+    *host.request_body.borrow_mut() = body.to_vec();
+    assert_eq!(
+        filter
+            .borrow_mut()
+            .on_request_body(&host, body.len(), false),
+        Next::Stop
+    );
+    assert_eq!(
+        crate::filter::on_request_trailers(&filter, &host),
+        Next::Continue
+    );
+    let sent: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+    assert_eq!(sent["invoice_id"], "INV-5");
+
+    let (host, plugin) = configured(&masking_config());
+    let filter = plugin.new_filter(2).unwrap();
+    post(&host, &[("ocp-apim-subscription-key", KEY)]);
+    filter.borrow_mut().on_request_headers(&host);
+    host.respond(&[(":status", "500"), JSON]);
+    filter.borrow_mut().on_response_headers(&host, false);
+    *host.response_body.borrow_mut() = b"secret".to_vec();
+    filter.borrow_mut().on_response_body(&host, 6, false);
+    assert_eq!(
+        crate::filter::on_response_trailers(&filter, &host),
+        Next::Stop
+    );
+    assert_eq!(host.replies.borrow().first().map(|r| r.status), Some(500));
+}
