@@ -576,6 +576,8 @@ impl Filter {
                 if self.released {
                     self.refuse_body(host, &denial);
                 } else {
+                    // Held (and so buffered) until the wait ends.
+                    self.buffered_request = Some(body_size);
                     self.body_refused = Some(denial);
                 }
                 return Next::Stop;
