@@ -10,6 +10,7 @@ headers, rewritten paths. Routes that are test plumbing (`/status/{code}`, the c
 stay out of the OpenAPI: they are not the product's API, and a connector must not offer them.
 """
 
+import asyncio
 import hashlib
 from datetime import date, timedelta
 from decimal import Decimal
@@ -19,7 +20,7 @@ from typing import Annotated
 from fastapi import FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 app = FastAPI(
@@ -364,6 +365,33 @@ async def upload_attachment(
 
 
 # --- test plumbing: last, so every route above wins -------------------------------------------
+
+
+@app.get("/text/{code}", include_in_schema=False)
+async def text(code: int):
+    """A plain-text answer with the status asked for: not JSON, whatever it says."""
+    return PlainTextResponse(f"plain text, status {code}", status_code=code if 200 <= code <= 599 else 400)
+
+
+@app.get("/slow/{seconds}", include_in_schema=False)
+async def slow(seconds: float):
+    """Answers after `seconds` (at most 30): for Envoy's upstream timeout."""
+    await asyncio.sleep(min(seconds, 30.0))
+    return {"slept": seconds}
+
+
+# An application in debug mode, as a FastAPI service is while it is being developed: an
+# exception becomes a 500 whose body is the traceback, internal host names and all.
+crash = FastAPI(debug=True)
+
+
+@crash.api_route("/{path:path}", methods=["GET", "POST"])
+async def crash_route(path: str):
+    raise RuntimeError(
+        f"cannot reach postgres://invoices-db.internal.svc.cluster.local:5432 for {path!r}")
+
+
+app.mount("/crash", crash)
 
 
 @app.api_route(

@@ -12,10 +12,11 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use tollgate_core::metrics::{self, CacheEvent, SeriesIds};
 use tollgate_core::{
-    cache_lookup, cache_store, decide, settle, storable_headers, BodyCounter, CacheRequest,
-    Capture, CorsHeaders, Decision, Denial, Forward, GlobalCheck, HeaderEdit, KeyFetch, KnownKeys,
-    LogThrottle, Lookup, Plan, PreflightReply, RequestEnv, RlsAnswer, Settled, TokenCache, Trace,
-    Verdict, RLS_METHOD, RLS_SERVICE,
+    cache_lookup, cache_store, decide, loggable, settle, storable_headers, BodyCounter,
+    CacheRequest, Capture, CorsHeaders, Decision, Denial, ErrorMasking, Forward, GlobalCheck,
+    HeaderEdit, KeyFetch, KnownKeys, LogThrottle, Lookup, MaskedReply, Plan, PreflightReply,
+    RequestEnv, RequestReshape, ResponseReshape, ResponseStep, RlsAnswer, Settled, TokenCache,
+    Trace, TransformFailure, Verdict, LOGGED_BODY_BYTES, RLS_METHOD, RLS_SERVICE,
 };
 
 /// What every request of one VM shares (one VM per worker thread): built once per
@@ -118,14 +119,46 @@ pub struct Filter {
     cache_miss: Option<CacheRequest>,
     /// The answer of a miss, copied as it passes, stored when it ends.
     cache_capture: Option<Capture>,
+    /// The headers ended the request: no body follows.
+    headers_ended: bool,
+    /// The request body as Envoy buffers it for this filter (the last body callback paused):
+    /// the next callback's size is then all of it, not one chunk.
+    buffered_request: Option<usize>,
+    /// The request body ended while the request waited.
+    request_body_ended: bool,
+    /// The request body to reshape once it is complete, and the trace a refusal counts under.
+    request_reshape: Option<(RequestReshape, Trace)>,
+    /// The response body to reshape (a 2xx of an operation with `response_body`).
+    response_reshape: Option<ResponseReshape>,
+    /// 5xx answers to mask.
+    error_masking: Option<ErrorMasking>,
+    /// What the response body callbacks do.
+    response_body: ResponseBody,
+    /// tollgate answered the request itself: the response is its own, left as it is.
+    replied: bool,
+}
+
+/// The response body's treatment, decided with the response headers.
+enum ResponseBody {
+    /// Streams untouched.
+    Untouched,
+    /// A masked 5xx: every chunk is dropped, the last replaced by the masked body; the first
+    /// KiB of the original is kept for the log.
+    Masked {
+        status: u32,
+        reply: MaskedReply,
+        original: Vec<u8>,
+    },
+    /// A 2xx to reshape: buffered to its end, then transformed.
+    Reshaped { status: u32, max_bytes: u64 },
 }
 
 /// The proxy's entry points hold each filter in a `RefCell` the plugin reaches too. A VM runs
 /// one callback at a time, so the borrow never fails; were it to, the request is refused,
 /// never let through unchecked.
-pub fn on_request_headers(filter: &RefCell<Filter>, host: &impl Host) -> Next {
+pub fn on_request_headers(filter: &RefCell<Filter>, host: &impl Host, end_of_stream: bool) -> Next {
     match filter.try_borrow_mut() {
-        Ok(mut filter) => filter.on_request_headers(host),
+        Ok(mut filter) => filter.on_request_headers_ending(host, end_of_stream),
         Err(_) => {
             log::error!("tollgate: request filter busy; refusing");
             let body = br#"{"statusCode": 500, "message": "Internal server error."}"#;
@@ -138,9 +171,14 @@ pub fn on_request_headers(filter: &RefCell<Filter>, host: &impl Host) -> Next {
     }
 }
 
-pub fn on_request_body(filter: &RefCell<Filter>, host: &impl Host, chunk_bytes: usize) -> Next {
+pub fn on_request_body(
+    filter: &RefCell<Filter>,
+    host: &impl Host,
+    body_size: usize,
+    end_of_stream: bool,
+) -> Next {
     match filter.try_borrow_mut() {
-        Ok(mut filter) => filter.on_request_body(host, chunk_bytes),
+        Ok(mut filter) => filter.on_request_body(host, body_size, end_of_stream),
         Err(_) => {
             log::error!("tollgate: request filter busy; body chunk not counted");
             Next::Continue
@@ -148,22 +186,53 @@ pub fn on_request_body(filter: &RefCell<Filter>, host: &impl Host, chunk_bytes: 
     }
 }
 
-pub fn on_response_headers(filter: &RefCell<Filter>, host: &impl Host, end_of_stream: bool) {
+pub fn on_request_trailers(filter: &RefCell<Filter>, host: &impl Host) -> Next {
+    match filter.try_borrow_mut() {
+        Ok(mut filter) => filter.on_request_trailers(host),
+        Err(_) => {
+            // Let through, a body meant to be reshaped could reach the upstream unshaped.
+            log::error!("tollgate: request filter busy; request held");
+            Next::Stop
+        }
+    }
+}
+
+pub fn on_response_trailers(filter: &RefCell<Filter>, host: &impl Host) -> Next {
+    match filter.try_borrow_mut() {
+        Ok(mut filter) => filter.on_response_trailers(host),
+        Err(_) => {
+            log::error!("tollgate: request filter busy; response trailers left as they are");
+            Next::Continue
+        }
+    }
+}
+
+pub fn on_response_headers(
+    filter: &RefCell<Filter>,
+    host: &impl Host,
+    end_of_stream: bool,
+) -> Next {
     match filter.try_borrow_mut() {
         Ok(mut filter) => filter.on_response_headers(host, end_of_stream),
-        Err(_) => log::error!("tollgate: request filter busy; response left as is"),
+        Err(_) => {
+            log::error!("tollgate: request filter busy; response left as is");
+            Next::Continue
+        }
     }
 }
 
 pub fn on_response_body(
     filter: &RefCell<Filter>,
     host: &impl Host,
-    chunk_bytes: usize,
+    body_size: usize,
     end_of_stream: bool,
-) {
+) -> Next {
     match filter.try_borrow_mut() {
-        Ok(mut filter) => filter.on_response_body(host, chunk_bytes, end_of_stream),
-        Err(_) => log::error!("tollgate: request filter busy; response not cached"),
+        Ok(mut filter) => filter.on_response_body(host, body_size, end_of_stream),
+        Err(_) => {
+            log::error!("tollgate: request filter busy; response body left as is");
+            Next::Continue
+        }
     }
 }
 
@@ -197,10 +266,26 @@ impl Filter {
             released: false,
             cache_miss: None,
             cache_capture: None,
+            headers_ended: false,
+            buffered_request: None,
+            request_body_ended: false,
+            request_reshape: None,
+            response_reshape: None,
+            error_masking: None,
+            response_body: ResponseBody::Untouched,
+            replied: false,
         }
     }
 
+    /// Request headers with a body to follow.
+    #[cfg(test)]
     pub fn on_request_headers(&mut self, host: &impl Host) -> Next {
+        self.on_request_headers_ending(host, false)
+    }
+
+    /// Request headers; `end_of_stream` when they end the request (no body).
+    pub fn on_request_headers_ending(&mut self, host: &impl Host, end_of_stream: bool) -> Next {
+        self.headers_ended = end_of_stream;
         self.decide(host)
     }
 
@@ -238,6 +323,7 @@ impl Filter {
         let mut env = RequestEnv::new(host, tokens, host);
         env.fetched_keys = fetched.as_deref();
         env.known_keys = known_keys.as_deref_mut().and_then(Option::as_mut);
+        env.body_follows = !self.headers_ended;
         env.source_address = Some(host);
         let now_ms = env.now_ms;
         let Decision {
@@ -245,8 +331,10 @@ impl Filter {
             trace,
             unknown_kid,
             request_body_limit,
+            error_masking,
             cors,
         } = decide(&shared.plan, &headers, &mut env);
+        self.error_masking = error_masking;
         if self.body.is_none() {
             // Decided again after a key wait: the bytes counted so far still count.
             let edge = Trace {
@@ -321,8 +409,13 @@ impl Filter {
                     self.released = false;
                     return Next::Stop;
                 }
+                let reshape = forward.request_body.take();
+                self.response_reshape = forward.response_body.take();
                 self.forward(host, forward, now_ms);
-                Next::Continue
+                match reshape {
+                    Some(reshape) => self.start_request_reshape(host, reshape, trace.clone()),
+                    None => Next::Continue,
+                }
             }
             Verdict::PassThrough(edits) => {
                 self.count(host, trace, metrics::ALLOWED);
@@ -474,23 +567,127 @@ impl Filter {
         self.carry_out(host, settled.verdict, trace, now_ms)
     }
 
-    /// One chunk of the request body: counted against `max_request_body_bytes` when the
-    /// operation has one. Over it, the request is refused — at once when it already went on
-    /// (Envoy resets the upstream request, which never sees the body end), else when the wait
-    /// it is in ends.
-    pub fn on_request_body(&mut self, host: &impl Host, chunk_bytes: usize) -> Next {
-        let Some((counter, _)) = self.body.as_mut() else {
-            return Next::Continue;
-        };
-        let Err(denial) = counter.add(chunk_bytes) else {
-            return Next::Continue;
-        };
-        if self.released {
-            self.refuse_body(host, &denial);
-        } else {
-            self.body_refused = Some(denial);
+    /// A chunk of the request body (or, while the filter buffers it, all of it so far):
+    /// counted against `max_request_body_bytes` when the operation has one; over it, the
+    /// request is refused — at once when it already went on (Envoy resets the upstream request,
+    /// which never sees the body end), else when the wait it is in ends. The body of a request
+    /// to reshape is buffered to its end, then replaced.
+    pub fn on_request_body(
+        &mut self,
+        host: &impl Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Next {
+        let chunk_bytes = body_size.saturating_sub(self.buffered_request.take().unwrap_or(0));
+        if end_of_stream {
+            self.request_body_ended = true;
         }
-        Next::Stop
+        if let Some((counter, _)) = self.body.as_mut() {
+            if let Err(denial) = counter.add(chunk_bytes) {
+                if self.released {
+                    self.refuse_body(host, &denial);
+                } else {
+                    // Held (and so buffered) until the wait ends.
+                    self.buffered_request = Some(body_size);
+                    self.body_refused = Some(denial);
+                }
+                return Next::Stop;
+            }
+        }
+        if self.replied {
+            return Next::Continue;
+        }
+        if !self.released || self.request_reshape.is_some() {
+            // Waiting for a decision, or for the end of a body to reshape: buffered.
+            self.buffered_request = Some(body_size);
+            if self.released && end_of_stream {
+                return self.reshape_request(host, body_size);
+            }
+            if let Some((reshape, trace)) = &self.request_reshape {
+                if let Err(denial) = reshape.check_size(&self.shared.plan, body_size) {
+                    let trace = trace.clone();
+                    self.refuse_reshaped(host, &trace, &denial);
+                }
+            }
+            return Next::Stop;
+        }
+        Next::Continue
+    }
+
+    /// Trailers end the request: a body still buffered for a transform is complete now (were
+    /// the trailers let through first, Envoy would send the body on unshaped).
+    pub fn on_request_trailers(&mut self, host: &impl Host) -> Next {
+        if self.replied || self.request_reshape.is_none() {
+            return Next::Continue;
+        }
+        self.request_body_ended = true;
+        let buffered = self.buffered_request.unwrap_or(0);
+        self.reshape_request(host, buffered)
+    }
+
+    /// A forwarded request whose body is to be reshaped. Its headers go on now (Envoy passes a
+    /// filter the body only once its headers went on), without `Content-Length`: the body's
+    /// length changes, so the upstream reads it to its end. A body that already ended while
+    /// the request waited is reshaped at once.
+    fn start_request_reshape(
+        &mut self,
+        host: &impl Host,
+        reshape: RequestReshape,
+        trace: Trace,
+    ) -> Next {
+        for (name, value) in [
+            ("content-length", None),
+            ("content-type", Some("application/json")),
+        ] {
+            if let Err(err) = host.set_request_header(name, value) {
+                log::error!("tollgate: cannot edit request header {name} ({err})");
+            }
+        }
+        self.request_reshape = Some((reshape, trace));
+        if !self.request_body_ended {
+            return Next::Continue;
+        }
+        let buffered = self.buffered_request.unwrap_or(0);
+        self.reshape_request(host, buffered)
+    }
+
+    /// The whole request body is here: replaces it with the transform's result, or refuses
+    /// the request (400, 413).
+    fn reshape_request(&mut self, host: &impl Host, body_size: usize) -> Next {
+        let Some((reshape, trace)) = self.request_reshape.take() else {
+            return Next::Continue;
+        };
+        let body = host.request_body(body_size).unwrap_or_else(|err| {
+            log::error!("tollgate: cannot read the request body ({err})");
+            None
+        });
+        let plan = &self.shared.plan;
+        let result = match reshape.check_size(plan, body_size) {
+            Ok(()) => reshape.apply(plan, body.as_deref().unwrap_or_default()),
+            Err(denial) => Err(denial),
+        };
+        match result {
+            Ok(new_body) => {
+                if let Err(err) = host.set_request_body(body_size, &new_body) {
+                    log::error!("tollgate: cannot replace the request body ({err})");
+                }
+                self.buffered_request = None;
+                Next::Continue
+            }
+            Err(denial) => {
+                self.refuse_reshaped(host, &trace, &denial);
+                Next::Stop
+            }
+        }
+    }
+
+    /// Refuses a request whose body a transform cannot take, counted under its consumer.
+    fn refuse_reshaped(&mut self, host: &impl Host, trace: &Trace, denial: &Denial) {
+        self.request_reshape = None;
+        self.count(host, trace, denial.outcome.as_str());
+        self.deny(host, trace, denial);
+        self.forwarded = None;
+        self.response_edits.clear();
     }
 
     /// Sends the 413 of a body over its limit, counted under the operation.
@@ -503,17 +700,76 @@ impl Filter {
         self.response_edits.clear();
     }
 
-    pub fn on_response_headers(&mut self, host: &impl Host, end_of_stream: bool) {
+    /// The response headers: upstream metrics, the operation's header edits, then masking
+    /// (a 5xx) or a response transform (a 2xx).
+    pub fn on_response_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Next {
+        if self.replied {
+            return Next::Continue;
+        }
         if let Some((operation, sent_ms)) = self.forwarded.take() {
             self.observe_upstream(host, operation, sent_ms);
         }
         // Before tollgate's own edits: an entry holds the upstream's headers, and a hit gets
-        // the edits of its own request.
+        // the edits of its own request. An answer to reshape is not stored: the copy would be
+        // the unshaped body.
         if let Some(request) = self.cache_miss.take() {
-            self.start_capture(host, request, end_of_stream);
+            if self.response_reshape.is_none() {
+                self.start_capture(host, request, end_of_stream);
+            }
         }
         for edit in std::mem::take(&mut self.response_edits) {
             apply_edit(host, Side::Response, &edit);
+        }
+        if self.error_masking.is_none() && self.response_reshape.is_none() {
+            // Everything else streams untouched, at no extra host call.
+            return Next::Continue;
+        }
+        let status = self.response_status(host);
+        if let Some(reply) = self.error_masking.as_ref().and_then(|m| m.mask(status)) {
+            return self.mask(host, reply, end_of_stream);
+        }
+        let Some(reshape) = self.response_reshape.take() else {
+            return Next::Continue;
+        };
+        let header = |name| {
+            host.response_header(name).unwrap_or_else(|err| {
+                log::error!("tollgate: cannot read response header {name} ({err})");
+                None
+            })
+        };
+        let (content_type, content_length) = (header("content-type"), header("content-length"));
+        let step = reshape.on_headers(
+            &self.shared.plan,
+            status,
+            content_type.as_deref(),
+            content_length.as_deref(),
+            end_of_stream,
+        );
+        match step {
+            ResponseStep::Leave => Next::Continue,
+            ResponseStep::Refuse(reply, failure) => {
+                self.refuse_response(host, &reshape, &reply, &failure);
+                Next::Stop
+            }
+            ResponseStep::Buffer { max_bytes } => {
+                // The headers leave now (Envoy passes the body only after them), so without a
+                // length: the client reads the reshaped body to its end.
+                for (name, value) in [
+                    ("content-length", None),
+                    ("content-encoding", None),
+                    ("content-type", Some("application/json")),
+                ] {
+                    if let Err(err) = host.set_response_header(name, value) {
+                        log::error!("tollgate: cannot edit response header {name} ({err})");
+                    }
+                }
+                self.response_body = ResponseBody::Reshaped {
+                    status: status.unwrap_or(200),
+                    max_bytes,
+                };
+                self.response_reshape = Some(reshape);
+                Next::Continue
+            }
         }
     }
 
@@ -583,7 +839,7 @@ impl Filter {
 
     /// One chunk of the answer, copied while it fits (it is never held back), and stored with
     /// the last one.
-    pub fn on_response_body(&mut self, host: &impl Host, chunk_bytes: usize, end_of_stream: bool) {
+    fn copy_for_cache(&mut self, host: &impl Host, chunk_bytes: usize, end_of_stream: bool) {
         let Some(capture) = self.cache_capture.as_mut() else {
             return;
         };
@@ -649,7 +905,216 @@ impl Filter {
         }
     }
 
-    fn deny(&self, host: &impl Host, trace: &Trace, denial: &Denial) {
+    /// A response body chunk (or, while it is buffered, all of it so far).
+    pub fn on_response_body(
+        &mut self,
+        host: &impl Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Next {
+        match &mut self.response_body {
+            ResponseBody::Untouched => {
+                self.copy_for_cache(host, body_size, end_of_stream);
+                Next::Continue
+            }
+            ResponseBody::Masked {
+                status,
+                reply,
+                original,
+            } => {
+                let wanted = body_size.min(LOGGED_BODY_BYTES.saturating_sub(original.len()));
+                if wanted > 0 {
+                    if let Ok(Some(bytes)) = host.response_body(wanted) {
+                        original.extend(bytes.into_iter().take(wanted));
+                    }
+                }
+                let replacement: &[u8] = if end_of_stream {
+                    reply.body.as_bytes()
+                } else {
+                    b""
+                };
+                if let Err(err) = host.set_response_body(body_size, replacement) {
+                    log::error!("tollgate: cannot replace the {status} body ({err})");
+                }
+                if end_of_stream {
+                    let status = *status;
+                    let original = std::mem::take(original);
+                    self.log_masked(status, &original);
+                    self.response_body = ResponseBody::Untouched;
+                }
+                Next::Continue
+            }
+            ResponseBody::Reshaped { status, max_bytes } => {
+                let (status, max_bytes) = (*status, *max_bytes);
+                let Some(reshape) = self.response_reshape.take() else {
+                    return Next::Continue;
+                };
+                if u64::try_from(body_size).unwrap_or(u64::MAX) > max_bytes {
+                    let reply = reshape.bad_gateway();
+                    self.refuse_response(host, &reshape, &reply, &TransformFailure::TooLarge);
+                    return Next::Stop;
+                }
+                if !end_of_stream {
+                    self.response_reshape = Some(reshape);
+                    return Next::Stop;
+                }
+                let body = host.response_body(body_size).unwrap_or_else(|err| {
+                    log::error!("tollgate: cannot read the response body ({err})");
+                    None
+                });
+                match reshape.apply(
+                    &self.shared.plan,
+                    status,
+                    body.as_deref().unwrap_or_default(),
+                ) {
+                    Ok(new_body) => {
+                        if let Err(err) = host.set_response_body(body_size, &new_body) {
+                            log::error!("tollgate: cannot replace the response body ({err})");
+                        }
+                        self.response_body = ResponseBody::Untouched;
+                        Next::Continue
+                    }
+                    Err((reply, failure)) => {
+                        self.refuse_response(host, &reshape, &reply, &failure);
+                        Next::Stop
+                    }
+                }
+            }
+        }
+    }
+
+    /// Trailers end the response: a buffered 2xx is reshaped now; a masked 5xx whose last chunk
+    /// never came cannot get its body any more, so the stream is reset rather than end short.
+    pub fn on_response_trailers(&mut self, host: &impl Host) -> Next {
+        match std::mem::replace(&mut self.response_body, ResponseBody::Untouched) {
+            ResponseBody::Untouched => Next::Continue,
+            ResponseBody::Reshaped { status, max_bytes } => {
+                let size = host
+                    .response_body(usize::MAX)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |body| body.len());
+                self.response_body = ResponseBody::Reshaped { status, max_bytes };
+                self.on_response_body(host, size, true)
+            }
+            ResponseBody::Masked {
+                status,
+                reply,
+                original,
+            } => {
+                self.log_masked(status, &original);
+                self.reply(host, reply.status, &reply.body);
+                Next::Stop
+            }
+        }
+    }
+
+    /// The upstream's `:status`, as a number.
+    fn response_status(&self, host: &impl Host) -> Option<u32> {
+        host.response_header(":status")
+            .ok()
+            .flatten()
+            .and_then(|status| std::str::from_utf8(&status).ok()?.parse().ok())
+    }
+
+    /// Masks a 5xx: its headers now (the masked body's length is known), its body chunk by
+    /// chunk. One that ends with its headers (no body) is answered whole instead.
+    fn mask(&mut self, host: &impl Host, reply: MaskedReply, end_of_stream: bool) -> Next {
+        self.count_masked(host);
+        if end_of_stream {
+            self.log_masked(reply.status, b"");
+            self.reply(host, reply.status, &reply.body);
+            return Next::Stop;
+        }
+        let length = reply.body.len().to_string();
+        for (name, value) in [
+            ("content-type", Some("application/json")),
+            ("content-length", Some(length.as_str())),
+            ("content-encoding", None),
+        ] {
+            if let Err(err) = host.set_response_header(name, value) {
+                log::error!("tollgate: cannot edit response header {name} ({err})");
+            }
+        }
+        self.response_body = ResponseBody::Masked {
+            status: reply.status,
+            reply,
+            original: Vec::new(),
+        };
+        Next::Continue
+    }
+
+    fn log_masked(&self, status: u32, original: &[u8]) {
+        let masking = self.error_masking.as_ref();
+        let operation = masking
+            .and_then(|m| m.operation)
+            .and_then(|id| self.shared.plan.operation_name(id))
+            .unwrap_or(metrics::NONE);
+        log::warn!(
+            "tollgate: masked {status} operation={operation} request_id={} original=\"{}\"",
+            masking.map_or("unknown", |m| m.request_id.as_str()),
+            loggable(original)
+        );
+    }
+
+    fn count_masked(&self, host: &impl Host) {
+        let operation = self.error_masking.as_ref().and_then(|m| m.operation);
+        if let Some(id) = self
+            .shared
+            .metrics
+            .try_borrow()
+            .ok()
+            .and_then(|ids| ids.masked_errors(operation))
+        {
+            increment(host, id);
+        }
+    }
+
+    /// A 2xx that cannot be reshaped: answered 502 while its headers are still here; once they
+    /// left, the same local reply makes Envoy reset the stream, so the client never gets the
+    /// unshaped body (nor a cut one presented as whole).
+    fn refuse_response(
+        &mut self,
+        host: &impl Host,
+        reshape: &ResponseReshape,
+        reply: &MaskedReply,
+        failure: &TransformFailure,
+    ) {
+        let operation = reshape.operation();
+        log::warn!(
+            "tollgate: response transform refused operation={} request_id={} reason={failure}",
+            self.shared
+                .plan
+                .operation_name(operation)
+                .unwrap_or(metrics::NONE),
+            reshape.request_id(),
+        );
+        if let Some(id) = self
+            .shared
+            .metrics
+            .try_borrow()
+            .ok()
+            .and_then(|ids| ids.response_transform_failures(operation))
+        {
+            increment(host, id);
+        }
+        self.response_body = ResponseBody::Untouched;
+        self.reply(host, reply.status, &reply.body);
+    }
+
+    /// Sends one of tollgate's own JSON replies.
+    fn reply(&mut self, host: &impl Host, status: u32, body: &str) {
+        self.replied = true;
+        let mut headers = MaskedReply::headers().to_vec();
+        // A browser app reads tollgate's answer as it reads the upstream's.
+        headers.extend(self.cors.reply_headers());
+        if let Err(err) = host.send_response(status, &headers, body.as_bytes()) {
+            log::error!("tollgate: cannot send the {status} reply ({err})");
+        }
+    }
+
+    fn deny(&mut self, host: &impl Host, trace: &Trace, denial: &Denial) {
+        self.replied = true;
         // One line per denial; messages never hold a key or a token.
         log::info!(
             "tollgate: denied status={} operation={} consumer={} outcome={} reason={:?}",

@@ -72,11 +72,18 @@ pub trait Host: Clock + CounterStore + SourceAddress {
     fn response_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// All response headers, as the upstream sent them (pseudo-headers included).
     fn response_headers(&self) -> Result<HeaderList, HostError>;
-    /// The response body chunk being passed on (`on_http_response_body`), `size` bytes.
-    fn response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError>;
     /// Sets (replaces) a response header; `None` removes it.
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
     fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    /// The first `size` bytes of the request body this callback sees (the whole body buffered
+    /// so far, when the filter buffers it).
+    fn request_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError>;
+    /// Replaces the first `size` bytes of that body with `body`.
+    fn set_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
+    /// The first `size` bytes of the response body this callback sees.
+    fn response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError>;
+    /// Replaces the first `size` bytes of that body with `body`.
+    fn set_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
     /// Answers the request locally; the upstream never sees it.
     fn send_response(
         &self,

@@ -132,16 +132,28 @@ impl Host for ProxyWasm {
         hostcalls::get_map_bytes(MapType::HttpResponseHeaders).map_err(host_error)
     }
 
-    fn response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError> {
-        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).map_err(host_error)
-    }
-
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value).map_err(host_error)
     }
 
     fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
         hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value).map_err(host_error)
+    }
+
+    fn request_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).map_err(host_error)
+    }
+
+    fn set_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, body).map_err(host_error)
+    }
+
+    fn response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).map_err(host_error)
+    }
+
+    fn set_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body).map_err(host_error)
     }
 
     fn send_response(
@@ -266,28 +278,56 @@ impl Context for TollgateHttp {
 }
 
 impl HttpContext for TollgateHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        match filter::on_request_headers(&self.filter, &ProxyWasm) {
-            Next::Continue => Action::Continue,
-            Next::Stop => Action::Pause,
-        }
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        action(filter::on_request_headers(
+            &self.filter,
+            &ProxyWasm,
+            end_of_stream,
+        ))
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        match filter::on_request_body(&self.filter, &ProxyWasm, body_size) {
-            Next::Continue => Action::Continue,
-            Next::Stop => Action::Pause,
-        }
+    // Envoy calls the body callbacks only once the headers went on (a paused request's body
+    // waits in Envoy's buffer, with flow control, and comes here after the resume). `Pause`
+    // here buffers: the next call then gives the size of all that is buffered.
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(filter::on_request_body(
+            &self.filter,
+            &ProxyWasm,
+            body_size,
+            end_of_stream,
+        ))
+    }
+
+    // A body that ends with trailers (HTTP/2, gRPC) is complete here, not at its last chunk.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        action(filter::on_request_trailers(&self.filter, &ProxyWasm))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        filter::on_response_headers(&self.filter, &ProxyWasm, end_of_stream);
-        Action::Continue
+        action(filter::on_response_headers(
+            &self.filter,
+            &ProxyWasm,
+            end_of_stream,
+        ))
     }
 
-    // Never held: a chunk is copied (for the response cache) as it passes.
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        filter::on_response_body(&self.filter, &ProxyWasm, body_size, end_of_stream);
-        Action::Continue
+        action(filter::on_response_body(
+            &self.filter,
+            &ProxyWasm,
+            body_size,
+            end_of_stream,
+        ))
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        action(filter::on_response_trailers(&self.filter, &ProxyWasm))
+    }
+}
+
+fn action(next: Next) -> Action {
+    match next {
+        Next::Continue => Action::Continue,
+        Next::Stop => Action::Pause,
     }
 }

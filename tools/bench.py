@@ -15,6 +15,8 @@ Suites:
           api_key_auth + local_ratelimit keyed per consumer, tollgate
   jwt     RS256 bearer token: passthrough, native jwt_authn with and without its token cache,
           tollgate with one repeated token (cache hits) and a fresh token per request (misses)
+  body    a 2 KB JSON POST: passthrough, tollgate's key operation without a transform, and the
+          same operation with the demo's request transform (the body buffered, reshaped, sent)
   ipfilter  subscription key with and without an ip_filter of 5,000 prefixes (IPv4 and IPv6,
           none merging with another) that admits the caller: passthrough, native api_key_auth +
           RBAC with the same 5,000 prefixes as remote_ip principals, tollgate without a filter,
@@ -318,6 +320,8 @@ class Case:
     samples: list = field(default_factory=list)
     # For a baseline row: the row of the new module it is compared with.
     baseline_of: "Case | None" = None
+    # A configuration earlier modules refuse (a newer key): no baseline rows for it.
+    new_only: bool = False
 
 
 def with_wasm(config: dict, wasm: Path) -> dict:
@@ -333,7 +337,7 @@ def with_modules(cases: list[Case], new: Path, baselines: list[Path]) -> list[Ca
         if case.kind.startswith("tollgate"):
             case.config = lambda port, make=case.config: with_wasm(make(port), new)
         out.append(case)
-        if not case.kind.startswith("tollgate"):
+        if not case.kind.startswith("tollgate") or case.new_only:
             continue
         for number, wasm in enumerate(baselines):
             out.append(Case(f"{case.kind}-baseline-{number}",
@@ -553,6 +557,54 @@ def jwt_suite(args, workdir: Path) -> tuple[str, list[Case]]:
     ])
 
 
+WRK_POST_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local file = io.open(os.getenv("TOLLGATE_BENCH_BODY"), "r")
+wrk.body = file:read("*a")
+file:close()
+"""
+
+
+def flow_invoice_body(size: int) -> str:
+    """A flow's invoice (PascalCase) padded with lines to `size` bytes or a little more."""
+    invoice = {"InvoiceNumber": "INV-2048", "Total": "1234.50", "DueDate": "2026-12-31",
+               "PurchaseOrder": "PO-77", "Lines": []}
+    while len(json.dumps(invoice)) < size:
+        n = len(invoice["Lines"])
+        invoice["Lines"].append({"Description": f"Consulting, week {n}", "Quantity": n + 1,
+                                 "UnitPrice": "120.00"})
+    return json.dumps(invoice)
+
+
+def body_suite(args, workdir: Path) -> tuple[str, list[Case]]:
+    import demo  # tools/: the demo's transform, as `make run` configures it
+
+    key = secrets.token_hex(32)
+    body = flow_invoice_body(2048)
+    body_file = workdir / "body.json"
+    body_file.write_text(body)
+    script = workdir / "post.lua"
+    script.write_text(WRK_POST_SCRIPT)
+    post = ["-H", f"{KEY_HEADER}: {key}", "-s", str(script)]
+    env = {"TOLLGATE_BENCH_BODY": str(body_file)}
+    plain = key_plugin(key, args.consumers)
+    del plain["operations"][0]["methods"]
+    transformed = copy.deepcopy(plain)
+    transformed["operations"][0]["request_body"] = demo.FLOW_INVOICE_OPERATION["request_body"]
+    return (f"A {len(body):,}-byte JSON POST, subscription key, {args.consumers} consumers", [
+        Case("passthrough-body", "Envoy passthrough (router only)",
+             lambda port: with_filters(base_config(plain, port), []), {}, post, env),
+        Case("tollgate-body-plain", "tollgate: subscription key + identity header + rewrite, "
+                                    "body streamed",
+             lambda port: base_config(plain, port), {KEY_HEADER: key}, post, env),
+        Case("tollgate-body-transform", "tollgate: the same + the demo's request transform "
+                                        "(body buffered, reshaped)",
+             lambda port: base_config(transformed, port), {KEY_HEADER: key}, post, env,
+             new_only=True),
+    ])
+
+
 def global_suite(args, rls_port: int) -> tuple[str, list[Case]]:
     key = secrets.token_hex(32)
     header = ["-H", f"{KEY_HEADER}: {key}"]
@@ -650,7 +702,8 @@ def main():
     parser.add_argument("--prefixes", type=int, default=5000,
                         help="ip_filter entries in the ipfilter suite")
     parser.add_argument("--suite",
-                        choices=["keys", "limits", "jwt", "global", "ipfilter", "ready", "all"],
+                        choices=["keys", "limits", "jwt", "body", "global", "ipfilter", "ready",
+                                 "all"],
                         default="all")
     parser.add_argument("--wasm", type=Path, default=stack.WASM, metavar="PATH",
                         help="the module measured (default: the release build)")
@@ -679,6 +732,8 @@ def main():
             suites.append(limits_suite(args))
         if args.suite in ("jwt", "all"):
             suites.append(jwt_suite(args, workdir))
+        if args.suite in ("body", "all"):
+            suites.append(body_suite(args, workdir))
         if args.suite in ("ipfilter", "all"):
             suites.append(ip_filter_suite(args))
         redis = rls = None

@@ -91,6 +91,32 @@ def init_operations(openapi: dict) -> list[dict]:
         return json.loads(made.read_text())["operations"]
 
 
+# How a Power Automate flow sends an invoice (PascalCase, no currency), reshaped by tollgate into
+# the backend's Invoice model, with the caller filed as `submitted_by`: the operation the demo
+# shows a body transform with. Added here, not in envoy/envoy.yaml (whose operations are exactly
+# what `tollgate init` makes); it reaches the same handler as `create_invoice`.
+FLOW_INVOICE_OPERATION = {
+    "name": "submit_flow_invoice", "methods": ["POST"], "path_template": "/flow/invoices",
+    "rewrite": "/api/v1/invoices", "auth": "subscription_key",
+    "request_headers": {"set": {"x-consumer-id": "{consumer}"}},
+    "request_body": {
+        "transform": "{invoice_id: body.InvoiceNumber, amount: body.Total, "
+                     "currency: body.Currency || 'EUR', due_date: body.DueDate, "
+                     "po_number: body.PurchaseOrder, submitted_by: consumer}",
+        "max_bytes": 65536,
+        "public_schema": {
+            "type": "object", "required": ["InvoiceNumber", "Total", "DueDate"],
+            "properties": {
+                "InvoiceNumber": {"type": "string", "title": "Invoice number"},
+                "Total": {"type": "string", "title": "Total", "description": "e.g. 12.50"},
+                "Currency": {"type": "string", "title": "Currency", "description": "EUR when left out"},
+                "DueDate": {"type": "string", "format": "date", "title": "Due date"},
+                "PurchaseOrder": {"type": "string", "title": "Purchase order"}}}},
+    "response_headers": {"remove": ["x-backend"]},
+}
+FLOW_BODY = '{"InvoiceNumber": "INV-7", "Total": "99.90", "DueDate": "2026-12-31"}'
+
+
 def demo_plugin(reference: dict | None = None) -> dict:
     """The demo's plugin configuration: the operations `tollgate init` makes from the backend's
     OpenAPI, each given the policy of the reference operation of the same name (auth,
@@ -102,7 +128,9 @@ def demo_plugin(reference: dict | None = None) -> dict:
     for made in init_operations(backend_openapi()):
         own = policy.get(made["name"], {})
         operations.append(made | {k: v for k, v in own.items() if k not in INIT_KEYS})
-    return reference | {"operations": operations}
+    # A 5xx never shows the backend's text (a traceback, a host name) to a flow's run history.
+    return reference | {"operations": [*operations, FLOW_INVOICE_OPERATION],
+                        "mask_backend_errors": True}
 
 
 def fresh_keys(plugin: dict) -> dict[str, list[str]]:
@@ -156,6 +184,9 @@ try:
   {curl} -i -X OPTIONS {url}/validate -H 'Origin: https://make.powerautomate.com' \\
        -H 'Access-Control-Request-Method: POST' \\
        -H 'Access-Control-Request-Headers: content-type, ocp-apim-subscription-key'   # 200, a browser's CORS preflight: no key
+  # a Power Automate flow's invoice, reshaped by tollgate into the backend's model (201):
+  {curl} -s -X POST {url}/flow/invoices -H 'Ocp-Apim-Subscription-Key: {portal}' \\
+       -H 'Content-Type: application/json' -d '{FLOW_BODY}'
 """)
     if len(urls) < 2:
         return

@@ -41,15 +41,18 @@ fn a_streamed_body_is_refused_the_moment_it_passes_the_limit() {
         Next::Continue
     );
     assert_eq!(
-        filter.borrow_mut().on_request_body(&host, 6),
+        filter.borrow_mut().on_request_body(&host, 6, false),
         Next::Continue
     );
     assert_eq!(
-        filter.borrow_mut().on_request_body(&host, 4),
+        filter.borrow_mut().on_request_body(&host, 4, false),
         Next::Continue
     );
     assert!(host.replies.borrow().is_empty(), "exactly the limit passes");
-    assert_eq!(filter.borrow_mut().on_request_body(&host, 1), Next::Stop);
+    assert_eq!(
+        filter.borrow_mut().on_request_body(&host, 1, false),
+        Next::Stop
+    );
     assert_eq!(host.replies.borrow().first().map(|r| r.status), Some(413));
     assert_eq!(
         host.metric(&request_counter("validate", "-", "too_large")),
@@ -57,7 +60,7 @@ fn a_streamed_body_is_refused_the_moment_it_passes_the_limit() {
     );
     // Nothing more is counted or sent for the rest of the stream.
     assert_eq!(
-        filter.borrow_mut().on_request_body(&host, 100),
+        filter.borrow_mut().on_request_body(&host, 100, false),
         Next::Continue
     );
     assert_eq!(host.replies.borrow().len(), 1);
@@ -79,7 +82,9 @@ fn without_a_limit_the_body_is_never_looked_at() {
         Next::Continue
     );
     assert_eq!(
-        filter.borrow_mut().on_request_body(&host, usize::MAX),
+        filter
+            .borrow_mut()
+            .on_request_body(&host, usize::MAX, false),
         Next::Continue
     );
     assert!(host.replies.borrow().is_empty());
@@ -122,7 +127,10 @@ fn a_body_that_passes_the_limit_while_the_request_waits_is_refused_not_forwarded
     // Waiting for the rate-limit service.
     assert_eq!(filter.borrow_mut().on_request_headers(&host), Next::Stop);
     let call = host.grpc_calls.borrow().first().cloned().unwrap();
-    assert_eq!(filter.borrow_mut().on_request_body(&host, 11), Next::Stop);
+    assert_eq!(
+        filter.borrow_mut().on_request_body(&host, 11, false),
+        Next::Stop
+    );
     assert!(
         host.replies.borrow().is_empty(),
         "nothing sent while it waits"

@@ -55,7 +55,7 @@ fn miss(
     );
     let (first, second) = body.split_at(body.len() / 2);
     for (chunk, end) in [(first, false), (second, true)] {
-        *host.response_chunk.borrow_mut() = chunk.to_vec();
+        *host.response_body.borrow_mut() = chunk.to_vec();
         crate::filter::on_response_body(&filter, host, chunk.len(), end);
     }
 }

@@ -169,7 +169,10 @@ fn a_body_over_its_limit_is_413_with_them_declared_or_streamed() {
         filter.borrow_mut().on_request_headers(&host),
         Next::Continue
     );
-    assert_eq!(filter.borrow_mut().on_request_body(&host, 11), Next::Stop);
+    assert_eq!(
+        filter.borrow_mut().on_request_body(&host, 11, false),
+        Next::Stop
+    );
     let reply = host.replies.borrow().first().cloned().unwrap();
     assert_eq!(reply.status, 413);
     assert_eq!(reply.header("access-control-allow-origin"), Some(PORTAL));

@@ -65,9 +65,11 @@ pub struct FakeHost {
     pub configuration: RefCell<Option<Vec<u8>>>,
     pub now_ms: Cell<u64>,
     pub request: RefCell<HeaderList>,
+    /// The request body the current callback sees (all of it while the filter buffers).
+    pub request_body: RefCell<Vec<u8>>,
     pub response: RefCell<HeaderList>,
-    /// The response body chunk `response_body` reads.
-    pub response_chunk: RefCell<Vec<u8>>,
+    /// The response body the current callback sees.
+    pub response_body: RefCell<Vec<u8>>,
     pub replies: RefCell<Vec<Reply>>,
     pub tick_period_ms: Cell<Option<u64>>,
     /// The context host calls act on (0: the root, until a test or the glue sets another).
@@ -123,6 +125,8 @@ impl FakeHost {
             .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
             .collect();
         self.response.borrow_mut().clear();
+        self.request_body.borrow_mut().clear();
+        self.response_body.borrow_mut().clear();
         self.replies.borrow_mut().clear();
         self.calls.borrow_mut().clear();
     }
@@ -155,6 +159,12 @@ fn header(list: &HeaderList, name: &str) -> Option<String> {
     list.iter()
         .find(|(n, _)| n == name)
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Envoy's `set_buffer(0, size, body)`: the first `size` bytes give way to `body`.
+fn replace_start(buffer: &mut Vec<u8>, size: usize, body: &[u8]) {
+    let cut = size.min(buffer.len());
+    buffer.splice(..cut, body.iter().copied());
 }
 
 fn set(list: &mut HeaderList, name: &str, value: Option<&str>) {
@@ -297,12 +307,6 @@ impl Host for FakeHost {
         Ok(self.response.borrow().clone())
     }
 
-    fn response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError> {
-        self.call("get_response_body")?;
-        let chunk = self.response_chunk.borrow();
-        Ok(Some(chunk.iter().take(size).copied().collect()))
-    }
-
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         self.call("set_response_header")?;
         set(&mut self.response.borrow_mut(), name, value);
@@ -314,6 +318,42 @@ impl Host for FakeHost {
         self.response
             .borrow_mut()
             .push((name.to_string(), value.as_bytes().to_vec()));
+        Ok(())
+    }
+
+    fn request_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError> {
+        self.call("get_request_body")?;
+        Ok(Some(
+            self.request_body
+                .borrow()
+                .iter()
+                .copied()
+                .take(size)
+                .collect(),
+        ))
+    }
+
+    fn set_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        self.call("set_request_body")?;
+        replace_start(&mut self.request_body.borrow_mut(), size, body);
+        Ok(())
+    }
+
+    fn response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError> {
+        self.call("get_response_body")?;
+        Ok(Some(
+            self.response_body
+                .borrow()
+                .iter()
+                .copied()
+                .take(size)
+                .collect(),
+        ))
+    }
+
+    fn set_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        self.call("set_response_body")?;
+        replace_start(&mut self.response_body.borrow_mut(), size, body);
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! host call the glue makes (or must not make) is checked without Envoy.
 
 mod body_limit;
+mod body_transform;
 mod cache;
 mod cors;
 mod fake_host;
@@ -243,14 +244,14 @@ fn a_busy_filter_refuses_the_request_rather_than_let_it_through() {
     post(&host, &[("ocp-apim-subscription-key", KEY)]);
     let busy = filter.borrow_mut();
     assert_eq!(
-        crate::filter::on_request_headers(&filter, &host),
+        crate::filter::on_request_headers(&filter, &host, false),
         Next::Stop
     );
     crate::filter::on_response_headers(&filter, &host, false);
     crate::filter::on_grpc_call_response(&filter, &host, 1, 0, 0);
     // A body chunk cannot be counted, and is not held up for it (logged).
     assert_eq!(
-        crate::filter::on_request_body(&filter, &host, 1),
+        crate::filter::on_request_body(&filter, &host, 1, false),
         Next::Continue
     );
     drop(busy);

@@ -117,7 +117,7 @@ fn send(host: &FakeHost, plugin: &Plugin, id: u32, token: &str) -> (Rc<RefCell<F
     let filter = plugin.new_filter(id).unwrap();
     get_with(host, token);
     host.effective.set(id);
-    let next = filter::on_request_headers(&filter, host);
+    let next = filter::on_request_headers(&filter, host, false);
     host.effective.set(ROOT);
     (filter, next)
 }

@@ -884,7 +884,14 @@ def test_make_connector_writes_the_demo_connector(tmp_path):
         ("POST", "/invoices"): "CreateInvoice",
         ("POST", "/invoices/{invoice_id}/attachments"): "UploadAttachment",
         ("GET", "/healthz"): "Healthz",
+        # The demo's flow operation: the backend's create_invoice, reached with a transform.
+        ("POST", "/flow/invoices"): "SubmitFlowInvoice",
     }
+    # Described by its public_schema (the flow's PascalCase invoice), not the backend's model.
+    flow_body = next(p for p in api["paths"]["/flow/invoices"]["post"]["parameters"]
+                     if p["in"] == "body")
+    assert flow_body["schema"]["required"] == ["InvoiceNumber", "Total", "DueDate"]
+    assert "invoice_id" not in flow_body["schema"]["properties"]
     assert "api_key" in properties["properties"]["connectionParameters"]
     # `healthz` is `auth: none`: no key, whatever the document-wide requirement says.
     assert api["paths"]["/healthz"]["get"]["security"] == []

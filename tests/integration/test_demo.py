@@ -1,6 +1,7 @@
 """`make run`'s demo: it starts, prints keys, the curl it prints is served over HTTPS with the
 demo's own certificate, and the global quota it shows holds across its two gateways."""
 
+import json
 import os
 import re
 import shlex
@@ -90,6 +91,16 @@ def test_demo_serves_the_curl_it_prints(tmp_path):
                 requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
         # The private key is the demo user's alone.
         assert (tmp_path / "tls" / "tls.key").stat().st_mode & 0o077 == 0
+        # The flow's invoice: reshaped into the backend's model, which FastAPI accepts.
+        flow_curl = output[output.index(f"curl --cacert {cacert} -s -X POST",
+                                        output.index("a Power Automate")):]
+        command = shlex.split(" ".join(flow_curl.split("\n")[:2]).replace("\\", " "))
+        served = subprocess.run([*command[:1], "-w", "\n%{http_code}", *command[1:]],
+                                capture_output=True, text=True, timeout=30, cwd=stack.REPO)
+        body, _, status = served.stdout.rpartition("\n")
+        assert status == "201", served.stdout
+        created = json.loads(body)
+        assert (created["invoice_id"], created["currency"]) == ("INV-7", "EUR")
 
         # The printed loop over both gateways: ten admitted, then the shared quota is out.
         loop = output[output.index("  for url in"):output.index("# 200 ten times")]

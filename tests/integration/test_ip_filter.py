@@ -5,6 +5,7 @@ cannot do with the connection manager's settings, and the `ip_forbidden` metric.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,49 @@ def test_refusals_are_counted_as_ip_forbidden(edge):
     assert "admin" in refused, "defined for an operation with its own list"
     assert "health" not in refused, "no series where no filter applies"
     assert refused.get("items") == 0
+
+
+def raw_status(family: int, host: str, port: int, request: bytes) -> int:
+    """The status of one HTTP/1.1 request sent over a socket of `family`."""
+    with socket.socket(family) as sock:
+        sock.settimeout(5)
+        sock.connect((host, port))
+        sock.sendall(request)
+        head = b""
+        while b"\r\n" not in head:
+            data = sock.recv(4096)
+            if not data:
+                break
+            head += data
+    return int(head.split(b" ", 2)[1])
+
+
+def test_a_dual_stack_listener_filters_ipv4_callers_however_they_connect(workdir, backend):
+    """A listener on [::] taking IPv4 too (ipv4_compat): an IPv4 caller, whether it connects
+    over IPv4 or as an IPv4-mapped IPv6 address (::ffff:127.0.0.1), is the IPv4 caller for the
+    filter: a forbid list naming 127.0.0.1 refuses it both ways, and an allow list naming only
+    ::1 lets in ::1 and neither of them."""
+    config = plugin_config()
+    operations = {op["name"]: op for op in config["operations"]}
+    operations["items"]["ip_filter"] = {"forbid": ["127.0.0.1"]}
+    operations["health"]["ip_filter"] = {"allow": ["::1"]}
+    envoy_config = stack.render_envoy_config(config, listen_port=stack.free_port(),
+                                             admin_port=stack.free_port(),
+                                             backend_port=backend.port)
+    address = envoy_config["static_resources"]["listeners"][0]["address"]["socket_address"]
+    address.update(address="::", ipv4_compat=True)
+    envoy = stack.Envoy(workdir, envoy_config, name="ip-filter-dual-stack")
+    try:
+        items = (f"GET /v1/items/1 HTTP/1.1\r\nHost: x\r\n{KEY_HEADER}: {Keys.primary}\r\n"
+                 "Connection: close\r\n\r\n").encode()
+        health = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        callers = {"ipv4": (socket.AF_INET, "127.0.0.1"),
+                   "mapped": (socket.AF_INET6, "::ffff:127.0.0.1"),
+                   "ipv6": (socket.AF_INET6, "::1")}
+        statuses = {name: (raw_status(family, host, envoy.port, items),
+                           raw_status(family, host, envoy.port, health))
+                    for name, (family, host) in callers.items()}
+        assert statuses == {"ipv4": (403, 403), "mapped": (403, 403), "ipv6": (200, 200)}
+    finally:
+        envoy.stop()
+    assert "panicked" not in envoy.log()

@@ -216,6 +216,7 @@ fn run(path: &str, rounds: usize) -> Result<()> {
             counters: &store,
             fetched_keys: None,
             known_keys: known,
+            body_follows: false,
             source_address: None,
         };
         decide(&plan, headers, &mut env)
@@ -367,6 +368,7 @@ fn operations_speed(fixture: &Value, rounds: usize, store: &MemoryStore) -> Resu
                     counters: store,
                     fetched_keys: None,
                     known_keys: Some(&mut known),
+                    body_follows: false,
                     source_address: None,
                 };
                 decide(&plan, black_box(&headers), &mut env)
@@ -462,6 +464,7 @@ fn ip_filter_speed(fixture: &Value, rounds: usize, store: &MemoryStore) -> Resul
                 fetched_keys: None,
                 known_keys: Some(&mut known),
                 source_address: Some(&caller),
+                body_follows: false,
             };
             decide(&plan, black_box(&headers), &mut env)
         };

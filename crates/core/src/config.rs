@@ -22,6 +22,8 @@ pub struct Config {
     pub global_limits: Option<GlobalLimitsConfig>,
     /// Largest request body, in bytes (absent: no limit).
     pub max_request_body_bytes: Option<u64>,
+    /// 5xx bodies replaced by APIM-shaped ones naming the request id (default false).
+    pub mask_backend_errors: Option<bool>,
     pub cors: Option<CorsConfig>,
     pub ip_filter: Option<IpFilterConfig>,
     pub cache_limits: Option<CacheLimitsConfig>,
@@ -319,6 +321,21 @@ pub struct OperationConfig {
     #[serde(default)]
     pub ip_filter: Override<IpFilterConfig>,
     pub cache: Option<CacheConfig>,
+    pub request_body: Option<BodyTransformConfig>,
+    pub response_body: Option<BodyTransformConfig>,
+    /// The operation's own `mask_backend_errors` (absent: the top level's).
+    pub mask_backend_errors: Option<bool>,
+}
+
+/// `request_body` / `response_body`: a JMESPath transform of a JSON body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyTransformConfig {
+    pub transform: String,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub max_bytes: Option<u64>,
+    /// The body as the public sends or receives it (a JSON Schema object), for the connector.
+    pub public_schema: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -129,6 +129,13 @@ impl<'a> QueryParam<'a> {
         percent_decode(self.raw_name().as_bytes()).eq(name.bytes())
     }
 
+    /// The name, percent-decoded (lossy where it is not UTF-8).
+    pub fn name(&self) -> String {
+        percent_decode(self.raw_name().as_bytes())
+            .decode_utf8_lossy()
+            .into_owned()
+    }
+
     pub fn value(&self) -> Cow<'a, [u8]> {
         let raw = self.raw.split_once('=').map_or("", |(_, value)| value);
         percent_decode(raw.as_bytes()).into()

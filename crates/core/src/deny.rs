@@ -13,8 +13,10 @@ pub enum Outcome {
     NoOperation,
     /// The rate-limit service could not count a global limit (`failure_mode: deny`).
     Unavailable,
-    /// The request body is over `max_request_body_bytes`.
+    /// The request body is over `max_request_body_bytes`, or over a transform's `max_bytes`.
     TooLarge,
+    /// The request body of a transformed operation is not JSON, or the transform failed on it.
+    BadBody,
     /// The caller's address is not let in by the `ip_filter` that applies.
     IpForbidden,
 }
@@ -30,6 +32,7 @@ impl Outcome {
             Outcome::NoOperation => "no_operation",
             Outcome::Unavailable => "unavailable",
             Outcome::TooLarge => "too_large",
+            Outcome::BadBody => "bad_body",
             Outcome::IpForbidden => "ip_forbidden",
         }
     }
@@ -177,6 +180,33 @@ impl Denial {
             413,
             Outcome::TooLarge,
             format!("Request body is larger than {max_bytes} bytes."),
+        )
+    }
+
+    /// 413: the body of a transformed operation is over its `max_bytes`.
+    pub fn body_too_large(max_bytes: u64) -> Self {
+        Self::too_large(max_bytes)
+    }
+
+    /// 415: an operation that transforms its request body got another type than JSON.
+    pub fn body_not_json_type() -> Self {
+        Self::new(415, Outcome::BadBody, "Request body must be JSON.")
+    }
+
+    /// 400: the body of a transformed operation does not parse as JSON.
+    pub fn body_not_json() -> Self {
+        Self::new(400, Outcome::BadBody, "Request body is not valid JSON.")
+    }
+
+    /// 400: the request transform failed on this body; `reason` is the expression's error.
+    pub fn body_transform_failed(reason: &str) -> Self {
+        Self::new(
+            400,
+            Outcome::BadBody,
+            format!(
+                "Request body could not be transformed: {}.",
+                reason.trim_end_matches('.')
+            ),
         )
     }
 

@@ -8,6 +8,7 @@
 //! Modules are private; what the glue and the CLI use is re-exported here.
 
 mod body_limit;
+mod body_transform;
 mod cache;
 mod checks;
 mod config;
@@ -17,6 +18,7 @@ mod cors;
 mod credential;
 mod deny;
 mod dynamic_consumers;
+mod error_masking;
 mod global_answer;
 mod global_limits;
 pub mod init;
@@ -38,6 +40,9 @@ mod template;
 mod verdict;
 
 pub use body_limit::{BodyCounter, BodyLimit};
+pub use body_transform::{
+    declared_length, Failure as TransformFailure, RequestReshape, ResponseReshape, ResponseStep,
+};
 pub use cache::{
     lookup as cache_lookup, storable_headers, store as cache_store, CacheEntry, CacheLayout,
     CacheRequest, Capture, HitReply, Lookup, NotStored, Stored,
@@ -46,6 +51,7 @@ pub use config::FailureMode;
 pub use config_error::ConfigError;
 pub use cors::{CorsHeaders, PreflightReply};
 pub use deny::{Denial, Outcome};
+pub use error_masking::{loggable, ErrorMasking, MaskedReply, LOGGED_BODY_BYTES};
 pub use global_answer::{settle, Settled};
 pub use global_limits::{
     GlobalLimits, LogThrottle, RlsAnswer, ServiceFailure, METHOD as RLS_METHOD,

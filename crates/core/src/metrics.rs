@@ -17,6 +17,10 @@ pub const UPSTREAM_RESPONSES: &str = "tollgate_upstream_responses_total";
 pub const LIMIT_SERVICE_FAILURES: &str = "tollgate_rate_limit_service_failures_total";
 /// The bytes the response cache's entries take in this Envoy process (a gauge).
 pub const CACHE_BYTES: &str = "tollgate_cache_bytes";
+/// 5xx answers whose body `mask_backend_errors` replaced, per operation.
+pub const MASKED_ERRORS: &str = "tollgate_masked_errors_total";
+/// 2xx answers a response transform could not be applied to (answered 502), per operation.
+pub const RESPONSE_TRANSFORM_FAILURES: &str = "tollgate_response_transform_failures_total";
 
 /// The label value when there is no operation or no consumer.
 pub use crate::checks::NO_LABEL as NONE;
@@ -28,6 +32,8 @@ pub const ALLOWED: &str = "allowed";
 /// A body over `max_request_body_bytes`: refused at the edge, before any consumer is known (and
 /// a streamed body refused mid-way counts here too, beside the `allowed` of its headers).
 pub const TOO_LARGE: &str = "too_large";
+/// A request body a transform refused: not JSON (415, 400), or the transform failed on it.
+pub const BAD_BODY: &str = "bad_body";
 /// A CORS preflight tollgate answered itself (allowed or not), never a consumer's call.
 pub const PREFLIGHT: &str = "preflight";
 
@@ -54,7 +60,7 @@ const WITHOUT_CONSUMER: [&str; 4] = [
 /// service fails.
 const UNAVAILABLE: &str = "unavailable";
 
-/// The outcomes a request with a known consumer can have under this plan.
+/// The outcomes a request with a known consumer can have under this plan (on some operation).
 fn consumer_outcomes(plan: &Plan) -> Vec<&'static str> {
     let mut outcomes = WITH_CONSUMER.to_vec();
     if plan
@@ -63,7 +69,15 @@ fn consumer_outcomes(plan: &Plan) -> Vec<&'static str> {
     {
         outcomes.push(UNAVAILABLE);
     }
+    if plan.operations.iter().any(|op| op.request_body.is_some()) {
+        outcomes.extend([BAD_BODY, TOO_LARGE]);
+    }
     outcomes
+}
+
+/// Whether a consumer's request on `operation` can end in `outcome`.
+fn possible_on(operation: &crate::plan::Operation, outcome: &str) -> bool {
+    operation.request_body.is_some() || !matches!(outcome, BAD_BODY | TOO_LARGE)
 }
 
 /// Upstream response classes counted per operation.
@@ -97,6 +111,14 @@ pub fn upstream_status_counter(operation: &str, class: &str) -> String {
     format!("{UPSTREAM_RESPONSES}.op={}.class={class}", label(operation))
 }
 
+pub fn masked_errors_counter(operation: &str) -> String {
+    format!("{MASKED_ERRORS}.op={}", label(operation))
+}
+
+pub fn response_transform_failures_counter(operation: &str) -> String {
+    format!("{RESPONSE_TRANSFORM_FAILURES}.op={}", label(operation))
+}
+
 /// Series a dynamic consumer may add, per VM, before it counts as `jwt:*`.
 pub fn dynamic_series_cap(plan: &Plan) -> usize {
     plan.dynamic.map_or(0, |dynamic| {
@@ -124,6 +146,10 @@ pub enum SeriesKey {
     UpstreamStatus(usize, &'static str),
     /// Calls to the rate-limit service that failed (no answer in time, an error, no cluster).
     LimitServiceFailures,
+    /// 5xx bodies masked, per operation (`None`: requests no operation matched).
+    MaskedErrors(Option<usize>),
+    /// 2xx answers a response transform refused, per operation.
+    ResponseTransformFailures(usize),
     /// What the response cache did for an operation.
     Cache(usize, CacheEvent),
     CacheBytes,
@@ -214,6 +240,12 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
             ALLOWED,
             request_counter(NONE, NONE, ALLOWED),
         ));
+        if plan.mask_backend_errors {
+            series.push(counter(
+                SeriesKey::MaskedErrors(None),
+                masked_errors_counter(NONE),
+            ));
+        }
         if plan.body_limit.is_some() {
             series.push(requests(
                 None,
@@ -256,6 +288,9 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
                 break;
             }
             for &outcome in &with_consumer {
+                if !possible_on(operation, outcome) {
+                    continue;
+                }
                 series.push(requests(
                     Some(op_index),
                     Some(consumer_index),
@@ -264,7 +299,14 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
                 ));
             }
         }
-        for outcome in WITHOUT_CONSUMER {
+        let mut without_consumer = WITHOUT_CONSUMER.to_vec();
+        if operation.request_body.is_some() {
+            without_consumer.push(BAD_BODY);
+        }
+        if operation.body_limit.is_some() || operation.request_body.is_some() {
+            without_consumer.push(TOO_LARGE);
+        }
+        for outcome in without_consumer {
             series.push(requests(
                 Some(op_index),
                 None,
@@ -290,7 +332,7 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
             ));
         }
         if dynamic && identifies {
-            for &outcome in &with_consumer {
+            for &outcome in with_consumer.iter().filter(|o| possible_on(operation, o)) {
                 series.push(counter(
                     SeriesKey::OtherDynamic {
                         operation: op_index,
@@ -300,12 +342,16 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
                 ));
             }
         }
-        if operation.body_limit.is_some() {
-            series.push(requests(
-                Some(op_index),
-                None,
-                TOO_LARGE,
-                request_counter(op, NONE, TOO_LARGE),
+        if operation.mask_backend_errors {
+            series.push(counter(
+                SeriesKey::MaskedErrors(Some(op_index)),
+                masked_errors_counter(op),
+            ));
+        }
+        if operation.response_body.is_some() {
+            series.push(counter(
+                SeriesKey::ResponseTransformFailures(op_index),
+                response_transform_failures_counter(op),
             ));
         }
         for class in STATUS_CLASSES {
@@ -417,6 +463,18 @@ impl<Id: Copy> SeriesIds<Id> {
     pub fn limit_service_failures(&self) -> Option<Id> {
         self.configured
             .get(&SeriesKey::LimitServiceFailures)
+            .copied()
+    }
+
+    pub fn masked_errors(&self, operation: Option<usize>) -> Option<Id> {
+        self.configured
+            .get(&SeriesKey::MaskedErrors(operation))
+            .copied()
+    }
+
+    pub fn response_transform_failures(&self, operation: usize) -> Option<Id> {
+        self.configured
+            .get(&SeriesKey::ResponseTransformFailures(operation))
             .copied()
     }
 

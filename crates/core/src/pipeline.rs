@@ -6,6 +6,9 @@
 
 mod cors_stage;
 
+use crate::body_transform::{
+    check_request_headers, request_id, Credentials, Facts, RequestReshape, ResponseReshape,
+};
 use crate::cache::{self, CachePolicy, CacheRequest, KeyParts};
 use crate::config::{AuthMode, Unmatched};
 use crate::credential::{
@@ -13,6 +16,7 @@ use crate::credential::{
 };
 use crate::deny::Denial;
 use crate::dynamic_consumers::Pool;
+use crate::error_masking::ErrorMasking;
 use crate::global_limits::{self, Asked};
 use crate::ip_filter::{admit_caller, SourceAddress};
 use crate::jwt::claims::header_text;
@@ -80,6 +84,9 @@ pub struct RequestEnv<'a> {
     pub fetched_keys: Option<&'a KeySet>,
     /// The VM's valid subscription keys seen so far, if it keeps them.
     pub known_keys: Option<&'a mut KnownKeys>,
+    /// A body follows the headers (the headers did not end the request): only then is there
+    /// a body to transform.
+    pub body_follows: bool,
     /// Where the caller's address is read, only when an `ip_filter` applies; without it, a
     /// filter refuses every caller.
     pub source_address: Option<&'a dyn SourceAddress>,
@@ -97,6 +104,7 @@ impl<'a> RequestEnv<'a> {
             counters,
             fetched_keys: None,
             known_keys: None,
+            body_follows: true,
             source_address: None,
         }
     }
@@ -119,12 +127,25 @@ pub fn decide(plan: &Plan, headers: &Headers, env: &mut RequestEnv) -> Decision 
             .and_then(|id| plan.operations.get(id))
             .and_then(|operation| operation.body_limit),
     };
+    let masking = match &verdict {
+        Verdict::Deny(_) | Verdict::Preflight(_) => false,
+        Verdict::PassThrough(_) => plan.mask_backend_errors,
+        Verdict::Forward(_) | Verdict::AskGlobal(_) => trace
+            .operation
+            .and_then(|id| plan.operations.get(id))
+            .is_some_and(|operation| operation.mask_backend_errors),
+    };
+    let error_masking = masking.then(|| ErrorMasking {
+        operation: trace.operation,
+        request_id: request_id(headers),
+    });
     let cors = cors_stage::response_headers(plan, headers, &trace, &verdict);
     Decision {
         verdict,
         trace,
         unknown_kid,
         request_body_limit,
+        error_masking,
         cors,
     }
 }
@@ -209,6 +230,12 @@ fn run(
     if let Err(denial) = authorize(plan, operation, &caller) {
         return Verdict::Deny(denial);
     }
+    // What the headers tell of a body to transform, before the request is counted.
+    if let (Some(transform), true) = (&operation.request_body, env.body_follows) {
+        if let Err(denial) = check_request_headers(transform, headers) {
+            return Verdict::Deny(denial);
+        }
+    }
     let admitted = match admit(plan, &caller, env) {
         Ok(admitted) => admitted,
         Err(denial) => return Verdict::Deny(denial),
@@ -219,7 +246,14 @@ fn run(
         matched,
         query,
     };
-    let mut forward = rewrite(plan, operation_id, operation, caller, request);
+    let mut forward = rewrite(
+        plan,
+        operation_id,
+        operation,
+        caller,
+        request,
+        env.body_follows,
+    );
     forward.cache = operation.cache.as_ref().and_then(|policy| {
         let parts = KeyParts {
             operation: operation_id,
@@ -519,6 +553,7 @@ fn rewrite<'p>(
     operation: &Operation,
     caller: Caller<'p>,
     request: MatchedRequest,
+    body_follows: bool,
 ) -> Forward {
     let MatchedRequest {
         headers,
@@ -589,6 +624,35 @@ fn rewrite<'p>(
         )
     });
 
+    let transforms_request = operation.request_body.is_some() && body_follows;
+    let facts = (transforms_request || operation.response_body.is_some()).then(|| {
+        Rc::new(Facts::gather(
+            headers,
+            query,
+            &Credentials {
+                key_header: &plan.key_header,
+                key_query: &plan.key_query,
+            },
+            (values.consumer, values.product),
+            &operation.name,
+            caller.token.as_ref().map(|token| &token.claims),
+        ))
+    });
+    let request_body = facts
+        .as_ref()
+        .filter(|_| transforms_request)
+        .map(|facts| RequestReshape {
+            operation: operation_id,
+            facts: Rc::clone(facts),
+        });
+    let response_body = facts
+        .filter(|_| operation.response_body.is_some())
+        .map(|facts| ResponseReshape {
+            operation: operation_id,
+            facts,
+            request_id: request_id(headers),
+        });
+
     Forward {
         operation: operation_id,
         consumer: caller.consumer.as_ref().map(|c| c.id().to_string()),
@@ -596,6 +660,8 @@ fn rewrite<'p>(
         path,
         response_edits,
         cache: None,
+        request_body,
+        response_body,
     }
 }
 

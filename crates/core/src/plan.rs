@@ -4,6 +4,7 @@
 //! (`operations[2].rewrite: must start with '/'`).
 
 use crate::body_limit::BodyLimit;
+use crate::body_transform::BodyTransform;
 use crate::cache::{CacheLayout, CachePolicy};
 use crate::checks::{
     check_distinct_labels, check_header_name, check_identifier, check_path, check_query_name,
@@ -63,6 +64,8 @@ pub struct Plan {
     pub(crate) global: Option<GlobalLimits>,
     /// The top level's `max_request_body_bytes` (for requests no operation matches).
     pub(crate) body_limit: Option<BodyLimit>,
+    /// The top level's `mask_backend_errors` (for requests no operation matches).
+    pub(crate) mask_backend_errors: bool,
     /// The top level's `cors` section: operations without their own inherit it, and requests
     /// no operation matches follow it.
     pub(crate) cors: Option<Arc<CorsPolicy>>,
@@ -123,6 +126,10 @@ pub struct Operation {
     pub(crate) identity_removals: Vec<String>,
     /// `max_request_body_bytes`, the operation's own or the top level's.
     pub body_limit: Option<BodyLimit>,
+    pub request_body: Option<BodyTransform>,
+    pub response_body: Option<BodyTransform>,
+    /// `mask_backend_errors`, the operation's own or the top level's.
+    pub mask_backend_errors: bool,
     /// The `cors` section that applies: its own, the top level's, or none (`null`).
     pub(crate) cors: Option<Arc<CorsPolicy>>,
     /// Its own caller IP filter, or the top level's (`Plan::caller_filter`).
@@ -216,6 +223,12 @@ impl Plan {
                     .map(|&max_bytes| BodyLimit { max_bytes })
             })
             .collect();
+        let mask_backend_errors = config.mask_backend_errors.unwrap_or(false);
+        let masks: Vec<bool> = config
+            .operations
+            .iter()
+            .map(|op| op.mask_backend_errors.unwrap_or(mask_backend_errors))
+            .collect();
         let cors_sections = config
             .operations
             .iter_mut()
@@ -249,8 +262,9 @@ impl Plan {
             cache_max_bytes,
             0,
         );
-        for (operation, limit) in operations.iter_mut().zip(body_limits) {
+        for ((operation, limit), mask) in operations.iter_mut().zip(body_limits).zip(masks) {
             operation.body_limit = limit;
+            operation.mask_backend_errors = mask;
         }
         let routes = compile_routes(&operations)?;
         let (jwt, dynamic) = match config.jwt {
@@ -296,6 +310,7 @@ impl Plan {
             rate_headers,
             global,
             body_limit,
+            mask_backend_errors,
             cors,
             ip_filter,
             cache,
@@ -774,6 +789,14 @@ fn compile_operation(
             })
         }
     };
+    let request_body = op
+        .request_body
+        .map(|config| BodyTransform::compile(&format!("{at}.request_body"), config))
+        .transpose()?;
+    let response_body = op
+        .response_body
+        .map(|config| BodyTransform::compile(&format!("{at}.response_body"), config))
+        .transpose()?;
     Ok(Operation {
         name: op.name,
         route: Route { methods, path },
@@ -790,6 +813,9 @@ fn compile_operation(
         )?,
         identity_removals: Vec::new(),
         body_limit: None,
+        request_body,
+        response_body,
+        mask_backend_errors: false,
         cors: None,
         ip_filter: crate::ip_filter::compile_override(at, op.ip_filter)?,
         cache: None,

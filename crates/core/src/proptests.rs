@@ -2,10 +2,12 @@
 //! never forwards without a credential known to be valid (`decide`), `Plan::from_json` never
 //! panics on any input (`plan_json`), and counters never admit more than a limit's `calls` in
 //! one of its windows, whatever the interleaving of workers and their clock readings
-//! (`counters`), CORS origins match as the contract reads (`origins`), and the caller IP
-//! filter answers as a scan of its list would (`ip_filter`). Case counts are kept modest so the
-//! core's test run stays short; set `PROPTEST_CASES` to run more.
+//! (`counters`), CORS origins match as the contract reads (`origins`), the caller IP filter
+//! answers as a scan of its list would (`ip_filter`), and body transforms never panic and stay
+//! within their work budget (`body_transform`). Case counts are kept modest so the core's test
+//! run stays short; set `PROPTEST_CASES` to run more.
 
+mod body_transform;
 mod counters;
 mod decide;
 mod ip_filter;

@@ -3,9 +3,11 @@
 //! service first.
 
 use crate::body_limit::BodyLimit;
+use crate::body_transform::{RequestReshape, ResponseReshape};
 use crate::cache::CacheRequest;
 use crate::cors::{CorsHeaders, PreflightReply};
 use crate::deny::Denial;
+use crate::error_masking::ErrorMasking;
 use crate::global_limits::Asked;
 use crate::limits::{tightest, CounterState, Limits, RateHeaders};
 use crate::operation::OperationId;
@@ -25,6 +27,8 @@ pub struct Decision {
     /// The limit to count the request's body against as it streams, when it goes on
     /// (`max_request_body_bytes`; a declared length over it was refused already).
     pub request_body_limit: Option<BodyLimit>,
+    /// 5xx answers to replace, when the request goes on and masking is on for it.
+    pub error_masking: Option<ErrorMasking>,
     /// CORS headers for whatever response the request gets: the upstream's, or a denial
     /// tollgate sends (now, or once the rate-limit service answers).
     pub cors: CorsHeaders,
@@ -71,6 +75,10 @@ pub struct Forward {
     /// Where the answer may be in the response cache (a GET or HEAD of a cached operation,
     /// admitted: a hit counts against the consumer's limits like any call).
     pub cache: Option<CacheRequest>,
+    /// The request body to reshape once complete (`request_body`, and a body follows).
+    pub request_body: Option<RequestReshape>,
+    /// The response body to reshape (`response_body`).
+    pub response_body: Option<ResponseReshape>,
 }
 
 /// A request waiting for the rate-limit service.

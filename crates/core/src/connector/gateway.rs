@@ -65,6 +65,32 @@ const NOT_FOUND: Answer = Answer {
     component: "TollgateNotFound",
 };
 
+const BAD_BODY: Answer = Answer {
+    status: "400",
+    description: "Bad request: the body is not valid JSON, or the operation's transform failed on it ({\"statusCode\": 400, \"message\": ...}).",
+    retry_after: false,
+    component: "TollgateBadBody",
+};
+const TOO_LARGE: Answer = Answer {
+    status: "413",
+    description:
+        "The body is larger than the operation's limit ({\"statusCode\": 413, \"message\": ...}).",
+    retry_after: false,
+    component: "TollgatePayloadTooLarge",
+};
+const NOT_JSON: Answer = Answer {
+    status: "415",
+    description: "Request body must be JSON ({\"statusCode\": 415, \"message\": ...}).",
+    retry_after: false,
+    component: "TollgateUnsupportedMediaType",
+};
+const BAD_GATEWAY: Answer = Answer {
+    status: "502",
+    description: "Bad gateway: the backend's answer could not be transformed; the message names the request id ({\"statusCode\": 502, \"message\": ...}).",
+    retry_after: false,
+    component: "TollgateBadGateway",
+};
+
 pub(crate) const RETRY_AFTER: &str = "Retry-After";
 pub(crate) const RETRY_AFTER_TEXT: &str = "Seconds to wait before calling again (a whole number, at least 1, at most the window's length); sent with 429, and with 403 when the quota is spent.";
 
@@ -81,8 +107,18 @@ pub(crate) fn answers(exposed: &Exposed) -> Vec<Answer> {
         (_, false) => answers.extend([UNAUTHORIZED, FORBIDDEN, TOO_MANY]),
         (_, true) => answers.extend([UNAUTHORIZED, FORBIDDEN_OR_ADDRESS, TOO_MANY]),
     }
-    if exposed.public_path.contains('{') {
+    let has_params = exposed.public_path.contains('{');
+    if has_params {
         answers.extend([BAD_PATH, NOT_FOUND]);
+    }
+    if exposed.operation.request_body.is_some() {
+        if !has_params {
+            answers.push(BAD_BODY);
+        }
+        answers.extend([TOO_LARGE, NOT_JSON]);
+    }
+    if exposed.operation.response_body.is_some() {
+        answers.push(BAD_GATEWAY);
     }
     answers
 }

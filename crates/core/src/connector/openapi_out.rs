@@ -37,7 +37,7 @@ pub(crate) fn document(
     let mut answers: BTreeMap<&'static str, Answer> = BTreeMap::new();
     let mut headers: BTreeMap<&'static str, &'static str> = BTreeMap::new();
     for (exposed, id) in api.exposed.iter().zip(ids) {
-        let mut operation = exposed.fastapi.clone();
+        let mut operation = exposed.fastapi.clone().into_owned();
         operation.insert("operationId".into(), json!(id));
         let (kept, _) = parameters::kept(exposed, openapi, owned);
         let mut kept: Vec<Value> = kept.into_iter().cloned().map(Value::Object).collect();

@@ -160,7 +160,7 @@ impl Owned {
 /// same name and location), `$ref`s resolved, tollgate's own left out; with the names of
 /// those left out.
 pub(crate) fn kept<'a>(
-    exposed: &Exposed<'a>,
+    exposed: &'a Exposed<'a>,
     openapi: &'a Value,
     owned: &Owned,
 ) -> (Vec<&'a Map<String, Value>>, Vec<String>) {

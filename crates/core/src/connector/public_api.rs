@@ -9,6 +9,7 @@ use crate::path_template::{fits_param, whole_param, PathTemplate, Segment, WITNE
 use crate::plan::{Operation, Plan};
 use crate::rewrite::{upstream_path, PathRewrite, Piece};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 /// The methods an OpenAPI path item may hold, in the order the specification lists them.
@@ -32,7 +33,9 @@ pub(crate) struct Exposed<'a> {
     /// The key of the path item in the OpenAPI document (without `servers[0]`'s path).
     pub openapi_path: &'a str,
     pub path_item: &'a Map<String, Value>,
-    pub fastapi: &'a Map<String, Value>,
+    /// FastAPI's operation, with the bodies a transform reshapes described as the public sees
+    /// them (`public_body.rs`).
+    pub fastapi: Cow<'a, Map<String, Value>>,
     /// An `ip_filter` applies to the operation: tollgate may refuse the caller's address.
     pub ip_filtered: bool,
 }
@@ -106,7 +109,7 @@ fn map_methods<'a>(plan: &'a Plan, openapi: &'a Value, methods: &[&'static str])
                         backend_path: backend_path.clone(),
                         openapi_path,
                         path_item: item,
-                        fastapi,
+                        fastapi: crate::connector::public_body::public_bodies(fastapi, operation),
                         ip_filtered: plan.caller_filter(Some(operation)).is_some(),
                     });
                 }

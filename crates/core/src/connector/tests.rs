@@ -843,3 +843,68 @@ fn an_undeclared_path_parameter_is_one_segment_too() {
     let parameter = &swagger["paths"]["/invoices/{invoice_id}"]["get"]["parameters"][0];
     assert_eq!(parameter["pattern"], parameters::SEGMENT);
 }
+
+#[test]
+fn a_transformed_body_is_described_by_its_public_schema_or_as_any_object() {
+    let public = json!({"type": "object", "required": ["InvoiceNumber"],
+        "properties": {"InvoiceNumber": {"type": "string"}, "Total": {"type": "number"}}});
+    let mut with_schema = config("subscription_key");
+    with_schema["operations"][0]["request_body"] =
+        json!({"transform": "{amount: body.Total}", "public_schema": public});
+    with_schema["operations"][0]["response_body"] = json!({"transform": "{valid: body.valid}"});
+    let generated = run(&with_schema, &openapi(), &Options::for_host("h")).unwrap();
+    let definition = file(&generated, "apiDefinition.swagger.json");
+    let validate = &definition["paths"]["/validate"]["post"];
+    let body = validate["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["in"] == "body")
+        .unwrap();
+    let properties = body["schema"]["properties"].as_object().unwrap();
+    assert!(properties.contains_key("InvoiceNumber") && !properties.contains_key("amount"));
+    assert_eq!(
+        validate["responses"]["200"]["schema"],
+        json!({"type": "object"})
+    );
+    let warned = |side: &str| {
+        generated.warnings.iter().any(|w| {
+            w.starts_with("POST /validate (validate)")
+                && w.contains(&format!("{side} is transformed and has no public_schema"))
+        })
+    };
+    assert!(warned("response_body") && !warned("request_body"));
+
+    let openapi_out = run(
+        &with_schema,
+        &openapi(),
+        &Options {
+            format: Format::OpenApi,
+            ..Options::for_host("h")
+        },
+    )
+    .unwrap();
+    let document = file(&openapi_out, "openapi.json");
+    assert_eq!(
+        document["paths"]["/validate"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"]["required"],
+        json!(["InvoiceNumber"])
+    );
+
+    let mut open = config("subscription_key");
+    open["operations"][0]["request_body"] = json!({"transform": "{amount: body.Total}"});
+    let generated = run(&open, &openapi(), &Options::for_host("h")).unwrap();
+    let definition = file(&generated, "apiDefinition.swagger.json");
+    let body = definition["paths"]["/validate"]["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["in"] == "body")
+        .cloned()
+        .unwrap();
+    assert_eq!(body["schema"], json!({"type": "object"}));
+    assert!(generated
+        .warnings
+        .iter()
+        .any(|w| w.contains("request_body is transformed and has no public_schema")));
+}

@@ -805,6 +805,7 @@ mod limits {
                 counters: store,
                 fetched_keys: None,
                 known_keys: None,
+                body_follows: false,
                 source_address: None,
             },
         )

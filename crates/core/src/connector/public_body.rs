@@ -1,0 +1,87 @@
+//! Bodies a transform reshapes, as the public sees them. FastAPI's schema describes the body
+//! its handler takes (or gives); with a `request_body` / `response_body` transform in between,
+//! the public sends (or gets) another: the section's `public_schema` when given, else any JSON
+//! object, with a warning — a connector whose fields named the backend's model would lead a
+//! flow's author to send the wrong body.
+
+use crate::connector::notes::{shorten, Notes};
+use crate::connector::public_api::Exposed;
+use crate::plan::Operation;
+use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+/// `fastapi` with the request body and the first 2xx JSON response replaced where `operation`
+/// transforms them; borrowed as it is otherwise.
+pub(crate) fn public_bodies<'a>(
+    fastapi: &'a Map<String, Value>,
+    operation: &Operation,
+) -> Cow<'a, Map<String, Value>> {
+    if operation.request_body.is_none() && operation.response_body.is_none() {
+        return Cow::Borrowed(fastapi);
+    }
+    let mut public = fastapi.clone();
+    if let Some(transform) = &operation.request_body {
+        let schema = schema_or_open(transform.public_schema.as_ref());
+        public.insert(
+            "requestBody".into(),
+            json!({ "required": true, "content": { "application/json": { "schema": schema } } }),
+        );
+    }
+    if let Some(transform) = &operation.response_body {
+        let schema = schema_or_open(transform.public_schema.as_ref());
+        if let Some(responses) = public.get_mut("responses").and_then(Value::as_object_mut) {
+            let first_2xx = responses
+                .iter_mut()
+                .filter(|(status, _)| status.starts_with('2'))
+                .map(|(_, response)| response)
+                .next();
+            match first_2xx.and_then(Value::as_object_mut) {
+                Some(response) => {
+                    response.insert(
+                        "content".into(),
+                        json!({ "application/json": { "schema": schema } }),
+                    );
+                }
+                None => {
+                    responses.insert(
+                        "200".into(),
+                        json!({ "description": "Success",
+                                "content": { "application/json": { "schema": schema } } }),
+                    );
+                }
+            }
+        }
+    }
+    Cow::Owned(public)
+}
+
+fn schema_or_open(schema: Option<&Value>) -> Value {
+    schema
+        .cloned()
+        .unwrap_or_else(|| json!({ "type": "object" }))
+}
+
+/// One warning per transformed body described by no `public_schema`.
+pub(crate) fn note_open_bodies(exposed: &[Exposed], notes: &mut Notes) {
+    for e in exposed {
+        let label = format!(
+            "{} {} ({})",
+            e.method.to_ascii_uppercase(),
+            shorten(&e.public_path, 120),
+            shorten(&e.operation.name, 60)
+        );
+        for (side, transform) in [
+            ("request_body", &e.operation.request_body),
+            ("response_body", &e.operation.response_body),
+        ] {
+            if transform
+                .as_ref()
+                .is_some_and(|t| t.public_schema.is_none())
+            {
+                notes.push(format!(
+                    "{label}: {side} is transformed and has no public_schema: described as any JSON object"
+                ));
+            }
+        }
+    }
+}
