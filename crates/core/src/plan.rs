@@ -244,6 +244,14 @@ impl Plan {
         let cache_max_bytes = crate::cache::max_bytes(config.cache_limits.as_ref())?;
         let key_header = key_header_display.to_ascii_lowercase();
         for (index, (operation, section)) in operations.iter_mut().zip(cache_sections).enumerate() {
+            if section.is_some() && operation.response_body.is_some() {
+                // A reshaped answer is never stored (the cache would keep the backend's body,
+                // not the client's): the pair could only ever miss.
+                return Err(ConfigError::rule(
+                    format!("operations[{index}].cache"),
+                    "an operation with a response_body transform cannot be cached",
+                ));
+            }
             operation.cache = section
                 .map(|section| {
                     crate::cache::compile_policy(

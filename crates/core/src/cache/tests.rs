@@ -443,3 +443,22 @@ fn no_cache_refreshes_and_only_get_or_head_are_looked_up() {
         "keyed: another process key, another hash"
     );
 }
+
+#[test]
+fn a_cache_beside_a_response_transform_is_refused_at_load() {
+    let config = json!({
+        "operations": [{
+            "name": "get_invoice", "methods": ["GET"], "path_template": "/invoices/{id}",
+            "auth": "none",
+            "cache": { "ttl_s": 30 },
+            "response_body": { "transform": "body" }
+        }]
+    });
+    let err = Plan::from_json(config.to_string().as_bytes()).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "operations[0].cache: an operation with a response_body transform cannot be cached"
+        ),
+        "{err}"
+    );
+}
