@@ -793,7 +793,7 @@ impl Filter {
         if let Lookup::Hit(entry) = found {
             let mut edits = forward.response_edits.clone();
             edits.extend_from_slice(self.cors.response_edits());
-            let reply = entry.reply(&edits, now_ms, request.head);
+            let reply = entry.reply(&edits, now_ms);
             let headers: Vec<(&str, &str)> = reply
                 .headers
                 .iter()

@@ -143,12 +143,14 @@ def test_no_store_answers_and_no_cache_requests_go_upstream(cached_gateway, back
 
 def test_head_is_answered_from_the_get_entry(cached_gateway, backend):
     name = f"head-{secrets.token_hex(4)}"
-    get(cached_gateway, name, "alpha")
+    whole = get(cached_gateway, name, "alpha")
     head = requests.head(f"{cached_gateway.url}/counted/{name}",
                          headers={KEY_HEADER: KEYS["alpha"]}, timeout=5)
     assert head.status_code == 200
     assert head.headers["x-cache"] == "HIT"
     assert head.content == b""
+    # A HEAD answers with the GET's headers, its length included (RFC 9110 9.3.2).
+    assert head.headers.get("content-length") == whole.headers["content-length"], head.headers
     assert backend_calls(backend, name) == 1
 
 

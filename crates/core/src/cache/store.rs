@@ -145,8 +145,7 @@ impl CacheEntry {
 
     /// The reply of a hit: the stored status, headers and body, the operation's response
     /// `edits` applied (rate-limit headers, set/remove, CORS), then `Age` and `x-cache: HIT`.
-    /// A `HEAD` gets no body.
-    pub fn reply(&self, edits: &[HeaderEdit], now_ms: u64, head: bool) -> HitReply<'_> {
+    pub fn reply(&self, edits: &[HeaderEdit], now_ms: u64) -> HitReply<'_> {
         let mut headers = self.headers.clone();
         for edit in edits {
             match edit {
@@ -164,7 +163,9 @@ impl CacheEntry {
         HitReply {
             status: u32::from(self.status),
             headers,
-            body: if head { &[] } else { &self.body },
+            // A HEAD gets the GET's body too: Envoy answers a HEAD with its headers only, and
+            // takes `Content-Length` from the body (RFC 9110: the length a GET would have).
+            body: &self.body,
         }
     }
 }
