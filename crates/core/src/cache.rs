@@ -183,7 +183,8 @@ pub struct CacheRequest {
     pub tag: u128,
     /// `Cache-Control: no-cache`: go upstream, and store the answer.
     pub refresh: bool,
-    /// A `HEAD`: answered from a GET entry (Envoy sends the headers only, with the GET's length); its own answer is not stored.
+    /// A `HEAD`: answered from a GET entry (Envoy sends the headers only, with the GET's
+    /// length); its own answer is not stored.
     pub head: bool,
     pub ttl_ms: u64,
     pub max_entry_bytes: usize,
