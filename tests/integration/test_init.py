@@ -1,4 +1,5 @@
-"""`tollgate init` and `tollgate check --openapi` (README: URL templates, "The `tollgate` CLI"):
+"""`tollgate init` and `tollgate check --openapi` (docs/configuration.md, "URL templates";
+docs/cli.md):
 a configuration made from FastAPI's OpenAPI, on the sample backend and on an "edge" FastAPI app
 (tests/integration/edge_app/app.py: a root path, nested routers, several methods on one path, one
 function for two methods, typed parameters, a literal beside a parameter, a hidden route).

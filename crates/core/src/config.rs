@@ -1,4 +1,4 @@
-//! The JSON configuration exactly as users write it (README, "Configuration reference").
+//! The JSON configuration exactly as users write it (docs/configuration.md).
 //!
 //! These types only describe the shape; every rule that needs more than a type (known products,
 //! unique keys, valid templates...) is checked in `plan.rs`, which turns this into the plan the
@@ -51,7 +51,8 @@ pub struct CacheLimitsConfig {
     pub max_bytes: Option<u64>,
 }
 
-/// APIM's `cors` policy: which browser origins may call the API, with what (README, "CORS").
+/// APIM's `cors` policy: which browser origins may call the API, with what
+/// (docs/configuration.md, "CORS").
 /// Checked and compiled in `cors.rs`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,8 +68,8 @@ pub struct CorsConfig {
     pub terminate_unmatched: Option<bool>,
 }
 
-/// `ip_filter` (APIM's `ip-filter` policy): exactly one of `allow` or `forbid` (README, "Caller
-/// IP filter"); compiled in `ip_filter.rs`.
+/// `ip_filter` (APIM's `ip-filter` policy): exactly one of `allow` or `forbid`
+/// (docs/configuration.md, "Caller IP filter"); compiled in `ip_filter.rs`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IpFilterConfig {
@@ -103,7 +104,8 @@ impl<'de> Deserialize<'de> for IpEntryConfig {
     }
 }
 
-/// The rate-limit service that counts `"scope": "global"` limits (README, "Global limits").
+/// The rate-limit service that counts `"scope": "global"` limits (docs/configuration.md,
+/// "Global limits").
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalLimitsConfig {

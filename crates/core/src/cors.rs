@@ -1,6 +1,6 @@
-//! APIM's `cors` policy (README, "CORS"): a section checked and compiled at load; per request,
-//! tollgate's answer to a preflight, and the CORS headers a cross-origin response carries.
-//! Which section applies to a request is the pipeline's to say (`pipeline/cors_stage.rs`).
+//! APIM's `cors` policy (docs/configuration.md, "CORS"): a section checked and compiled at load;
+//! per request, tollgate's answer to a preflight, and the CORS headers a cross-origin response
+//! carries. Which section applies to a request is the pipeline's to say (`pipeline/cors_stage.rs`).
 
 mod check;
 pub(crate) mod origin;

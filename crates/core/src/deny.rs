@@ -1,5 +1,5 @@
-//! The APIM error catalogue: every response tollgate itself sends, in one place (README,
-//! "Responses tollgate sends"). Bodies are `{"statusCode": <int>, "message": "<text>"}`;
+//! The APIM error catalogue: every response tollgate itself sends, in one place
+//! (docs/responses.md). Bodies are `{"statusCode": <int>, "message": "<text>"}`;
 //! no message ever carries a key or a token.
 
 /// Why a request was refused, in the words the metrics use.

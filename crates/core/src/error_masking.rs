@@ -1,6 +1,6 @@
-//! `mask_backend_errors` (README, "Body transforms and backend error masking"): a 5xx that
-//! reaches the client — the backend's own, or one Envoy makes when the backend is down, slow
-//! or resets — carries only its status, its reason phrase and the request id, so a traceback
+//! `mask_backend_errors` (docs/configuration.md, "Body transforms and backend error masking"): a
+//! 5xx that reaches the client — the backend's own, or one Envoy makes when the backend is down,
+//! slow or resets — carries only its status, its reason phrase and the request id, so a traceback
 //! or an internal host name never leaves the cluster. The original is logged (its first KiB).
 
 use crate::operation::OperationId;

@@ -1,9 +1,9 @@
-//! The caller IP filter (APIM's `ip-filter` policy; README, "Caller IP filter"): the first
-//! stage of the pipeline, before any credential is looked at. A list of addresses, prefixes
-//! and ranges is compiled at load into two `RangeSet`s (IPv4, IPv6), so a lookup costs one
-//! binary search whatever the list's length. The caller is Envoy's `source.address`, read from
-//! the host only when a filter applies; tollgate never reads `X-Forwarded-For` itself (Envoy's
-//! connection manager decides how far to trust it).
+//! The caller IP filter (APIM's `ip-filter` policy; docs/configuration.md, "Caller IP filter"): the
+//! first stage of the pipeline, before any credential is looked at. A list of addresses, prefixes
+//! and ranges is compiled at load into two `RangeSet`s (IPv4, IPv6), so a lookup costs one binary
+//! search whatever the list's length. The caller is Envoy's `source.address`, read from the host
+//! only when a filter applies; tollgate never reads `X-Forwarded-For` itself (Envoy's connection
+//! manager decides how far to trust it).
 
 mod entry;
 mod ranges;

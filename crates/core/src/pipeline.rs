@@ -1,4 +1,4 @@
-//! The per-request pipeline (README, "How a request is handled"): operation → caller IP filter
+//! The per-request pipeline (docs/how-it-works.md): operation → caller IP filter
 //! → preflight → request size → credential → consumer → authorize → admit → rewrite → cache key, and the CORS
 //! headers of the response.
 //! It reads the compiled plan and the request headers and returns what to do; the host glue

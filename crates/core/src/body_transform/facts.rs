@@ -1,7 +1,7 @@
-//! What a transform knows besides the body (README, "Body transforms"): who called, which
-//! operation, the verified token's claims, the query and the headers — never a credential.
-//! Gathered once per request, with the headers; the body (and for a response, the status) is
-//! added when it is complete.
+//! What a transform knows besides the body (docs/configuration.md, "Body transforms"): who called,
+//! which operation, the verified token's claims, the query and the headers — never a credential.
+//! Gathered once per request, with the headers; the body (and for a response, the status) is added
+//! when it is complete.
 
 use crate::credential::{query_params, Headers};
 use jmespath::{Rcvar, Variable};

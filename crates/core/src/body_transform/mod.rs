@@ -1,5 +1,5 @@
-//! `request_body` / `response_body`: JSON bodies reshaped by a JMESPath expression (README,
-//! "Body transforms and backend error masking"), APIM's `set-body`.
+//! `request_body` / `response_body`: JSON bodies reshaped by a JMESPath expression
+//! (docs/configuration.md, "Body transforms and backend error masking"), APIM's `set-body`.
 //!
 //! The expression is compiled at load. Per request, the pipeline gathers the facts the context
 //! object holds besides the body (`facts.rs`) and checks what the headers already tell (the

@@ -1,8 +1,7 @@
 //! What tollgate itself puts in an operation's responses, for both outputs: its own answers
 //! (the refusals of the caller IP filter, authentication, authorization and limits, with
 //! `Retry-After` where it sends one; 404 for a path parameter that is no single segment) and the
-//! rate-limit headers it adds to the responses it lets through (README, "Responses tollgate
-//! sends").
+//! rate-limit headers it adds to the responses it lets through (docs/responses.md).
 
 use crate::config::AuthMode;
 use crate::connector::public_api::Exposed;

@@ -51,7 +51,7 @@ pub enum Format {
     OpenApi,
 }
 
-/// The command line's choices (README, "Power Automate / Power Platform custom connector").
+/// The command line's choices (docs/connector.md).
 #[derive(Debug, Clone)]
 pub struct Options {
     pub host: String,

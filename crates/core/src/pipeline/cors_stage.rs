@@ -1,7 +1,7 @@
-//! The CORS stage (README, "CORS"): a preflight is answered at the edge, before credentials are
-//! looked at (a browser never sends them on one); every other response gets the CORS headers
-//! of the section that applies, tollgate's own denials included, so a browser app can read
-//! the APIM error.
+//! The CORS stage (docs/configuration.md, "CORS"): a preflight is answered at the edge, before
+//! credentials are looked at (a browser never sends them on one); every other response gets the
+//! CORS headers of the section that applies, tollgate's own denials included, so a browser app can
+//! read the APIM error.
 
 use crate::cors::{CorsHeaders, OriginHeader, Preflight, PreflightReply};
 use crate::credential::Headers;
