@@ -138,6 +138,16 @@ pub struct Operation {
     pub(crate) cache: Option<CachePolicy>,
 }
 
+impl crate::body_transform::OperationTransforms for Plan {
+    fn request_transform(&self, operation: OperationId) -> Option<&BodyTransform> {
+        self.operations.get(operation)?.request_body.as_ref()
+    }
+
+    fn response_transform(&self, operation: OperationId) -> Option<&BodyTransform> {
+        self.operations.get(operation)?.response_body.as_ref()
+    }
+}
+
 impl Operation {
     pub fn allows(&self, product: ProductId) -> bool {
         self.products

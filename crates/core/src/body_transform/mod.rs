@@ -10,6 +10,7 @@
 pub(crate) mod expression;
 mod facts;
 pub(crate) mod output;
+mod public_schema;
 
 use crate::config::BodyTransformConfig;
 use crate::config_error::ConfigError;
@@ -17,7 +18,6 @@ use crate::credential::Headers;
 use crate::deny::Denial;
 use crate::error_masking::MaskedReply;
 use crate::operation::OperationId;
-use crate::plan::Plan;
 use expression::{EvalError, Expression};
 pub use facts::Facts;
 pub(crate) use facts::{request_id, Credentials};
@@ -56,7 +56,7 @@ impl BodyTransform {
             ));
         }
         if let Some(schema) = &config.public_schema {
-            crate::connector::check_public_schema(schema)
+            public_schema::check_public_schema(schema)
                 .map_err(|err| ConfigError::rule(format!("{at}.public_schema"), err))?;
         }
         Ok(Self {
@@ -171,6 +171,13 @@ pub(crate) fn check_request_headers(
     }
 }
 
+/// Where an operation's transforms are (the plan): the request and response sides find them
+/// by operation, so this module never needs the plan itself.
+pub trait OperationTransforms {
+    fn request_transform(&self, operation: OperationId) -> Option<&BodyTransform>;
+    fn response_transform(&self, operation: OperationId) -> Option<&BodyTransform>;
+}
+
 /// The request body of one forwarded request, to be reshaped once it is complete.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestReshape {
@@ -179,14 +186,16 @@ pub struct RequestReshape {
 }
 
 impl RequestReshape {
-    fn transform<'p>(&self, plan: &'p Plan) -> Option<&'p BodyTransform> {
-        plan.operations
-            .get(self.operation)
-            .and_then(|op| op.request_body.as_ref())
+    fn transform<'p>(&self, plan: &'p dyn OperationTransforms) -> Option<&'p BodyTransform> {
+        plan.request_transform(self.operation)
     }
 
     /// Refuses a body that has grown past `max_bytes` while it is buffered.
-    pub fn check_size(&self, plan: &Plan, buffered_bytes: usize) -> Result<(), Denial> {
+    pub fn check_size(
+        &self,
+        plan: &dyn OperationTransforms,
+        buffered_bytes: usize,
+    ) -> Result<(), Denial> {
         match self.transform(plan) {
             Some(t) if u64::try_from(buffered_bytes).unwrap_or(u64::MAX) > t.max_bytes => {
                 Err(Denial::body_too_large(t.max_bytes))
@@ -196,7 +205,7 @@ impl RequestReshape {
     }
 
     /// The new body, or the refusal to send instead (400, 413).
-    pub fn apply(&self, plan: &Plan, body: &[u8]) -> Result<Vec<u8>, Denial> {
+    pub fn apply(&self, plan: &dyn OperationTransforms, body: &[u8]) -> Result<Vec<u8>, Denial> {
         let Some(transform) = self.transform(plan) else {
             return Ok(body.to_vec());
         };
@@ -233,10 +242,8 @@ pub enum ResponseStep {
 }
 
 impl ResponseReshape {
-    fn transform<'p>(&self, plan: &'p Plan) -> Option<&'p BodyTransform> {
-        plan.operations
-            .get(self.operation)
-            .and_then(|op| op.response_body.as_ref())
+    fn transform<'p>(&self, plan: &'p dyn OperationTransforms) -> Option<&'p BodyTransform> {
+        plan.response_transform(self.operation)
     }
 
     pub fn operation(&self) -> OperationId {
@@ -251,7 +258,7 @@ impl ResponseReshape {
     /// type that is not JSON or a declared length over `max_bytes` is refused at once.
     pub fn on_headers(
         &self,
-        plan: &Plan,
+        plan: &dyn OperationTransforms,
         status: Option<u32>,
         content_type: Option<&[u8]>,
         content_length: Option<&[u8]>,
@@ -279,7 +286,7 @@ impl ResponseReshape {
     /// The new body, or the 502 to answer instead and why.
     pub fn apply(
         &self,
-        plan: &Plan,
+        plan: &dyn OperationTransforms,
         status: u32,
         body: &[u8],
     ) -> Result<Vec<u8>, (MaskedReply, Failure)> {

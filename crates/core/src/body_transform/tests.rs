@@ -3,6 +3,7 @@ use super::*;
 use crate::deny::Outcome;
 use crate::jwt::token_cache::TokenCache;
 use crate::pipeline::{decide, RequestEnv};
+use crate::plan::Plan;
 use crate::subscription::KeyHash;
 use crate::testing::tokens::{claims, jwt_section, rs256, NOW};
 use crate::testing::{FixedClock, MemoryStore};

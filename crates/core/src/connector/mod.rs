@@ -20,7 +20,6 @@ mod parameters;
 mod properties;
 mod public_api;
 mod public_body;
-mod public_schema;
 mod reachable;
 mod schema;
 
@@ -29,7 +28,6 @@ pub use drift::{drift, Drift};
 pub use error::ConnectorError;
 pub(crate) use names::function_name;
 pub(crate) use public_api::root_path;
-pub(crate) use public_schema::check_public_schema;
 
 use crate::config::{AuthMode, Config, Unmatched};
 use crate::plan::Plan;
@@ -120,7 +118,7 @@ pub fn generate(
     let entra = entra(&inputs, &api, auth, options)?;
     let ids = operation_ids(&api);
     let mut notes = Notes::new(openapi.len());
-    public_body::note_open_bodies(&api.exposed, &mut notes);
+    public_api::note_open_bodies(&api.exposed, &mut notes);
     let files = match options.format {
         Format::PowerPlatform => {
             let definition = api_definition(

@@ -4,6 +4,7 @@
 //! gives back the backend path, so the connector never describes a call tollgate would refuse
 //! or route elsewhere.
 
+use crate::connector::notes::{shorten, Notes};
 use crate::operation::PathMatch;
 use crate::path_template::{fits_param, whole_param, PathTemplate, Segment, WITNESS_VALUE};
 use crate::plan::{Operation, Plan};
@@ -422,6 +423,31 @@ fn filled(path: &str) -> String {
         }
     }
     out
+}
+
+/// One warning per transformed body described by no `public_schema`.
+pub(crate) fn note_open_bodies(exposed: &[Exposed], notes: &mut Notes) {
+    for e in exposed {
+        let label = format!(
+            "{} {} ({})",
+            e.method.to_ascii_uppercase(),
+            shorten(&e.public_path, 120),
+            shorten(&e.operation.name, 60)
+        );
+        for (side, transform) in [
+            ("request_body", &e.operation.request_body),
+            ("response_body", &e.operation.response_body),
+        ] {
+            if transform
+                .as_ref()
+                .is_some_and(|t| t.public_schema.is_none())
+            {
+                notes.push(format!(
+                    "{label}: {side} is transformed and has no public_schema: described as any JSON object"
+                ));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,6 @@
 //! object, with a warning — a connector whose fields named the backend's model would lead a
 //! flow's author to send the wrong body.
 
-use crate::connector::notes::{shorten, Notes};
-use crate::connector::public_api::Exposed;
 use crate::plan::Operation;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
@@ -59,29 +57,4 @@ fn schema_or_open(schema: Option<&Value>) -> Value {
     schema
         .cloned()
         .unwrap_or_else(|| json!({ "type": "object" }))
-}
-
-/// One warning per transformed body described by no `public_schema`.
-pub(crate) fn note_open_bodies(exposed: &[Exposed], notes: &mut Notes) {
-    for e in exposed {
-        let label = format!(
-            "{} {} ({})",
-            e.method.to_ascii_uppercase(),
-            shorten(&e.public_path, 120),
-            shorten(&e.operation.name, 60)
-        );
-        for (side, transform) in [
-            ("request_body", &e.operation.request_body),
-            ("response_body", &e.operation.response_body),
-        ] {
-            if transform
-                .as_ref()
-                .is_some_and(|t| t.public_schema.is_none())
-            {
-                notes.push(format!(
-                    "{label}: {side} is transformed and has no public_schema: described as any JSON object"
-                ));
-            }
-        }
-    }
 }
