@@ -171,40 +171,48 @@ pub fn on_request_headers(filter: &RefCell<Filter>, host: &impl Host, end_of_str
     }
 }
 
+/// Runs one body, trailers or response callback on the filter; when the filter is busy (never,
+/// one callback at a time), logs `busy` and answers `otherwise`.
+fn with_filter(
+    filter: &RefCell<Filter>,
+    busy: &str,
+    otherwise: Next,
+    callback: impl FnOnce(&mut Filter) -> Next,
+) -> Next {
+    match filter.try_borrow_mut() {
+        Ok(mut filter) => callback(&mut filter),
+        Err(_) => {
+            log::error!("tollgate: request filter busy; {busy}");
+            otherwise
+        }
+    }
+}
+
 pub fn on_request_body(
     filter: &RefCell<Filter>,
     host: &impl Host,
     body_size: usize,
     end_of_stream: bool,
 ) -> Next {
-    match filter.try_borrow_mut() {
-        Ok(mut filter) => filter.on_request_body(host, body_size, end_of_stream),
-        Err(_) => {
-            log::error!("tollgate: request filter busy; body chunk not counted");
-            Next::Continue
-        }
-    }
+    with_filter(filter, "body chunk not counted", Next::Continue, |f| {
+        f.on_request_body(host, body_size, end_of_stream)
+    })
 }
 
 pub fn on_request_trailers(filter: &RefCell<Filter>, host: &impl Host) -> Next {
-    match filter.try_borrow_mut() {
-        Ok(mut filter) => filter.on_request_trailers(host),
-        Err(_) => {
-            // Let through, a body meant to be reshaped could reach the upstream unshaped.
-            log::error!("tollgate: request filter busy; request held");
-            Next::Stop
-        }
-    }
+    // Let through, a body meant to be reshaped could reach the upstream unshaped.
+    with_filter(filter, "request held", Next::Stop, |f| {
+        f.on_request_trailers(host)
+    })
 }
 
 pub fn on_response_trailers(filter: &RefCell<Filter>, host: &impl Host) -> Next {
-    match filter.try_borrow_mut() {
-        Ok(mut filter) => filter.on_response_trailers(host),
-        Err(_) => {
-            log::error!("tollgate: request filter busy; response trailers left as they are");
-            Next::Continue
-        }
-    }
+    with_filter(
+        filter,
+        "response trailers left as they are",
+        Next::Continue,
+        |f| f.on_response_trailers(host),
+    )
 }
 
 pub fn on_response_headers(
@@ -212,13 +220,9 @@ pub fn on_response_headers(
     host: &impl Host,
     end_of_stream: bool,
 ) -> Next {
-    match filter.try_borrow_mut() {
-        Ok(mut filter) => filter.on_response_headers(host, end_of_stream),
-        Err(_) => {
-            log::error!("tollgate: request filter busy; response left as is");
-            Next::Continue
-        }
-    }
+    with_filter(filter, "response left as is", Next::Continue, |f| {
+        f.on_response_headers(host, end_of_stream)
+    })
 }
 
 pub fn on_response_body(
@@ -227,13 +231,9 @@ pub fn on_response_body(
     body_size: usize,
     end_of_stream: bool,
 ) -> Next {
-    match filter.try_borrow_mut() {
-        Ok(mut filter) => filter.on_response_body(host, body_size, end_of_stream),
-        Err(_) => {
-            log::error!("tollgate: request filter busy; response body left as is");
-            Next::Continue
-        }
-    }
+    with_filter(filter, "response body left as is", Next::Continue, |f| {
+        f.on_response_body(host, body_size, end_of_stream)
+    })
 }
 
 pub fn on_grpc_call_response(
