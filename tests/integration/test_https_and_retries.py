@@ -112,6 +112,38 @@ def test_every_shipped_route_and_backend_retry_as_the_reference(where, bootstrap
         where
 
 
+UVICORN_KEEP_ALIVE_S = 5  # uvicorn's default --timeout-keep-alive
+
+
+@pytest.mark.parametrize("where,bootstrap", BOOTSTRAPS, ids=IDS)
+def test_every_shipped_envoy_drops_idle_backend_connections_before_uvicorn_does(where,
+                                                                               bootstrap):
+    """A request sent on a keep-alive connection the backend is closing is reset: a 503 that
+    a POST is not retried from. Envoy must let go of an idle connection first."""
+    (retrying_route, _) = public_routes(bootstrap)
+    backend = clusters(bootstrap)[retrying_route["route"]["cluster"]]
+    options = backend["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    idle = seconds(options["common_http_protocol_options"]["idle_timeout"])
+    assert 0 < idle < UVICORN_KEEP_ALIVE_S, where
+
+
+def test_an_idle_backend_connection_is_closed_by_envoy_first(gateway):
+    """In the reference Envoy before the real uvicorn: after a request, Envoy's own idle timer
+    closes the backend connection, before uvicorn's keep-alive would."""
+    def idle_closes() -> int:
+        stats = requests.get(f"{gateway.admin}/stats?filter=^cluster.backend.upstream_cx_idle_timeout$",
+                             timeout=5).text
+        return int(stats.split(":")[1]) if ":" in stats else 0
+
+    before = idle_closes()
+    assert requests.get(f"{gateway.url}/healthz", timeout=5).status_code == 200
+    deadline = time.monotonic() + UVICORN_KEEP_ALIVE_S
+    while time.monotonic() < deadline and idle_closes() == before:
+        time.sleep(0.2)
+    assert idle_closes() > before, "no idle close by Envoy within uvicorn's keep-alive"
+
+
 # --- Retries, in a real Envoy with the reference's routes and backend cluster ---------------
 
 class FlakyUpstream:
