@@ -2,9 +2,6 @@
 //! `Filter`, and `ProxyWasm` performs their host calls with the SDK's `Result`-returning
 //! functions.
 
-use crate::filter::{self, Filter, Next};
-use crate::host::{HeaderList, Host, HostError};
-use crate::plugin::Plugin;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
@@ -13,6 +10,9 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 use tollgate_core::metrics::SeriesKind;
 use tollgate_core::{Clock, CounterStore, SourceAddress, StoreError};
+use tollgate_glue::filter::{self, Filter, Next};
+use tollgate_glue::host::{HeaderList, Host, HostError};
+use tollgate_glue::plugin::Plugin;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
