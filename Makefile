@@ -15,7 +15,7 @@ RLS     := target/release/tollgate-rls
 APT_GET := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 SOURCES := $(shell find src crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
 
-.PHONY: FORCE all setup build run stop compose-config connector oci test fmt-check clippy unit integration bench clean
+.PHONY: FORCE all setup build run stop compose-config connector oci schema test fmt-check clippy unit integration bench clean
 
 all: build
 
@@ -108,6 +108,12 @@ oci: build
 	  docker build -f oci/rls.Dockerfile -t tollgate-rls:$(OCI_TAG) . && \
 	  echo "push both, then set WasmPlugin.spec.sha256 to the digest docker push prints"; \
 	else echo "no Docker engine here: nothing built (oci/*.Dockerfile need one)"; fi
+
+## schema: docs/tollgate.schema.json, the configuration's JSON Schema as `tollgate schema` derives it
+## from the Rust types (`make unit` fails while the committed file differs).
+schema: $(CLI)
+	$(CLI) schema > docs/tollgate.schema.json.tmp
+	mv docs/tollgate.schema.json.tmp docs/tollgate.schema.json
 
 ## test: everything CI checks.
 test: fmt-check clippy unit integration

@@ -1,6 +1,6 @@
-//! The tollgate command line: check a configuration exactly as the filter would, make keys,
-//! hash keys, generate the Power Platform connector, turn Azure service tags into an
-//! `ip_filter` list. Keys are read from stdin, never from argv, so they stay out of shell
+//! The tollgate command line: check a configuration exactly as the filter would, print its JSON
+//! Schema, make keys, hash keys, generate the Power Platform connector, turn Azure service tags
+//! into an `ip_filter` list. Keys are read from stdin, never from argv, so they stay out of shell
 //! history.
 
 mod service_tags;
@@ -24,6 +24,8 @@ usage:
                                    write a starting configuration: one operation per FastAPI
                                    operation, a product, a consumer with a fresh key (printed
                                    once on stderr); never overwrites
+  tollgate schema                  print the configuration's JSON Schema (Draft 2020-12), for
+                                   editors and CI; `check` also checks what it cannot say
   tollgate new-key [--consumer ID] print a fresh random key and its sha256: hash
   tollgate hash-key                read a key from stdin, print its sha256: hash
   tollgate connector --config CONFIG.json --openapi OPENAPI.json --host HOST
@@ -133,6 +135,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         ["init", flags @ ..] => init_config(flags),
+        ["schema"] => print_schema(),
         ["new-key"] => new_key(None),
         ["new-key", "--consumer", id] => new_key(Some(id)),
         ["hash-key"] => hash_key(),
@@ -474,6 +477,13 @@ fn print_service_tags(args: &[&str]) -> Result<(), CliError> {
         selection.prefixes.len() - ipv6
     );
     Ok(())
+}
+
+/// `schema`: docs/tollgate.schema.json is this output (`make schema` writes it).
+fn print_schema() -> Result<(), CliError> {
+    std::io::stdout()
+        .write_all(tollgate_core::schema::configuration_schema_text().as_bytes())
+        .map_err(CliError::Stdout)
 }
 
 /// A new subscription key: 32 random bytes as 64 lowercase hex digits (`new-key`, `init`).

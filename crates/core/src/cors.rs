@@ -32,10 +32,10 @@ const ANY: &str = "*";
 
 /// The longest `max_age_s` accepted: browsers cap it lower still (Firefox at a day, Chromium
 /// at two hours), so more would only mislead.
-const MAX_AGE_LIMIT_S: u64 = 86_400;
+pub(crate) const MAX_AGE_LIMIT_S: u64 = 86_400;
 
 /// Methods allowed when `allowed_methods` is left out (APIM's default).
-const DEFAULT_METHODS: [&str; 2] = ["GET", "POST"];
+pub(crate) const DEFAULT_METHODS: [&str; 2] = ["GET", "POST"];
 
 /// A list that is either everything (`*`) or these entries.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,6 +35,8 @@ mod pipeline;
 mod plan;
 mod rewrite;
 mod route_table;
+#[cfg(feature = "schema")]
+pub mod schema;
 mod subscription;
 mod template;
 mod verdict;

@@ -11,6 +11,8 @@ use std::fmt;
 
 pub const DEFAULT_REFRESH_INTERVAL_S: u64 = 3600;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
+/// The longest `timeout_ms` of a key fetch (its message says the number).
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_UNKNOWN_KID_REFETCH_S: u64 = 300;
 
 /// Host and path of an HTTP(S) URL; the scheme and TLS are the cluster's business.
@@ -110,7 +112,7 @@ impl RemoteKeys {
             ));
         }
         let timeout_ms = config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-        if !(1..=60_000).contains(&timeout_ms) {
+        if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
             return Err(ConfigError::rule(
                 format!("{at}.timeout_ms"),
                 "must be between 1 and 60000",
