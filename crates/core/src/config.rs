@@ -51,6 +51,7 @@ pub struct Config {
     pub global_limits: Option<GlobalLimitsConfig>,
     /// The largest request body, in bytes, for every operation and for requests
     /// `unmatched: pass` forwards (absent: no limit).
+    #[serde(default, deserialize_with = "nullable_whole_number")]
     pub max_request_body_bytes: Option<u64>,
     /// 5xx bodies reaching the client are replaced by APIM-shaped ones naming the request id
     /// (default false).
@@ -678,7 +679,7 @@ pub struct OperationConfig {
     pub response_headers: Option<HeaderRulesConfig>,
     /// The operation's own request size limit, in bytes, replacing the top level's; `null`:
     /// no limit for this operation.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "override_whole_number")]
     pub max_request_body_bytes: Override<u64>,
     /// The operation's own `cors` section, replacing the top level's whole; `null`: no CORS
     /// for this operation.
@@ -809,10 +810,32 @@ fn optional_whole_number<'de, D: Deserializer<'de>>(
     whole_number(deserializer).map(Some)
 }
 
+/// A whole number or `null` (= absent), for a field that always took `null`.
+fn nullable_whole_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    Option::<serde_json::Number>::deserialize(deserializer)?
+        .map(whole)
+        .transpose()
+}
+
+/// An operation's own whole number: `null` switches the top level's off (see `Override`).
+fn override_whole_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Override<u64>, D::Error> {
+    Ok(match nullable_whole_number(deserializer)? {
+        None => Override::Off,
+        Some(value) => Override::Set(value),
+    })
+}
+
 /// A non-negative whole number. Istio hands `pluginConfig` to Envoy as a protobuf `Struct`,
 /// whose numbers are doubles, so `5` may arrive as `5.0`; both mean 5, `5.5` is refused.
 fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    let number = serde_json::Number::deserialize(deserializer)?;
+    whole(serde_json::Number::deserialize(deserializer)?)
+}
+
+fn whole<E: serde::de::Error>(number: serde_json::Number) -> Result<u64, E> {
     if let Some(value) = number.as_u64() {
         return Ok(value);
     }
@@ -820,7 +843,7 @@ fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Er
         Some(value) if value >= 0.0 && value.fract() == 0.0 && value < u64::MAX as f64 => {
             Ok(value as u64)
         }
-        _ => Err(serde::de::Error::custom(format!(
+        _ => Err(E::custom(format!(
             "expected a whole number of at least 0, got {number}"
         ))),
     }
@@ -893,5 +916,40 @@ mod override_tests {
         assert_eq!(Override::<u32>::Off.resolve(Some(&1)), None);
         assert_eq!(Override::Set(2).resolve(Some(&1)), Some(&2));
         assert!(serde_json::from_str::<Operation>(r#"{"section": "x"}"#).is_err());
+    }
+
+    /// Every number of the configuration is read as a whole number: a `Struct` from Istio may
+    /// carry `5` as `5.0`.
+    #[test]
+    fn request_size_limits_are_whole_numbers_like_every_other_number() {
+        // (top level's, operation's) for the two members as written.
+        let read = |top: &str, own: &str| {
+            let text = format!(
+                r#"{{"max_request_body_bytes": {top},
+                    "operations": [{{"name": "a", "path": "/", "max_request_body_bytes": {own}}}]}}"#
+            );
+            serde_json::from_str::<super::Config>(&text)
+                .map(|mut c| {
+                    (
+                        c.max_request_body_bytes,
+                        c.operations.remove(0).max_request_body_bytes,
+                    )
+                })
+                .map_err(|err| err.to_string())
+        };
+        assert_eq!(read("5", "7"), Ok((Some(5), Override::Set(7))));
+        assert_eq!(read("5.0", "7.0"), Ok((Some(5), Override::Set(7))));
+        assert_eq!(read("null", "null"), Ok((None, Override::Off)));
+        for refused in ["7.5", "-1", "\"7\""] {
+            assert!(read(refused, "1").is_err(), "{refused}");
+            assert!(read("1", refused).is_err(), "{refused}");
+        }
+        let absent =
+            serde_json::from_str::<super::Config>(r#"{"operations": [{"name": "a"}]}"#).unwrap();
+        assert_eq!(absent.max_request_body_bytes, None);
+        assert!(absent
+            .operations
+            .iter()
+            .all(|op| op.max_request_body_bytes == Override::Inherit));
     }
 }
