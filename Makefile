@@ -10,16 +10,17 @@ CLI     := target/debug/tollgate
 RLS     := target/release/tollgate-rls
 # Debian packages the tests and the demo run for real: Redis (global limits), openssl (the
 # throw-away certificates of `make run`, `make compose-config` and the tests), binaryen
-# (wasm-opt, below). Installed when missing, with sudo
-# when not root.
-APT_GET := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
+# (wasm-opt, below), prometheus (promtool and a real Prometheus for k8s/monitoring/'s tests).
+# Installed when missing, with sudo when not root.
+SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_GET := $(SUDO) apt-get
 SOURCES := $(shell find src crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
 
 .PHONY: FORCE all setup build run stop compose-config connector oci schema test fmt-check clippy unit integration bench clean
 
 all: build
 
-## setup: the wasm target, Redis, and a virtualenv with Envoy, FastAPI, uvicorn and the test tools.
+## setup: the wasm target, Redis, Prometheus, and a virtualenv with Envoy, FastAPI, uvicorn and the test tools.
 setup: $(VENV)/.installed
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@command -v redis-server >/dev/null && command -v openssl >/dev/null || \
@@ -28,6 +29,19 @@ setup: $(VENV)/.installed
 	@command -v wasm-opt >/dev/null || $(APT_GET) install -y -qq binaryen || \
 	  ($(APT_GET) update -qq && $(APT_GET) install -y -qq binaryen) || \
 	  echo "warning: binaryen (wasm-opt) not installed: the module will not be optimised"
+	@# prometheus' postinst starts its service (a daemon on :9090, under systemd or not):
+	@# where no policy-rc.d forbids that already (Docker images ship one), one that does is put
+	@# in place for this install only. The tests start their own Prometheus.
+	@command -v promtool >/dev/null || { \
+	  policy=/usr/sbin/policy-rc.d; added=; \
+	  if [ ! -e $$policy ]; then \
+	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee $$policy >/dev/null && \
+	    $(SUDO) chmod 0755 $$policy && added=1; \
+	  fi; \
+	  install="$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus"; \
+	  $$install || ($(APT_GET) update -qq && $$install); status=$$?; \
+	  if [ -n "$$added" ]; then $(SUDO) rm -f $$policy; fi; \
+	  exit $$status; }
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 

@@ -5,9 +5,11 @@ No cluster and no Docker engine run on this machine: these tests load every ship
 configuration in a real Envoy (`--mode validate`, which runs the filter's on_configure), run
 `tollgate check` on every shipped plugin configuration, read the manifests, the compose file
 and the Dockerfiles, and check the manifests against Kubernetes' schemas (built-in kinds,
-kubernetes-validate) and Istio's (its CRDs, tests/data/k8s-schemas/). cert-manager's
-Certificate is checked by neither: no schema of it is at hand, so only what the other
-manifests rely on is asserted (test_certificates_are_what_the_pods_and_the_gateway_read)."""
+kubernetes-validate), Istio's and the Prometheus Operator's (their CRDs,
+tests/data/k8s-schemas/). cert-manager's Certificate is checked by neither: no schema of it is at
+hand, so only what the other manifests rely on is asserted
+(test_certificates_are_what_the_pods_and_the_gateway_read). The monitoring's rules and dashboard
+are tested on a real Prometheus in test_monitoring.py."""
 
 from __future__ import annotations
 
@@ -41,6 +43,9 @@ ISTIO_SHA256 = r"(^$|^[a-f0-9]{64}$)"
 ISTIO_CRD = REPO / "tests" / "data" / "k8s-schemas" / "istio-wasmplugin-crd.yaml"
 # Istio's networking and security CRDs (AuthorizationPolicy among them), copied the same way.
 ISTIO_SECURITY_CRDS = REPO / "tests" / "data" / "k8s-schemas" / "istio-networking-security-crds.yaml"
+# The Prometheus Operator's PodMonitor and PrometheusRule CRDs (k8s/monitoring/), copied the same
+# way with their own LICENSE and SOURCE.md.
+PROMETHEUS_OPERATOR_CRDS = REPO / "tests" / "data" / "k8s-schemas" / "prometheus-operator"
 
 
 def test_everything_expected_is_shipped():
@@ -62,7 +67,10 @@ def test_everything_expected_is_shipped():
                      "k8s/istio/certificate.yaml:Certificate/invoice-validator-tls",
                      "k8s/istio/gateway.yaml:Gateway/invoice-validator",
                      "k8s/istio/virtualservice.yaml:VirtualService/invoice-validator",
-                     "k8s/istio/virtualservice.yaml:DestinationRule/invoice-validator"):
+                     "k8s/istio/virtualservice.yaml:DestinationRule/invoice-validator",
+                     "k8s/monitoring/prometheus-rule.yaml:PrometheusRule/tollgate",
+                     "k8s/monitoring/podmonitor.yaml:PodMonitor/tollgate-envoy-sidecar",
+                     "k8s/monitoring/podmonitor.yaml:PodMonitor/tollgate-istio-proxy"):
         assert manifest in MANIFESTS, manifest
     assert (REPO / "oci" / "rls.Dockerfile").exists()
     assert (REPO / ".dockerignore").exists()
@@ -392,6 +400,8 @@ def test_istio_wasmplugin_passes_istio_schema():
 # Custom resources: kubernetes-validate knows only Kubernetes' own kinds (its CLI merely warns
 # and passes on any other), so each group is checked where its schema is, or said not to be.
 ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "extensions.istio.io")
+# The Prometheus Operator's kinds: test_prometheus_operator_resources_pass_their_crd_schemas.
+PROMETHEUS_OPERATOR_GROUPS = ("monitoring.coreos.com",)
 # No schema of cert-manager's CRDs is in the repository: test_certificates_are_what_the_pods_
 # and_the_gateway_read checks what the other manifests rely on; `kubectl apply --dry-run=server`
 # on a cluster with cert-manager installed is the schema check.
@@ -405,7 +415,7 @@ def api_group(doc: dict) -> str:
 def test_k8s_manifests_pass_kubernetes_schemas():
     checked = set()
     for name, doc in MANIFESTS.items():
-        if api_group(doc) in ISTIO_GROUPS + UNCHECKED_GROUPS:
+        if api_group(doc) in ISTIO_GROUPS + PROMETHEUS_OPERATOR_GROUPS + UNCHECKED_GROUPS:
             continue
         try:
             kubernetes_validate.validate(doc, "1.31.0", strict=True)
@@ -418,19 +428,78 @@ def test_k8s_manifests_pass_kubernetes_schemas():
 
 
 def test_every_custom_resource_is_checked_against_its_schema_or_known_not_to_be():
-    """Istio's kinds have their CRD here; the unchecked groups' kinds are indeed unknown to
-    kubernetes-validate (were it to learn them, they should be checked). A kind of any other
-    group fails test_k8s_manifests_pass_kubernetes_schemas: no schema found."""
+    """Istio's and the Prometheus Operator's kinds have their CRD here; the unchecked groups'
+    kinds are indeed unknown to kubernetes-validate (were it to learn them, they should be
+    checked). A kind of any other group fails test_k8s_manifests_pass_kubernetes_schemas: no
+    schema found."""
     istio_kinds = {(crd["spec"]["group"], crd["spec"]["names"]["kind"])
                    for path in (ISTIO_CRD, ISTIO_SECURITY_CRDS)
                    for crd in yaml.safe_load_all(path.read_text())}
+    operator_kinds = {(crd["spec"]["group"], crd["spec"]["names"]["kind"])
+                      for crd in prometheus_operator_crds()}
     for name, doc in MANIFESTS.items():
         group = api_group(doc)
         if group in ISTIO_GROUPS:
             assert (group, doc["kind"]) in istio_kinds, f"{name}: no Istio CRD for it here"
+        elif group in PROMETHEUS_OPERATOR_GROUPS:
+            assert (group, doc["kind"]) in operator_kinds, f"{name}: no CRD for it here"
         elif group in UNCHECKED_GROUPS:
             with pytest.raises(kubernetes_validate.utils.SchemaNotFoundError):
                 kubernetes_validate.validate(doc, "1.31.0", strict=True)
+
+
+def prometheus_operator_crds() -> list[dict]:
+    return [crd for path in sorted(PROMETHEUS_OPERATOR_CRDS.glob("*.yaml"))
+            for crd in yaml.safe_load_all(path.read_text()) if crd]
+
+
+def test_prometheus_operator_resources_pass_their_crd_schemas():
+    """The PrometheusRule and the PodMonitors of k8s/monitoring/ against the served version of
+    their CRD: the API server would refuse what the schema refuses, and prune (silently drop)
+    fields it does not declare."""
+    checked = set()
+    for name, doc in MANIFESTS.items():
+        if api_group(doc) not in PROMETHEUS_OPERATOR_GROUPS:
+            continue
+        group, version = doc["apiVersion"].split("/")
+        (crd,) = [crd for crd in prometheus_operator_crds()
+                  if (crd["spec"]["group"], crd["spec"]["names"]["kind"]) == (group, doc["kind"])]
+        served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+        assert served["served"] and served["storage"], f"{name}: {version} is not served"
+        schema = served["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        # Not jsonschema.validate: it first checks the schema itself, and one of its patterns
+        # (`^(?i)(abort|warn)?$`, Go syntax) is no Python regex. No field here uses that one.
+        jsonschema.Draft202012Validator(schema).validate(doc["spec"])
+        assert not unknown_fields(doc["spec"], schema), name
+        checked.add(doc["kind"])
+    assert checked == {"PrometheusRule", "PodMonitor"}
+
+
+def test_podmonitors_scrape_the_port_that_serves_envoy_stats():
+    """The plain sidecar's PodMonitor names the Envoy container's `ops` port, whose listener
+    routes /stats/prometheus to the admin API; both select the gateway's pods."""
+    deployment = MANIFESTS["k8s/sidecar/deployment.yaml:Deployment/invoice-validator"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    sidecar = MANIFESTS["k8s/monitoring/podmonitor.yaml:PodMonitor/tollgate-envoy-sidecar"]
+    istio = MANIFESTS["k8s/monitoring/podmonitor.yaml:PodMonitor/tollgate-istio-proxy"]
+    for monitor in (sidecar, istio):
+        assert selects(monitor["spec"]["selector"], labels)
+        (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+        assert endpoint["path"] == "/stats/prometheus"
+    (envoy,) = [c for c in deployment["spec"]["template"]["spec"]["containers"]
+                if c["name"] == "envoy"]
+    (endpoint,) = sidecar["spec"]["podMetricsEndpoints"]
+    port = next(p["containerPort"] for p in envoy["ports"] if p["name"] == endpoint["port"])
+    configmap = MANIFESTS["k8s/sidecar/configmap.yaml:ConfigMap/invoice-validator-envoy"]
+    bootstrap = yaml.safe_load(configmap["data"]["envoy.yaml"])
+    (listener,) = [l for l in bootstrap["static_resources"]["listeners"]
+                   if l["address"]["socket_address"]["port_value"] == port]
+    routes = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
+        "virtual_hosts"][0]["routes"]
+    assert any(r["match"].get("path") == "/stats/prometheus" for r in routes)
+    # Istio's sidecar declares Envoy's own stats port under this name.
+    (endpoint,) = istio["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "http-envoy-prom"
 
 
 def test_compose_file_runs_tollgate_rls_on_a_throwaway_redis():
