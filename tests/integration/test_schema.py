@@ -31,6 +31,9 @@ SCHEMA = json.loads(SCHEMA_FILE.read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 # The info string of a fenced block that holds a complete tollgate configuration.
 MARKER = "json tollgate"
+# ... and of one that holds part of one: top-level members (`"cors": {...}, "operations": [...]`)
+# or one operation object; it is checked inside a small complete configuration (`completed`).
+PART_MARKER = "json tollgate-part"
 
 
 def schema_errors(config) -> list[str]:
@@ -49,7 +52,8 @@ def check(tmp_path: Path, text: str, name: str = "plugin.json"):
     return stack.tollgate_cli("check", str(path))
 
 
-def marked_blocks(path: Path, root: Path = REPO) -> list[tuple[str, str]]:
+def marked_blocks(path: Path, root: Path = REPO,
+                  marker: str = MARKER) -> list[tuple[str, str]]:
     """(file:line, text) of every fenced code block of a Markdown file whose info string is
     exactly `json tollgate`. Fences are CommonMark's: ``` or ~~~, three or more, indented at most
     three spaces; a block ends at a fence of the same character at least as long, with no info
@@ -74,7 +78,7 @@ def marked_blocks(path: Path, root: Path = REPO) -> list[tuple[str, str]]:
             body.append(lines[index])
             index += 1
         index += 1
-        if info == MARKER:
+        if info == marker:
             found.append((f"{path.relative_to(root)}:{start + 1}", "\n".join(body) + "\n"))
     return found
 
@@ -87,6 +91,30 @@ def documented_configurations() -> list[tuple[str, str]]:
 
 
 DOCUMENTED = documented_configurations()
+DOCUMENTED_PARTS = [found for path in [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
+                    for found in marked_blocks(path, marker=PART_MARKER)]
+PART_BASE = {
+    "products": {"default": {}},
+    "consumers": [{"id": "invoice-flow", "product": "default",
+                   "keys": ["sha256:" + "ab" * 32]}],
+    "operations": [{"name": "validate", "methods": ["POST"], "path": "/validate"}],
+}
+
+
+def completed(text: str) -> dict:
+    """A documented part inside a small complete configuration: one operation object joins
+    the base's operations; top-level members replace the base's, maps (products) merged."""
+    part = json.loads(text) if text.lstrip().startswith("{") else None
+    if part is not None and "name" in part:
+        return {**PART_BASE, "operations": [*PART_BASE["operations"], part]}
+    members = part if part is not None else json.loads("{" + text + "}")
+    config = dict(PART_BASE)
+    for name, value in members.items():
+        if isinstance(value, dict) and isinstance(config.get(name), dict):
+            config[name] = {**config[name], **value}
+        else:
+            config[name] = value
+    return config
 
 
 def test_schema_is_a_draft_2020_12_schema():
@@ -131,6 +159,28 @@ def test_every_documented_configuration_validates_and_passes_check(tmp_path, whe
     assert schema_errors(json.loads(text)) == [], where
     result = check(tmp_path, text)
     assert result.returncode == 0, f"{where}: {result.stderr}"
+
+
+def test_the_docs_hold_parts_of_configurations():
+    assert len(DOCUMENTED_PARTS) >= 5, "no ```json tollgate-part blocks found in docs/*.md"
+
+
+@pytest.mark.parametrize("where,text", DOCUMENTED_PARTS, ids=[where for where, _ in DOCUMENTED_PARTS])
+def test_every_documented_part_validates_and_passes_check_in_a_configuration(tmp_path, where,
+                                                                             text):
+    config = completed(text)
+    assert schema_errors(config) == [], where
+    result = check(tmp_path, json.dumps(config))
+    assert result.returncode == 0, f"{where}: {result.stderr}"
+
+
+def test_a_part_is_completed_as_documented():
+    operation = completed('{ "name": "x", "path": "/x" }')
+    assert [op["name"] for op in operation["operations"]] == ["validate", "x"]
+    members = completed('"products": { "p": {} }, "unmatched": "pass"')
+    assert members["products"] == {"default": {}, "p": {}} and members["unmatched"] == "pass"
+    # A broken part fails: an unknown member reaches the schema and the check.
+    assert schema_errors(completed('"unknown_member": 1')) != []
 
 
 def test_the_marker_is_the_whole_info_string(tmp_path):
