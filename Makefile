@@ -8,6 +8,8 @@ PYTHON  := $(VENV)/bin/python
 WASM    := target/wasm32-wasip1/release/tollgate.wasm
 CLI     := target/debug/tollgate
 RLS     := target/release/tollgate-rls
+# The Envoy dynamic module (crates/dynamic-module; in progress: it passes requests through).
+MODULE_SO := target/native/libtollgate.so
 # Debian packages the tests and the demo run for real: Redis (global limits), openssl (the
 # throw-away certificates of `make run`, `make compose-config` and the tests), binaryen
 # (wasm-opt, below), prometheus (promtool and a real Prometheus for k8s/monitoring/'s tests).
@@ -16,7 +18,7 @@ SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET := $(SUDO) apt-get
 SOURCES := $(shell find src crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
 
-.PHONY: FORCE all setup build run stop compose-config connector oci schema test fmt-check clippy unit integration bench clean
+.PHONY: FORCE all setup build native-module run stop compose-config connector oci schema test fmt-check clippy unit integration bench clean
 
 all: build
 
@@ -51,8 +53,9 @@ $(VENV)/.installed: tests/requirements.txt backend/requirements.txt
 	$(PYTHON) -m pip install --quiet -r tests/requirements.txt -r backend/requirements.txt
 	touch $@
 
-## build: the filter (.wasm, release), the native CLI and tollgate-rls (release).
-build: setup $(WASM) $(CLI) $(RLS)
+## build: the filter (.wasm, release), the native CLI, tollgate-rls (release) and the native
+## Envoy module (in progress).
+build: setup $(WASM) $(CLI) $(RLS) $(MODULE_SO)
 
 # The module is the linker's output (deps/, which cargo keeps) through wasm-opt's passes that
 # shrink a module without rewriting function bodies: 672 -> 614 KB, and every pod pulls it and
@@ -82,6 +85,18 @@ $(CLI): $(SOURCES) Cargo.lock
 
 $(RLS): $(SOURCES) Cargo.lock
 	cargo build --release -p tollgate-rls
+
+## native-module: tollgate as an Envoy dynamic module, target/native/libtollgate.so (in
+## progress: it loads and passes requests through; it does not apply the policy yet).
+native-module: $(MODULE_SO)
+
+# Built in the `native` profile (Cargo.toml: release with panics that unwind, so each hook can
+# catch one). Cargo names it libtollgate_module.so (a lib named `tollgate` would collide with
+# the wasm package's); Envoy looks for lib<name>.so, so it is copied to libtollgate.so, through
+# a new file and a rename: an Envoy running the old one keeps its mapping intact.
+$(MODULE_SO): $(SOURCES) Cargo.lock
+	cargo build --profile native -p tollgate-dynamic-module
+	cp target/native/libtollgate_module.so $(MODULE_SO).tmp && mv -f $(MODULE_SO).tmp $(MODULE_SO)
 
 Cargo.lock:
 	cargo generate-lockfile

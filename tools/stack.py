@@ -274,7 +274,11 @@ class Envoy:
         name: str = "envoy",
         concurrency: int = 1,
         detach: bool = False,
+        env: dict[str, str] | None = None,
+        component_log_level: str = "wasm:info",
     ):
+        """`env`: variables added to Envoy's environment; `component_log_level`: Envoy's
+        `--component-log-level` (the rest logs at `warn`)."""
         self.config_path = workdir / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(envoy_config, sort_keys=False))
         self.log_path = workdir / f"{name}.log"
@@ -286,7 +290,8 @@ class Envoy:
         self.admin = f"http://127.0.0.1:{self.admin_port}"
         command = [
             envoy_binary(), "-c", str(self.config_path), "--base-id", str(unique_base_id()),
-            "--concurrency", str(concurrency), "-l", "warn", "--component-log-level", "wasm:info",
+            "--concurrency", str(concurrency), "-l", "warn",
+            "--component-log-level", component_log_level,
         ]
         # An Envoy whose parent exits gets SIGTERM; a detached one is started through
         # `setsid -f` (a fork whose parent is gone before Envoy starts) and stopped through
@@ -296,6 +301,7 @@ class Envoy:
             ["setsid", "-f", *command] if detach else command,
             stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT,
+            env={**os.environ, **env} if env else None,
         )
         wait_until(
             lambda: requests.get(f"{self.admin}/ready", timeout=1).text.strip() == "LIVE",
