@@ -315,10 +315,16 @@ fn init_config(flags: &[&str]) -> Result<(), CliError> {
     eprintln!("key:  {key}");
     if options.auth != InitAuth::SubscriptionKey {
         eprintln!(
-            "jwt: replace {} and {} in {out} with your Entra tenant and the API's application ID URI, \
-             and give Envoy a cluster 'entra_id' to login.microsoftonline.com",
+            "jwt: replace {} and {} in {out} with your Entra tenant ID and the API's application \
+             (client) ID (v2.0 tokens: see docs/configuration.md, Entra ID), and give Envoy a \
+             cluster 'entra_id' to login.microsoftonline.com",
             init::TENANT_PLACEHOLDER,
             init::AUDIENCE_PLACEHOLDER
+        );
+        eprintln!(
+            "jwt: default_product '{}' admits every client that holds a valid token for the \
+             audience; to admit only yours, list them as consumers (jwt_client_ids) and remove it",
+            init::DEFAULT_PRODUCT
         );
     }
     eprintln!("next: tollgate check {out} --openapi {openapi_path} --strict");

@@ -352,7 +352,8 @@ fn entra_placeholder() -> Jwt {
 
 /// What the operator replaces in a generated `jwt` section.
 pub const TENANT_PLACEHOLDER: &str = "TENANT_ID";
-pub const AUDIENCE_PLACEHOLDER: &str = "api://API_APP_ID";
+/// Entra ID v2.0 access tokens carry the API's application (client) ID as `aud`.
+pub const AUDIENCE_PLACEHOLDER: &str = "API_CLIENT_ID";
 
 // The generated document, in the order the documentation presents the keys.
 
