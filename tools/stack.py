@@ -276,9 +276,11 @@ class Envoy:
         detach: bool = False,
         env: dict[str, str] | None = None,
         component_log_level: str = "wasm:info",
+        extra_args: list[str] | None = None,
     ):
         """`env`: variables added to Envoy's environment; `component_log_level`: Envoy's
-        `--component-log-level` (the rest logs at `warn`)."""
+        `--component-log-level` (the rest logs at `warn`); `extra_args`: more of Envoy's
+        options (a shipped manifest's, e.g. `--drain-strategy`)."""
         self.config_path = workdir / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(envoy_config, sort_keys=False))
         self.log_path = workdir / f"{name}.log"
@@ -291,7 +293,7 @@ class Envoy:
         command = [
             envoy_binary(), "-c", str(self.config_path), "--base-id", str(unique_base_id()),
             "--concurrency", str(concurrency), "-l", "warn",
-            "--component-log-level", component_log_level,
+            "--component-log-level", component_log_level, *(extra_args or []),
         ]
         # An Envoy whose parent exits gets SIGTERM; a detached one is started through
         # `setsid -f` (a fork whose parent is gone before Envoy starts) and stopped through

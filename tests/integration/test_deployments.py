@@ -19,6 +19,7 @@ import json
 import re
 import shutil
 import subprocess
+import textwrap
 
 import jsonschema
 import kubernetes_validate
@@ -43,6 +44,8 @@ ISTIO_SHA256 = r"(^$|^[a-f0-9]{64}$)"
 ISTIO_CRD = REPO / "tests" / "data" / "k8s-schemas" / "istio-wasmplugin-crd.yaml"
 # Istio's networking and security CRDs (AuthorizationPolicy among them), copied the same way.
 ISTIO_SECURITY_CRDS = REPO / "tests" / "data" / "k8s-schemas" / "istio-networking-security-crds.yaml"
+# Istio's ServiceEntry CRD (k8s/istio/entra-id.yaml), copied the same way.
+ISTIO_SERVICEENTRY_CRD = REPO / "tests" / "data" / "k8s-schemas" / "istio-serviceentry-crd.yaml"
 # The Prometheus Operator's PodMonitor and PrometheusRule CRDs (k8s/monitoring/), copied the same
 # way with their own LICENSE and SOURCE.md.
 PROMETHEUS_OPERATOR_CRDS = REPO / "tests" / "data" / "k8s-schemas" / "prometheus-operator"
@@ -60,6 +63,13 @@ def test_everything_expected_is_shipped():
                      "k8s/rls/networkpolicy.yaml:NetworkPolicy/tollgate-rls",
                      "k8s/rls/istio-authorizationpolicy.yaml:AuthorizationPolicy/tollgate-rls",
                      "k8s/sidecar/deployment.yaml:ServiceAccount/invoice-validator",
+                     "k8s/sidecar/deployment.yaml:PodDisruptionBudget/invoice-validator",
+                     "k8s/istio/workload.yaml:ServiceAccount/invoice-validator",
+                     "k8s/istio/workload.yaml:Deployment/invoice-validator",
+                     "k8s/istio/workload.yaml:Service/invoice-validator",
+                     "k8s/istio/workload.yaml:PodDisruptionBudget/invoice-validator",
+                     "k8s/istio/entra-id.yaml:ServiceEntry/entra-id",
+                     "k8s/istio/entra-id.yaml:DestinationRule/entra-id",
                      "k8s/rls/examples/redis-secret.yaml:Secret/tollgate-rls-redis",
                      "k8s/rls/dev/redis.yaml:Deployment/tollgate-redis",
                      "k8s/rls/dev/redis.yaml:Service/tollgate-redis",
@@ -173,16 +183,20 @@ def test_sidecar_deployment_carries_what_aks_needs():
 
 def test_istio_wasmplugin_carries_what_istio_needs():
     plugin = MANIFESTS["k8s/istio/wasmplugin.yaml:WasmPlugin/tollgate"]
-    deployment = MANIFESTS["k8s/sidecar/deployment.yaml:Deployment/invoice-validator"]
+    deployment = MANIFESTS["k8s/istio/workload.yaml:Deployment/invoice-validator"]
     spec = plugin["spec"]
     assert plugin["apiVersion"].startswith("extensions.istio.io/")
     assert spec["phase"] == "AUTHN"
-    assert spec["failStrategy"] == "FAIL_CLOSE"
+    # As the plain sidecar's failure_policy: a crashed VM is reloaded, requests fail closed
+    # meanwhile. (FAIL_CLOSE would leave it answering 503 behind probes that bypass it.)
+    assert spec["failStrategy"] == "FAIL_RELOAD"
+    # Requests coming in to the workload only: without `match`, Istio also puts the filter on
+    # the sidecar's outbound side, in the way of every call the app itself makes.
+    assert spec["match"] == [{"mode": "SERVER"}]
     assert spec["url"].startswith("oci://")
     # Istio's schema: empty (no check) or 64 lowercase hex digits, no "sha256:" prefix.
     assert re.fullmatch(ISTIO_SHA256, spec["sha256"]), spec["sha256"]
-    assert spec["selector"]["matchLabels"].items() <= deployment["spec"]["template"][
-        "metadata"]["labels"].items()
+    assert selects(spec["selector"], deployment["spec"]["template"]["metadata"]["labels"])
     assert spec["pluginConfig"]["operations"]
 
 
@@ -395,6 +409,11 @@ def test_istio_wasmplugin_passes_istio_schema():
     unknown = set(plugin["spec"]) - set(schema["properties"])
     assert not unknown, f"fields Istio's schema does not know: {unknown}"
     jsonschema.validate(plugin["spec"], schema)
+    # pluginConfig is free-form (tollgate's own schema checks it): the rest, field by field.
+    rest = {key: value for key, value in plugin["spec"].items() if key != "pluginConfig"}
+    assert not unknown_fields(rest, schema)
+    assert "FAIL_RELOAD" in schema["properties"]["failStrategy"]["enum"]
+    assert "SERVER" in schema["properties"]["match"]["items"]["properties"]["mode"]["enum"]
 
 
 # Custom resources: kubernetes-validate knows only Kubernetes' own kinds (its CLI merely warns
@@ -423,8 +442,13 @@ def test_k8s_manifests_pass_kubernetes_schemas():
             pytest.fail(f"{name}: {e.message}")
         checked.add(name)
     assert {"k8s/sidecar/deployment.yaml:Deployment/invoice-validator",
+            "k8s/sidecar/deployment.yaml:PodDisruptionBudget/invoice-validator",
             "k8s/sidecar/service.yaml:Service/invoice-validator",
-            "k8s/sidecar/configmap.yaml:ConfigMap/invoice-validator-envoy"} <= checked
+            "k8s/sidecar/configmap.yaml:ConfigMap/invoice-validator-envoy",
+            "k8s/istio/workload.yaml:ServiceAccount/invoice-validator",
+            "k8s/istio/workload.yaml:Deployment/invoice-validator",
+            "k8s/istio/workload.yaml:Service/invoice-validator",
+            "k8s/istio/workload.yaml:PodDisruptionBudget/invoice-validator"} <= checked
 
 
 def test_every_custom_resource_is_checked_against_its_schema_or_known_not_to_be():
@@ -432,9 +456,7 @@ def test_every_custom_resource_is_checked_against_its_schema_or_known_not_to_be(
     kinds are indeed unknown to kubernetes-validate (were it to learn them, they should be
     checked). A kind of any other group fails test_k8s_manifests_pass_kubernetes_schemas: no
     schema found."""
-    istio_kinds = {(crd["spec"]["group"], crd["spec"]["names"]["kind"])
-                   for path in (ISTIO_CRD, ISTIO_SECURITY_CRDS)
-                   for crd in yaml.safe_load_all(path.read_text())}
+    istio_kinds = {(crd["spec"]["group"], crd["spec"]["names"]["kind"]) for crd in istio_crds()}
     operator_kinds = {(crd["spec"]["group"], crd["spec"]["names"]["kind"])
                       for crd in prometheus_operator_crds()}
     for name, doc in MANIFESTS.items():
@@ -595,8 +617,8 @@ def test_dockerignore_keeps_what_the_images_copy_and_drops_the_rest():
 # --- Who may call tollgate-rls: the NetworkPolicy and Istio's AuthorizationPolicy -------------
 
 def gateway_deployment() -> dict:
-    """The pods tollgate runs in: the sidecar's Deployment, whose labels Istio's WasmPlugin
-    selects too."""
+    """The pods tollgate runs in with the plain sidecar: its Deployment (under Istio,
+    k8s/istio/workload.yaml's pods, with the same labels and service account)."""
     return MANIFESTS["k8s/sidecar/deployment.yaml:Deployment/invoice-validator"]
 
 
@@ -619,10 +641,16 @@ def rls_grpc_port() -> int:
                 if port["targetPort"] in (p["name"], p["containerPort"]))
 
 
+def istio_crds() -> list[dict]:
+    """Istio's CRDs at hand (tests/data/k8s-schemas/)."""
+    return [crd for path in (ISTIO_CRD, ISTIO_SECURITY_CRDS, ISTIO_SERVICEENTRY_CRD)
+            for crd in yaml.safe_load_all(path.read_text()) if crd]
+
+
 def istio_schema(doc: dict) -> dict:
     """The spec schema Istio's API server checks a resource of this kind and version against."""
     group, version = doc["apiVersion"].split("/")
-    for crd in yaml.safe_load_all(ISTIO_SECURITY_CRDS.read_text()):
+    for crd in istio_crds():
         if crd["spec"]["group"] == group and crd["spec"]["names"]["kind"] == doc["kind"]:
             served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
             assert served["served"], f"{doc['apiVersion']} is not served"
@@ -709,9 +737,14 @@ def test_rls_authorizationpolicy_admits_only_the_gateways_identity():
     assert spec.get("action", "ALLOW") == "ALLOW"
     (rule,) = spec["rules"]
     (peer,) = rule["from"]
-    # The gateway pods' service account, shipped with them, in the gateways' namespace.
-    pod = gateway_deployment()["spec"]["template"]["spec"]
-    account = pod["serviceAccountName"]
+    # The service account of the pods tollgate runs in under Istio (k8s/istio/workload.yaml),
+    # shipped with them, in the gateways' namespace; the plain sidecar's pods run as the same
+    # name, so the policy holds for either.
+    workload = MANIFESTS["k8s/istio/workload.yaml:Deployment/invoice-validator"]
+    account = workload["spec"]["template"]["spec"]["serviceAccountName"]
+    assert MANIFESTS[f"k8s/istio/workload.yaml:ServiceAccount/{account}"]["metadata"][
+        "namespace"] == workload["metadata"]["namespace"] == gateway_namespace()
+    assert gateway_deployment()["spec"]["template"]["spec"]["serviceAccountName"] == account
     assert f"k8s/sidecar/deployment.yaml:ServiceAccount/{account}" in MANIFESTS
     assert peer == {"source": {"principals": [
         f"cluster.local/ns/{gateway_namespace()}/sa/{account}"]}}
@@ -814,7 +847,9 @@ def test_certificates_are_what_the_pods_and_the_gateway_read():
 
 @pytest.mark.parametrize("name", ["k8s/istio/gateway.yaml:Gateway/invoice-validator",
                                   "k8s/istio/virtualservice.yaml:VirtualService/invoice-validator",
-                                  "k8s/istio/virtualservice.yaml:DestinationRule/invoice-validator"])
+                                  "k8s/istio/virtualservice.yaml:DestinationRule/invoice-validator",
+                                  "k8s/istio/entra-id.yaml:ServiceEntry/entra-id",
+                                  "k8s/istio/entra-id.yaml:DestinationRule/entra-id"])
 def test_istio_routing_passes_istio_schema(name):
     doc = MANIFESTS[name]
     assert doc["apiVersion"] == "networking.istio.io/v1"
@@ -830,6 +865,16 @@ def test_istio_routing_passes_istio_schema(name):
         tls = server.get("tls", {})
         assert sum(key in tls for key in ("credentialName", "credentialNames",
                                           "tlsCertificates")) <= 1
+    # A ServiceEntry's: ports from 1 to 65535, each number once; no "*" host; endpoints only
+    # as its resolution allows (the shipped one has none).
+    if doc["kind"] == "ServiceEntry":
+        spec = doc["spec"]
+        numbers = [port["number"] for port in spec["ports"]]
+        assert len(numbers) == len(set(numbers))
+        for port in spec["ports"]:
+            assert all(0 < port[key] <= 65535 for key in ("number", "targetPort") if key in port)
+        assert "*" not in spec["hosts"]
+        assert "endpoints" not in spec and "workloadSelector" not in spec
 
 
 def test_istio_gateway_serves_https_only():
@@ -884,3 +929,204 @@ def test_istio_routes_retry_idempotent_methods_only_as_the_envoy_route_does():
         "percent": budget["budget_percent"]["value"],
         "minRetryConcurrency": budget["min_retry_concurrency"]}
 
+
+
+# --- Istio: the workload the WasmPlugin runs in, and the names that must agree ---------------
+
+def istio_workload() -> tuple[dict, dict, dict]:
+    """The FastAPI workload under Istio: its Deployment, Service and ServiceAccount."""
+    return (MANIFESTS["k8s/istio/workload.yaml:Deployment/invoice-validator"],
+            MANIFESTS["k8s/istio/workload.yaml:Service/invoice-validator"],
+            MANIFESTS["k8s/istio/workload.yaml:ServiceAccount/invoice-validator"])
+
+
+def option(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def test_istio_workload_runs_the_app_where_the_sidecar_reaches_it():
+    deployment, service, account = istio_workload()
+    pod = deployment["spec"]["template"]["spec"]
+    # Only the app: istio-proxy, injected by Istio, runs tollgate (no Envoy of our own).
+    (app,) = pod["containers"]
+    assert "initContainers" not in pod
+    command = app["command"]
+    assert command[:2] == ["uvicorn", "app:app"]
+    # Istio's sidecar hands inbound requests to the pod's IP: an app on loopback gets none.
+    assert option(command, "--host") == "0.0.0.0"
+    port = int(option(command, "--port"))
+    assert {"name": "http", "containerPort": port} in app["ports"]
+    # Longer than the hour the sidecar keeps an idle connection to the app (Istio's default
+    # inbound idle timeout), so the sidecar lets go first (docs/deploy-aks.md, "Idle
+    # connections to the backend").
+    assert int(option(command, "--timeout-keep-alive")) > 3600
+    # The app's own health, which Istio's agent asks directly.
+    assert app["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert app["resources"]["requests"] and app["resources"]["limits"]["memory"]
+    security = app["securityContext"]
+    assert security["runAsNonRoot"] is True and security["allowPrivilegeEscalation"] is False
+    # Its own identity (the mesh's), with no API token mounted.
+    assert pod["serviceAccountName"] == account["metadata"]["name"] != "default"
+    assert account["automountServiceAccountToken"] is False
+    # The Service: port named `http` (Istio's protocol selection: HTTP, so the inbound side
+    # has the HTTP connection manager a Wasm HTTP filter needs), to the app's port.
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    (service_port,) = service["spec"]["ports"]
+    assert service_port["name"] == "http"
+    assert service_port["targetPort"] in ("http", port)
+    # Drains and upgrades keep one replica serving.
+    budget = MANIFESTS["k8s/istio/workload.yaml:PodDisruptionBudget/invoice-validator"]
+    assert selects(budget["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
+    assert 1 <= budget["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+
+
+def test_istio_names_agree_across_workload_plugin_routes_and_policies():
+    """One workload, named the same way everywhere: the WasmPlugin's selector, the Service's,
+    the VirtualService's and DestinationRule's host and port, the NetworkPolicy's peer and the
+    AuthorizationPolicy's principal all point at the pods of k8s/istio/workload.yaml."""
+    deployment, service, account = istio_workload()
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    namespace = deployment["metadata"]["namespace"]
+    assert selects(deployment["spec"]["selector"], labels)
+    # Everything of k8s/istio/ but the gateway's certificate lives in the workload's namespace.
+    for name, doc in MANIFESTS.items():
+        if name.startswith("k8s/istio/") and doc["kind"] != "Certificate":
+            assert doc["metadata"]["namespace"] == namespace, name
+    # The WasmPlugin runs in these pods' sidecars, and only the inbound side.
+    plugin = MANIFESTS["k8s/istio/wasmplugin.yaml:WasmPlugin/tollgate"]
+    assert selects(plugin["spec"]["selector"], labels)
+    assert plugin["spec"]["match"] == [{"mode": "SERVER"}]
+    # The Service selects them; the routes and the retry budget name the Service.
+    assert service["spec"]["selector"].items() <= labels.items()
+    host = f"{service['metadata']['name']}.{namespace}.svc.cluster.local"
+    (service_port,) = service["spec"]["ports"]
+    routes = MANIFESTS["k8s/istio/virtualservice.yaml:VirtualService/invoice-validator"]
+    for route in routes["spec"]["http"]:
+        (destination,) = route["route"]
+        assert destination["destination"] == {"host": host,
+                                              "port": {"number": service_port["port"]}}
+    rule = MANIFESTS["k8s/istio/virtualservice.yaml:DestinationRule/invoice-validator"]
+    assert rule["spec"]["host"] == host
+    # Who may call tollgate-rls: these pods, by label and by mesh identity.
+    network = MANIFESTS["k8s/rls/networkpolicy.yaml:NetworkPolicy/tollgate-rls"]
+    (peer,) = network["spec"]["ingress"][0]["from"]
+    assert selects(peer["podSelector"], labels)
+    assert peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == namespace
+    authorization = MANIFESTS[
+        "k8s/rls/istio-authorizationpolicy.yaml:AuthorizationPolicy/tollgate-rls"]
+    (source,) = authorization["spec"]["rules"][0]["from"]
+    assert source["source"]["principals"] == [
+        f"cluster.local/ns/{account['metadata']['namespace']}/sa/"
+        f"{deployment['spec']['template']['spec']['serviceAccountName']}"]
+    # The Istio PodMonitor scrapes these pods' sidecars.
+    monitor = MANIFESTS["k8s/monitoring/podmonitor.yaml:PodMonitor/tollgate-istio-proxy"]
+    assert selects(monitor["spec"]["selector"], labels)
+
+
+def entra_cluster() -> str:
+    """The sidecar cluster k8s/istio/entra-id.yaml makes: Istio names it
+    outbound|PORT||HOST, PORT the ServiceEntry's port with TLS origination."""
+    entry = MANIFESTS["k8s/istio/entra-id.yaml:ServiceEntry/entra-id"]
+    rule = MANIFESTS["k8s/istio/entra-id.yaml:DestinationRule/entra-id"]
+    (host,) = entry["spec"]["hosts"]
+    (setting,) = rule["spec"]["trafficPolicy"]["portLevelSettings"]
+    return f"outbound|{setting['port']['number']}||{host}"
+
+
+def test_istio_entra_id_cluster_originates_tls_without_touching_the_apps_https():
+    entry = MANIFESTS["k8s/istio/entra-id.yaml:ServiceEntry/entra-id"]
+    rule = MANIFESTS["k8s/istio/entra-id.yaml:DestinationRule/entra-id"]
+    (host,) = entry["spec"]["hosts"]
+    assert host == "login.microsoftonline.com"
+    assert entry["spec"]["location"] == "MESH_EXTERNAL"
+    assert entry["spec"]["resolution"] in ("DNS", "DNS_ROUND_ROBIN")
+    ports = {port["number"]: port for port in entry["spec"]["ports"]}
+    # The filter sends plain HTTP to its cluster: the port it uses is HTTP to Istio, its
+    # endpoints Entra's 443, and the DestinationRule adds TLS on that port, and that port only.
+    (setting,) = rule["spec"]["trafficPolicy"]["portLevelSettings"]
+    assert "tls" not in rule["spec"]["trafficPolicy"]
+    origination = ports[setting["port"]["number"]]
+    assert origination["protocol"] == "HTTP" and origination["targetPort"] == 443
+    assert setting["tls"]["mode"] == "SIMPLE"
+    assert setting["tls"]["sni"] == host and setting["tls"]["subjectAltNames"] == [host]
+    assert not {"caCertificates", "insecureSkipVerify", "credentialName"} & set(setting["tls"])
+    # The app's own HTTPS to Entra passes through untouched (no second TLS layer).
+    assert ports[443]["protocol"] in ("HTTPS", "TLS") and "targetPort" not in ports[443]
+    assert rule["spec"]["host"] == host
+    # Visible to this namespace only.
+    assert entry["spec"]["exportTo"] == rule["spec"]["exportTo"] == ["."]
+    # The cluster name the filter's openid_config.cluster must carry, where users read it.
+    cluster = entra_cluster()
+    assert cluster == "outbound|80||login.microsoftonline.com"
+    assert f"cluster: {cluster}" in (REPO / "k8s" / "istio" / "entra-id.yaml").read_text()
+    assert cluster in (REPO / "docs" / "deploy-aks.md").read_text()
+    assert cluster in (REPO / "k8s" / "istio" / "wasmplugin.yaml").read_text()
+
+
+# --- The plain sidecar: workers, shutdown, readiness --------------------------------------
+
+def test_sidecar_envoy_runs_two_workers_and_drains_on_shutdown():
+    deployment = gateway_deployment()
+    pod = deployment["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    envoy, app = containers["envoy"], containers["app"]
+    # Two workers, not one per node CPU (each with its own VM and counters).
+    assert option(envoy["args"], "--concurrency") == "2"
+    # Draining closes every connection after its answer at once, and the listeners keep
+    # accepting through the grace period (Envoy's default --drain-time-s, 600 s).
+    assert option(envoy["args"], "--drain-strategy") == "immediate"
+    assert "--drain-time-s" not in envoy["args"]
+    script = envoy["lifecycle"]["preStop"]["exec"]["command"]
+    assert script[:2] == ["/bin/bash", "-c"]
+    bootstrap = sidecar_bootstrap()
+    admin = bootstrap["admin"]["address"]["socket_address"]
+    assert f"/dev/tcp/{admin['address']}/{admin['port_value']}" in script[2]
+    assert "'/drain_listeners?graceful'" in script[2]
+    # It waits for the requests of the traffic listener's connection manager.
+    traffic = next(p["containerPort"] for p in envoy["ports"] if p["name"] == "https")
+    (listener,) = [l for l in bootstrap["static_resources"]["listeners"]
+                   if l["address"]["socket_address"]["port_value"] == traffic]
+    prefix = listener["filter_chains"][0]["filters"][0]["typed_config"]["stat_prefix"]
+    assert f"http.{prefix}.downstream_rq_active" in script[2]
+    # The grace period covers the preStop's longest wait (15 s, then at most 125 polls of
+    # about a second) and so the route's timeout; the app stays up past the 15 s.
+    longest = max(seconds(route["route"]["timeout"]) for route in public_routes(bootstrap))
+    assert re.search(r"^sleep 15$", script[2], re.M) and "$(seq 125)" in script[2]
+    assert 15 + longest <= 15 + 125 < pod["terminationGracePeriodSeconds"]
+    assert app["lifecycle"]["preStop"] == {"sleep": {"seconds": 20}}
+    # Drains and upgrades keep one replica serving.
+    budget = MANIFESTS["k8s/sidecar/deployment.yaml:PodDisruptionBudget/invoice-validator"]
+    assert selects(budget["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
+    assert 1 <= budget["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    assert "namespace" not in budget["metadata"], "applied beside the Deployment"
+
+
+def test_sidecar_app_readiness_goes_through_envoy_to_an_open_operation():
+    """The app listens on loopback, which the kubelet cannot reach: its readiness probe asks
+    Envoy's HTTPS port for an operation that needs no credential, so it passes only while
+    Envoy, tollgate and the app all answer (test_https_and_retries.py sends it for real)."""
+    pod = gateway_deployment()["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    probe = containers["app"]["readinessProbe"]["httpGet"]
+    https = next(p["containerPort"] for p in containers["envoy"]["ports"] if p["name"] == "https")
+    # A number: a port name would be looked up among the app container's own ports.
+    assert probe["port"] == https and probe["scheme"] == "HTTPS"
+    plugin = plugin_of(sidecar_bootstrap())
+    (operation,) = [op for op in plugin["operations"] if op.get("path_template") == probe["path"]]
+    assert operation.get("auth") == "none" and "GET" in operation["methods"]
+
+
+def test_istio_bootstrap_override_in_the_docs_carries_the_sidecars_stats_tags():
+    """The ConfigMap docs/deploy-aks.md prints for Istio's sidecar.istio.io/bootstrapOverride
+    holds the metric labels' stats_tags of the tested sidecar bootstrap, and the annotation it
+    prints names that ConfigMap. (Istio itself does not run here.)"""
+    page = (REPO / "docs" / "deploy-aks.md").read_text()
+    blocks = [textwrap.dedent(block) for block in re.findall(r"```yaml\n(.*?)```", page, re.S)]
+    (configmap,) = [yaml.safe_load(b) for b in blocks if "custom_bootstrap.json" in b]
+    override = json.loads(configmap["data"]["custom_bootstrap.json"])
+    assert override == {"stats_config": {
+        "stats_tags": sidecar_bootstrap()["stats_config"]["stats_tags"]}}
+    (annotation,) = [yaml.safe_load(b) for b in blocks if "bootstrapOverride" in b]
+    assert annotation["metadata"]["annotations"]["sidecar.istio.io/bootstrapOverride"] == \
+        configmap["metadata"]["name"]
+    assert configmap["metadata"]["namespace"] == istio_workload()[0]["metadata"]["namespace"]

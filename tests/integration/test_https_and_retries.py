@@ -17,9 +17,11 @@ import json
 import re
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -29,8 +31,8 @@ import yaml
 import stack
 from conftest import Keys, plugin_config
 from shipped import (IDEMPOTENT_METHODS, OTHER_METHODS, REPO, clusters, configmap_files,
-                     connection_manager, envoy_bootstraps, public_listeners, public_routes,
-                     seconds, with_local_module, with_test_certificate)
+                     connection_manager, envoy_bootstraps, manifests, public_listeners,
+                     public_routes, seconds, with_local_module, with_test_certificate)
 
 BOOTSTRAPS = envoy_bootstraps()
 IDS = [where for where, _ in BOOTSTRAPS]
@@ -297,11 +299,10 @@ def pem_der(path: Path) -> bytes:
     return ssl.PEM_cert_to_DER_cert(path.read_text())
 
 
-@pytest.fixture(scope="module")
-def sidecar(workdir, backend, tmp_path_factory):
+def sidecar_config(tmp_path_factory, backend_port: int) -> tuple[dict, dict, Path, Path]:
     """The sidecar's shipped bootstrap (k8s/sidecar/configmap.yaml: listeners, SDS file, routes)
-    on free ports, in front of the sample backend, reading its certificate from a
-    Kubernetes-like Secret directory."""
+    on free ports, in front of `backend_port`, reading its certificate from a Kubernetes-like
+    Secret directory: (config, listener ports by name, the Secret's directory, its certificate)."""
     where, bootstrap = next((w, b) for w, b in BOOTSTRAPS if w.startswith("k8s/sidecar/"))
     secret = tmp_path_factory.mktemp("secret")
     link, first = kubelet_secret_volume(secret, "2026_12_08_01")
@@ -315,7 +316,7 @@ def sidecar(workdir, backend, tmp_path_factory):
         ports[listener["name"]] = listener["address"]["socket_address"]["port_value"] = \
             stack.free_port()
     by_name = clusters(config)
-    local = {"backend": backend.port, "admin": admin, "tollgate_rls": stack.free_port()}
+    local = {"backend": backend_port, "admin": admin, "tollgate_rls": stack.free_port()}
     for name, port in local.items():
         # The cluster's address as in the pod (127.0.0.1), tollgate-rls's too (nothing
         # answers there: global limits fall back to local counting, as without the service).
@@ -325,6 +326,13 @@ def sidecar(workdir, backend, tmp_path_factory):
         (endpoint,) = group["lb_endpoints"]
         endpoint["endpoint"]["address"]["socket_address"].update(address="127.0.0.1",
                                                                   port_value=port)
+    return config, ports, secret, first
+
+
+@pytest.fixture(scope="module")
+def sidecar(workdir, backend, tmp_path_factory):
+    """The sidecar's shipped bootstrap in front of the sample backend."""
+    config, ports, secret, first = sidecar_config(tmp_path_factory, backend.port)
     envoy = stack.Envoy(workdir, config, name="sidecar-tls")
     yield envoy, ports, secret, first
     envoy.stop()
@@ -353,3 +361,109 @@ def test_the_sidecar_serves_a_renewed_certificate_without_a_restart(sidecar):
         time.sleep(0.1)
     response = requests.get(f"{envoy.url}/healthz", verify=str(renewed), timeout=10)
     assert response.status_code == 200
+
+
+# --- The sidecar's pod: the app's readiness probe, and Envoy's preStop drain ---------------
+
+def sidecar_containers() -> dict[str, dict]:
+    deployment = dict(manifests())["k8s/sidecar/deployment.yaml:Deployment/invoice-validator"]
+    return {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+
+
+def test_the_apps_readiness_probe_passes_through_the_sidecar(sidecar):
+    """What the kubelet sends for the app container's readiness probe, as it sends it: HTTPS to
+    the pod's port without checking the certificate, its own Host and User-Agent, no key. The
+    probe must pass (2xx or 3xx) while Envoy, tollgate and the app answer."""
+    envoy, ports, _, _ = sidecar
+    probe = sidecar_containers()["app"]["readinessProbe"]["httpGet"]
+    assert probe["scheme"] == "HTTPS"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # urllib3's warning about the unchecked certificate
+        response = requests.get(
+            f"https://127.0.0.1:{ports['ingress']}{probe['path']}", verify=False, timeout=5,
+            headers={"Host": f"10.244.0.17:{probe['port']}", "User-Agent": "kube-probe/1.31",
+                     "Accept": "*/*", "Connection": "close"})
+    assert 200 <= response.status_code < 400, response.text
+
+
+class SlowFirstUpstream:
+    """An upstream whose first answer takes `delay` seconds (a request in flight while the pod
+    stops) and every later one none."""
+
+    def __init__(self, delay: float):
+        self.received = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                outer.received += 1
+                if outer.received == 1:
+                    time.sleep(delay)
+                body = b'{"status": "ok"}'
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_sidecars_prestop_drains_and_returns_once_no_request_is_in_flight(workdir,
+                                                                              tmp_path_factory):
+    """Envoy's preStop hook, as shipped, run by bash against a real Envoy started with the
+    Deployment's options: it starts the drain (every answer then closes its connection, new
+    connections are still accepted) and returns only once the request in flight is answered.
+    Only the admin port (a free one here) and the 15 s of the load balancer's switch-over
+    (1 s here) are changed."""
+    envoy_container = sidecar_containers()["envoy"]
+    args = envoy_container["args"]
+    script = envoy_container["lifecycle"]["preStop"]["exec"]["command"][2]
+    assert "/dev/tcp/127.0.0.1/9901" in script and "\nsleep 15\n" in script
+    upstream = SlowFirstUpstream(delay=4)
+    config, _, _, first = sidecar_config(tmp_path_factory, upstream.port)
+    drain = ["--drain-strategy", args[args.index("--drain-strategy") + 1]]
+    envoy = stack.Envoy(workdir, config, name="sidecar-drain",
+                        concurrency=int(args[args.index("--concurrency") + 1]), extra_args=drain)
+    try:
+        slow: dict = {}
+
+        def in_flight():
+            slow["response"] = requests.get(f"{envoy.url}/healthz", verify=str(first), timeout=30)
+            slow["answered"] = time.monotonic()
+
+        caller = threading.Thread(target=in_flight)
+        caller.start()
+        stack.wait_until(lambda: upstream.received == 1, "the request in flight")
+        hook = subprocess.Popen(
+            ["bash", "-c", script.replace("/dev/tcp/127.0.0.1/9901",
+                                          f"/dev/tcp/127.0.0.1/{envoy.admin_port}")
+             .replace("\nsleep 15\n", "\nsleep 1\n")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        # Draining: a new connection is still served, and told to go elsewhere next time.
+        during = requests.get(f"{envoy.url}/healthz", verify=str(first), timeout=10)
+        assert during.status_code == 200
+        assert during.headers.get("connection") == "close"
+        assert hook.poll() is None, "the hook returned with a request in flight"
+        out, err = hook.communicate(timeout=30)
+        returned = time.monotonic()
+        caller.join(timeout=30)
+        assert hook.returncode == 0, out + err
+        assert slow["response"].status_code == 200
+        # It returned after the answer, within its one-second polling.
+        assert slow["answered"] <= returned < slow["answered"] + 3
+    finally:
+        envoy.stop()
+        upstream.stop()
