@@ -58,7 +58,7 @@ $(VENV)/.installed: tests/requirements.txt backend/requirements.txt
 build: setup $(WASM) $(CLI) $(RLS) $(MODULE_SO)
 
 # The module is the linker's output (deps/, which cargo keeps) through wasm-opt's passes that
-# shrink a module without rewriting function bodies: 672 -> 614 KB, and every pod pulls it and
+# shrink a module without rewriting function bodies (about 9 % smaller), and every pod pulls it and
 # compiles it per worker. `-Oz`'s whole pipeline would take 16 KB more but made RS256 6 % slower
 # under V8 (crates/core/examples/verify_speed.rs). Always from the linker's output, so a rerun
 # gives the same bytes; and every time (0.3 s): cargo puts its own output back in place on each
