@@ -14,7 +14,7 @@
 //! returns a `Box<Filter>` pointer, which `filter_destroy` takes back.
 
 use super::{
-    BodyStatus, CalloutResult, EnvoyBuffer, EnvoyHttpHeader, EnvoyPtr, HeadersStatus,
+    BodyStatus, CalloutResult, ConfigHandle, EnvoyBuffer, EnvoyHttpHeader, EnvoyPtr, HeadersStatus,
     HttpStreamResetReason, ModulePtr, Stream, TrailersStatus, ABI_VERSION, IMPORTS,
 };
 use crate::filter::{Config, Filter};
@@ -34,8 +34,9 @@ const _: fn() = || {
 ///
 /// # Safety
 /// `ptr` is null or a pointer `envoy_dynamic_module_on_http_filter_new` returned whose
-/// `filter_destroy` has not run yet; Envoy calls a stream's hooks on one thread, so only shared
-/// references are made (the filter's state is in cells).
+/// `filter_destroy` has not run yet; Envoy calls a stream's hooks (its destruction included)
+/// on the worker thread that made it, so only shared references are made (the filter's state
+/// is in cells), and the filter's thread-bound parts (`Rc`) never leave that thread.
 unsafe fn filter<'a>(ptr: ModulePtr) -> Option<&'a Filter> {
     // SAFETY: per the contract above, non-null means a live `Box<Filter>` allocation.
     unsafe { ptr.cast::<Filter>().as_ref() }
@@ -57,6 +58,7 @@ unsafe fn hook_bytes(buffer: EnvoyBuffer) -> Vec<u8> {
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
     guard::quiet("on_program_init", std::ptr::null(), || {
         guard::install_panic_hook();
+        crate::logger::install();
         // Keeps the table of imported callbacks (and so every import) in the shared object.
         std::hint::black_box(&IMPORTS);
         ABI_VERSION.as_ptr()
@@ -72,7 +74,7 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
 /// Called by Envoy only: both buffers are valid for the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    _filter_config_envoy_ptr: EnvoyPtr,
+    filter_config_envoy_ptr: EnvoyPtr,
     name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> ModulePtr {
@@ -80,8 +82,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     let name = unsafe { hook_bytes(name) };
     // SAFETY: as above.
     let config = unsafe { hook_bytes(config) };
+    // Envoy's configuration object, valid during this hook (metrics are defined on it).
+    let handle = ConfigHandle::for_hook(filter_config_envoy_ptr);
     guard::quiet("on_http_filter_config_new", std::ptr::null(), || {
-        Arc::into_raw(Arc::new(Config::new(&name, &config))).cast()
+        match Config::new(&name, &config, &handle) {
+            Some(config) => Arc::into_raw(Arc::new(config)).cast(),
+            // Envoy refuses the configuration ("Failed to initialize dynamic module").
+            None => std::ptr::null(),
+        }
     })
 }
 
@@ -112,7 +120,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     filter_config_ptr: ModulePtr,
-    _filter_envoy_ptr: EnvoyPtr,
+    filter_envoy_ptr: EnvoyPtr,
 ) -> ModulePtr {
     if filter_config_ptr.is_null() {
         return std::ptr::null();
@@ -121,8 +129,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     // configuration's own reference alone while this clones another for the stream.
     let config = ManuallyDrop::new(unsafe { Arc::from_raw(filter_config_ptr.cast::<Config>()) });
     let config = Arc::clone(&config);
+    // Envoy's stream, valid until `filter_destroy` (its callbacks are set before this hook).
+    let stream = Stream::for_hook(filter_envoy_ptr);
     let filter = guard::quiet("on_http_filter_new", None, || {
-        Some(Filter::new(Arc::clone(&config)))
+        Some(Filter::new(Arc::clone(&config), stream))
     });
     let filter = filter.unwrap_or_else(|| Filter::broken(config));
     Box::into_raw(Box::new(filter)).cast_const().cast()
