@@ -432,7 +432,11 @@ def stop(process: subprocess.Popen):
 
 
 def validate(config_path: Path) -> subprocess.CompletedProcess:
-    """`envoy --mode validate`: loads the config, the .wasm, and runs `on_configure`."""
+    """`envoy --mode validate`: loads the config, the .wasm, and runs `on_configure` (the
+    native module's configuration hook, for a config with the module)."""
+    env = None
+    if uses_native_module(yaml.safe_load(Path(config_path).read_text())):
+        env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(MODULE_DIR)}
     return subprocess.run(
         [envoy_binary(), "--mode", "validate", "-c", str(config_path),
          "--base-id", str(unique_base_id()), "-l", "info"],
@@ -440,6 +444,7 @@ def validate(config_path: Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=60,
         cwd=REPO,
+        env=env,
     )
 
 

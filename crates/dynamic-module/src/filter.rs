@@ -63,11 +63,13 @@ impl Config {
             .ok()
             .filter(|p| !p.is_empty());
         let test_echo_attributes = std::env::var_os(TEST_ECHO_ATTRIBUTES_ENV).is_some();
+        let families = Families::define(handle);
+        families.create_at_zero(handle, &plan);
         let config = Self {
             id: CONFIG_IDS.fetch_add(1, Ordering::Relaxed),
             name: String::from_utf8_lossy(name).into_owned(),
             raw: raw.to_vec(),
-            families: Families::define(handle),
+            families,
             test_panic_path,
             test_echo_attributes,
         };

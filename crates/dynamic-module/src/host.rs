@@ -285,23 +285,12 @@ impl Host for NativeHost<'_> {
     }
 
     fn define_metric(&self, kind: SeriesKind, name: &str) -> Result<u32, HostError> {
-        let (id, created) = self
-            .slot
+        self.slot
             .series
             .try_borrow_mut()
             .map_err(|_| HostError::InternalFailure)?
             .define(self.config.families(), kind, name)
-            .map_err(|_| HostError::BadArgument)?;
-        if created {
-            if let Some(stream) = self.metrics_stream {
-                if let Ok(series) = self.slot.series.try_borrow() {
-                    if series.touch(&stream, id).is_err() {
-                        log::debug!("tollgate: metric {name} not created at 0");
-                    }
-                }
-            }
-        }
-        Ok(id)
+            .map_err(|_| HostError::BadArgument)
     }
 
     fn increment_metric(&self, id: u32) -> Result<(), HostError> {

@@ -18,7 +18,8 @@
 
 use crate::abi::{ConfigHandle, MetricKind, MetricOp, MetricsResult, Stream};
 use std::collections::HashMap;
-use tollgate_core::metrics::{parse_series, SeriesKind, FAMILIES};
+use tollgate_core::metrics::{configured_series, parse_series, SeriesKind, FAMILIES};
+use tollgate_core::Plan;
 
 /// Envoy's id of each family (in `FAMILIES` order) on one configuration; `None` for one Envoy
 /// refused (its series go uncounted, as a refused `define_metric` in the wasm filter).
@@ -43,6 +44,37 @@ impl Families {
             }
         }
         Self { ids }
+    }
+
+    /// Makes every labelled counter series `plan` defines exist at 0 now
+    /// (`on_http_filter_config_new` only), as the wasm filter's series do from the start:
+    /// Envoy creates a labelled series only when it is first recorded, and the workers' plugins
+    /// define theirs on each worker's first request. (A histogram cannot be created without a
+    /// sample; the others have no labels, and exist from their definition.)
+    pub fn create_at_zero(&self, config: &ConfigHandle, plan: &Plan) {
+        let mut refused = 0usize;
+        for series in configured_series(plan) {
+            if series.kind != SeriesKind::Counter {
+                continue;
+            }
+            let Some((family, values)) = parse_series(&series.name) else {
+                refused += 1;
+                continue;
+            };
+            let Some(id) = self.id(family) else {
+                continue;
+            };
+            if values.is_empty() {
+                continue;
+            }
+            let labels: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+            if config.increment_counter(id, &labels, 0) != MetricsResult::SUCCESS {
+                refused += 1;
+            }
+        }
+        if refused > 0 {
+            log::error!("tollgate: {refused} metric series could not be created at 0");
+        }
     }
 
     fn id(&self, family: usize) -> Option<usize> {
@@ -96,17 +128,17 @@ pub enum SeriesError {
 }
 
 impl SeriesTable {
-    /// The id of series `name` (defined once; the same id after that). `created` is given it
-    /// when it is new: Envoy creates a labelled series only when it is first recorded, and the
-    /// wasm filter's series exist (at 0) from their definition, so the caller records 0 there.
+    /// The id of series `name` (defined once; the same id after that). Nothing is created in
+    /// Envoy: a labelled series comes to exist when it is first recorded (the configured ones
+    /// at 0, `Families::create_at_zero`).
     pub fn define(
         &mut self,
         families: &Families,
         series_kind: SeriesKind,
         name: &str,
-    ) -> Result<(u32, bool), SeriesError> {
+    ) -> Result<u32, SeriesError> {
         if let Some(id) = self.by_name.get(name) {
-            return Ok((*id, false));
+            return Ok(*id);
         }
         let (family, values) = parse_series(name).ok_or(SeriesError::Unknown)?;
         if FAMILIES.get(family).map(|f| f.kind) != Some(series_kind) {
@@ -120,7 +152,7 @@ impl SeriesTable {
             labels: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
         });
         self.by_name.insert(name.to_string(), id);
-        Ok((id, true))
+        Ok(id)
     }
 
     /// Records into series `id` through `stream` (any stream of the configuration: the
@@ -141,20 +173,6 @@ impl SeriesTable {
         match stream.record_metric(op, series.envoy_id, &labels, value) {
             MetricsResult::SUCCESS => Ok(()),
             _ => Err(SeriesError::Refused),
-        }
-    }
-
-    /// Makes a new series exist at 0 (a counter or a gauge; a histogram cannot be made
-    /// without a sample), as its definition does in the wasm filter.
-    pub fn touch(&self, stream: &Stream, id: u32) -> Result<(), SeriesError> {
-        let kind = usize::try_from(id)
-            .ok()
-            .and_then(|id| self.series.get(id))
-            .map(|series| series.kind);
-        match kind {
-            Some(SeriesKind::Histogram) => Ok(()),
-            Some(_) => self.record(stream, id, 0),
-            None => Err(SeriesError::Unknown),
         }
     }
 }
