@@ -1,7 +1,7 @@
 //! The filter itself, in safe Rust: one `Config` per filter configuration Envoy loads (shared
 //! by every worker), one `Filter` per HTTP stream. Each stream's hooks go to tollgate-glue's
 //! `Filter` through a `NativeHost` (`host.rs`), as `src/proxy.rs` does for proxy-wasm, and
-//! the stream's plugin is its worker's (`worker.rs`).
+//! the stream's plugin is its worker's (`worker.rs`); so do the answers to its gRPC calls.
 //!
 //! Two switches exist for the tests only, read from the environment when Envoy creates the
 //! configuration (never set them in a deployment):
@@ -15,7 +15,7 @@ use crate::abi::{
     self, AttributeId, BodyStatus, BodyType, CalloutResult, ConfigHandle, HeaderType,
     HeadersStatus, LogLevel, Stream, TrailersStatus,
 };
-use crate::host::NativeHost;
+use crate::host::{Context, NativeHost};
 use crate::metrics::Families;
 use crate::worker::{self, Slot};
 use std::cell::{Cell, RefCell};
@@ -128,6 +128,16 @@ struct Policy {
     slot: Rc<Slot>,
     glue: Rc<RefCell<glue::Filter>>,
     context_id: u32,
+    stream: Stream,
+}
+
+impl Policy {
+    fn context(&self) -> Context {
+        Context {
+            id: self.context_id,
+            stream: self.stream,
+        }
+    }
 }
 
 impl Drop for Policy {
@@ -163,6 +173,7 @@ impl Filter {
                     slot,
                     glue,
                     context_id,
+                    stream,
                 }),
                 None => {
                     slot.unregister(context_id);
@@ -210,7 +221,11 @@ impl Filter {
         let Some(policy) = &self.policy else {
             return Next::Continue;
         };
-        let host = NativeHost::for_stream(&self.config, &policy.slot, *stream);
+        let host = NativeHost::for_stream(&self.config, &policy.slot, policy.context());
+        debug_assert!(
+            policy.stream == *stream,
+            "a stream's hooks come with its own pointer"
+        );
         if tick {
             policy.slot.tick_if_due(&host);
         }
@@ -285,7 +300,67 @@ impl Filter {
     pub fn on_http_callout_done(&self, _stream: &Stream, _callout_id: u64, _result: CalloutResult) {
     }
 
-    pub fn on_scheduled(&self, _stream: &Stream, _event_id: u64) {}
+    /// The answer to one of this stream's gRPC calls (`host.rs`, `grpc.rs`), as it comes.
+    pub fn on_http_stream_headers(&self, callout: u64, headers: Vec<(Vec<u8>, Vec<u8>)>) {
+        if let Some(policy) = &self.policy {
+            policy
+                .slot
+                .answer(policy.context_id, callout, |answer| answer.headers(headers));
+        }
+    }
+
+    pub fn on_http_stream_data(&self, callout: u64, chunk: &[u8]) {
+        if let Some(policy) = &self.policy {
+            policy
+                .slot
+                .answer(policy.context_id, callout, |answer| answer.data(chunk));
+        }
+    }
+
+    pub fn on_http_stream_trailers(&self, callout: u64, trailers: Vec<(Vec<u8>, Vec<u8>)>) {
+        if let Some(policy) = &self.policy {
+            policy.slot.answer(policy.context_id, callout, |answer| {
+                answer.trailers(trailers)
+            });
+        }
+    }
+
+    /// A call ended, answered (`reset` false) or not (a reset, its timeout included): its
+    /// answer goes to the glue now, or, when it ended inside the glue's own call (a call that
+    /// fails at once), from `on_scheduled`, once the running hook has returned.
+    pub fn on_http_stream_end(&self, callout: u64, reset: bool) {
+        let Some(policy) = &self.policy else {
+            return;
+        };
+        if !policy.slot.call_ended(policy.context_id, callout, reset) {
+            // Its start has not returned yet: `Slot::call_started` schedules it.
+            return;
+        }
+        if policy.glue.try_borrow_mut().is_err() {
+            policy.slot.schedule(policy.context_id, policy.stream);
+            return;
+        }
+        self.deliver_calls();
+    }
+
+    pub fn on_scheduled(&self, _stream: &Stream, _event_id: u64) {
+        self.deliver_calls();
+    }
+
+    /// Hands this stream's ended calls to the glue (which settles the request and lets it go
+    /// on, or answers it).
+    fn deliver_calls(&self) {
+        let Some(policy) = &self.policy else {
+            return;
+        };
+        for ended in policy.slot.take_ended(policy.context_id) {
+            let size = ended.message.len();
+            let host = NativeHost::for_stream(&self.config, &policy.slot, policy.context())
+                .with_grpc_message(ended.message);
+            glue::on_grpc_call_response(&policy.glue, &host, ended.token, ended.status, size);
+            host.finish();
+        }
+    }
 
     /// Test-only: what the ABI reads, as response headers.
     fn echo_attributes(&self, stream: &Stream) {

@@ -24,12 +24,14 @@
 //!   the tick is run from a request's headers hook once it is due (`worker::Slot::tick_if_due`):
 //!   the first request after the period runs it. A request cannot bring the tick forward
 //!   (`set_tick_period_ms` from a stream fails): the glue then does not park it.
-//! - **Calls**: no gRPC client, and HTTP callouts are not wired yet: `dispatch_*` fail with
-//!   `Unsupported`, and the glue takes its failure path (the rate-limit service's
-//!   `failure_mode`; a key fetch retried with backoff, JWTs then checked with the keys at hand).
+//! - **Calls**: the rate-limit service's gRPC call is a streamed HTTP callout of the request's
+//!   stream (`dispatch_grpc_call`, `grpc.rs`). The key fetch's HTTP calls are not wired yet:
+//!   `dispatch_http_call` fails with `Unsupported`, and the glue takes its failure path (the
+//!   fetch retried with backoff, JWTs checked with the keys at hand).
 
-use crate::abi::{BodyType, HeaderType, Stream};
+use crate::abi::{BodyType, CalloutInitResult, HeaderType, Stream};
 use crate::filter::Config;
+use crate::grpc;
 use crate::worker::Slot;
 use std::cell::{Cell, RefCell};
 use std::sync::LazyLock;
@@ -60,11 +62,24 @@ enum Deferred {
     Resume(Stream),
 }
 
+/// A stream's context: its id (the glue's) and Envoy's stream.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    pub id: u32,
+    pub stream: Stream,
+}
+
 pub struct NativeHost<'a> {
     config: &'a Config,
     slot: &'a Slot,
     /// The stream host calls act on; `None` in the root context.
-    current: Cell<Option<Stream>>,
+    current: Cell<Option<Context>>,
+    /// The stream in effect before the switch to the root context: the glue makes its
+    /// rate-limit call "in the root's name" (`Filter::ask_global`), and here a call has to be
+    /// a stream's (below).
+    last: Cell<Option<Context>>,
+    /// The message of the gRPC answer being delivered (`grpc_call_response_body`).
+    grpc_message: RefCell<Vec<u8>>,
     /// A stream of this configuration through which metrics are recorded (the ABI records
     /// only through a stream; the series are the configuration's): the hook's own.
     metrics_stream: Option<Stream>,
@@ -72,15 +87,23 @@ pub struct NativeHost<'a> {
 }
 
 impl<'a> NativeHost<'a> {
-    /// A host acting on `stream` (a hook of that stream).
-    pub fn for_stream(config: &'a Config, slot: &'a Slot, stream: Stream) -> Self {
+    /// A host acting on `context`'s stream (a hook of that stream).
+    pub fn for_stream(config: &'a Config, slot: &'a Slot, context: Context) -> Self {
         Self {
             config,
             slot,
-            current: Cell::new(Some(stream)),
-            metrics_stream: Some(stream),
+            current: Cell::new(Some(context)),
+            last: Cell::new(None),
+            grpc_message: RefCell::default(),
+            metrics_stream: Some(context.stream),
             deferred: RefCell::default(),
         }
+    }
+
+    /// The host to deliver a gRPC answer with (`message`, for `grpc_call_response_body`).
+    pub fn with_grpc_message(self, message: Vec<u8>) -> Self {
+        *self.grpc_message.borrow_mut() = message;
+        self
     }
 
     /// A host in the root context (the plugin loading its configuration, a tick); `stream`
@@ -90,6 +113,8 @@ impl<'a> NativeHost<'a> {
             config,
             slot,
             current: Cell::new(None),
+            last: Cell::new(None),
+            grpc_message: RefCell::default(),
             metrics_stream: Some(stream),
             deferred: RefCell::default(),
         }
@@ -98,8 +123,10 @@ impl<'a> NativeHost<'a> {
     /// Runs `work` in the root context, then goes back to the context in effect before.
     pub fn in_root<R>(&self, work: impl FnOnce(&Self) -> R) -> R {
         let before = self.current.replace(None);
+        let last = self.last.replace(None);
         let result = work(self);
         self.current.set(before);
+        self.last.set(last);
         result
     }
 
@@ -128,7 +155,10 @@ impl<'a> NativeHost<'a> {
 
     fn stream(&self) -> Result<Stream, HostError> {
         // proxy-wasm answers a stream's call made in the root context with NotFound too.
-        self.current.get().ok_or(HostError::NotFound)
+        self.current
+            .get()
+            .map(|context| context.stream)
+            .ok_or(HostError::NotFound)
     }
 
     fn header_list(&self, map: HeaderType) -> Result<HeaderList, HostError> {
@@ -240,7 +270,7 @@ impl SourceAddress for NativeHost<'_> {
     fn source_address(&self) -> Option<Vec<u8>> {
         // `source.address` as proxy-wasm reads it: the downstream address as Envoy computed it
         // (the peer, or the client from X-Forwarded-For when trusted), `ip:port`.
-        let stream = self.current.get()?;
+        let stream = self.current.get()?.stream;
         let address = stream.attribute_string(crate::abi::AttributeId::SOURCE_ADDRESS);
         if address.is_none() {
             log::debug!("tollgate: cannot read source.address");
@@ -276,11 +306,16 @@ impl Host for NativeHost<'_> {
 
     fn set_effective_context(&self, context_id: u32) -> Result<(), HostError> {
         if context_id == self.slot.root_id {
-            self.current.set(None);
+            if let Some(context) = self.current.take() {
+                self.last.set(Some(context));
+            }
             return Ok(());
         }
         let stream = self.slot.stream(context_id).ok_or(HostError::NotFound)?;
-        self.current.set(Some(stream));
+        self.current.set(Some(Context {
+            id: context_id,
+            stream,
+        }));
         Ok(())
     }
 
@@ -399,21 +434,45 @@ impl Host for NativeHost<'_> {
         Ok(())
     }
 
+    /// No gRPC client in this ABI: the call is a streamed HTTP callout of the request's own
+    /// stream (`grpc.rs`), whose answer comes to that stream's hooks (`Filter::on_http_stream_*`,
+    /// delivered to the glue by `Filter::deliver_calls`). Envoy resets it with its stream, as
+    /// it does a wasm request context's calls. Made from the root context (the glue switches
+    /// there to make it), it is the call of the stream in effect before.
     fn dispatch_grpc_call(
         &self,
-        _cluster: &str,
-        _service: &str,
-        _method: &str,
-        _message: &[u8],
-        _timeout_ms: u64,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout_ms: u64,
     ) -> Result<u32, HostError> {
-        // No gRPC client in this ABI; an HTTP/2 callout carrying the framed message is the
-        // way (docs/development.md): not done yet.
-        Err(HostError::Unsupported)
+        let context = self
+            .current
+            .get()
+            .or(self.last.get())
+            .ok_or(HostError::NotFound)?;
+        let headers = grpc::request_headers(cluster, service, method, timeout_ms);
+        let headers: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_slice()))
+            .collect();
+        match context
+            .stream
+            .start_http_stream(cluster, &headers, &grpc::frame(message), timeout_ms)
+        {
+            Ok(callout) => Ok(self.slot.call_started(context.id, context.stream, callout)),
+            Err(CalloutInitResult::CLUSTER_NOT_FOUND) => Err(HostError::NotFound),
+            Err(_) => Err(HostError::InternalFailure),
+        }
     }
 
-    fn grpc_call_response_body(&self, _size: usize) -> Result<Option<Vec<u8>>, HostError> {
-        Err(HostError::Unsupported)
+    fn grpc_call_response_body(&self, size: usize) -> Result<Option<Vec<u8>>, HostError> {
+        let message = self
+            .grpc_message
+            .try_borrow()
+            .map_err(|_| HostError::InternalFailure)?;
+        Ok(Some(message.get(..size).unwrap_or(&message).to_vec()))
     }
 
     fn dispatch_http_call(

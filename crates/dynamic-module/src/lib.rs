@@ -13,6 +13,7 @@
 //!   counters, ticks).
 //! - `worker`: one glue plugin per configuration per worker thread.
 //! - `metrics`: tollgate's metric families on the ABI's labelled metrics.
+//! - `grpc`: a unary gRPC call (the rate-limit service) over a streamed HTTP callout.
 //! - `logger`: the `log` crate's records into Envoy's log.
 
 #[allow(
@@ -21,6 +22,7 @@
 )]
 mod abi;
 mod filter;
+mod grpc;
 mod guard;
 mod host;
 mod logger;

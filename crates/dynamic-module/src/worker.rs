@@ -13,8 +13,9 @@
 //! until the worker's next new slot: the registry then drops the slots whose configuration
 //! Envoy destroyed (a configuration lives as long as its last stream, each holding an `Arc`).
 
-use crate::abi::Stream;
+use crate::abi::{Scheduler, Stream};
 use crate::filter::Config;
+use crate::grpc::{self, Answer};
 use crate::host::NativeHost;
 use crate::metrics::SeriesTable;
 use std::cell::{Cell, RefCell};
@@ -46,6 +47,27 @@ pub struct Slot {
     /// The root's tick period and when the next tick is due (ms since the epoch).
     tick_period_ms: Cell<Option<u64>>,
     next_tick_ms: Cell<u64>,
+    /// gRPC calls in flight, by stream context id and Envoy's callout id.
+    calls: RefCell<HashMap<(u32, u64), Call>>,
+    last_token: Cell<u32>,
+    /// Each stream's scheduler, made when an answer must wait for the running hook to end.
+    schedulers: RefCell<HashMap<u32, Scheduler>>,
+}
+
+/// One gRPC call: the glue's token for it (0 until the call's start has returned: its answer
+/// can come first, from inside the start), the answer so far, and its end.
+#[derive(Default)]
+struct Call {
+    token: u32,
+    answer: Answer,
+    ended: Option<(u32, Vec<u8>)>,
+}
+
+/// An ended call, for the glue's `on_grpc_call_response`.
+pub struct Ended {
+    pub token: u32,
+    pub status: u32,
+    pub message: Vec<u8>,
 }
 
 impl Slot {
@@ -59,6 +81,9 @@ impl Slot {
             last_context: Cell::new(ROOT_ID),
             tick_period_ms: Cell::new(None),
             next_tick_ms: Cell::new(0),
+            calls: RefCell::default(),
+            last_token: Cell::new(0),
+            schedulers: RefCell::default(),
         }
     }
 
@@ -82,10 +107,117 @@ impl Slot {
         id
     }
 
+    /// Forgets stream `id` (its filter is being destroyed), its calls (Envoy resets them
+    /// without a callback) and its scheduler.
     pub fn unregister(&self, id: u32) {
         if let Ok(mut streams) = self.streams.try_borrow_mut() {
             streams.remove(&id);
         }
+        if let Ok(mut calls) = self.calls.try_borrow_mut() {
+            calls.retain(|(context, _), _| *context != id);
+        }
+        let scheduler = self
+            .schedulers
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut schedulers| schedulers.remove(&id));
+        drop(scheduler);
+    }
+
+    /// A gRPC call stream `context` started as Envoy's callout `callout`: the glue's token
+    /// for it. If its answer already came (from inside the start), its delivery is scheduled:
+    /// the glue that started it is still running.
+    pub fn call_started(&self, context: u32, stream: Stream, callout: u64) -> u32 {
+        let mut token = self.last_token.get();
+        loop {
+            token = token.wrapping_add(1);
+            if token != 0 {
+                break;
+            }
+        }
+        self.last_token.set(token);
+        let ended = match self.calls.try_borrow_mut() {
+            Ok(mut calls) => {
+                let call = calls.entry((context, callout)).or_default();
+                call.token = token;
+                call.ended.is_some()
+            }
+            Err(_) => false,
+        };
+        if ended {
+            self.schedule(context, stream);
+        }
+        token
+    }
+
+    /// Adds to the answer of call `callout` of stream `context`.
+    pub fn answer(&self, context: u32, callout: u64, add: impl FnOnce(&mut Answer)) {
+        if let Ok(mut calls) = self.calls.try_borrow_mut() {
+            add(&mut calls.entry((context, callout)).or_default().answer);
+        }
+    }
+
+    /// Call `callout` of stream `context` ended (`reset`: without a whole answer). Whether it
+    /// can be delivered (its start has returned).
+    pub fn call_ended(&self, context: u32, callout: u64, reset: bool) -> bool {
+        let Ok(mut calls) = self.calls.try_borrow_mut() else {
+            return false;
+        };
+        let call = calls.entry((context, callout)).or_default();
+        if call.ended.is_none() {
+            let answer = std::mem::take(&mut call.answer);
+            call.ended = Some(if reset {
+                (grpc::UNAVAILABLE, Vec::new())
+            } else {
+                answer.finish()
+            });
+        }
+        call.token != 0
+    }
+
+    /// The ended calls of stream `context` whose start has returned, taken out.
+    pub fn take_ended(&self, context: u32) -> Vec<Ended> {
+        let Ok(mut calls) = self.calls.try_borrow_mut() else {
+            return Vec::new();
+        };
+        let ready: Vec<(u32, u64)> = calls
+            .iter()
+            .filter(|((c, _), call)| *c == context && call.token != 0 && call.ended.is_some())
+            .map(|(key, _)| *key)
+            .collect();
+        ready
+            .into_iter()
+            .filter_map(|key| {
+                let call = calls.remove(&key)?;
+                let (status, message) = call.ended?;
+                Some(Ended {
+                    token: call.token,
+                    status,
+                    message,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs `on_http_filter_scheduled` for stream `context` once the running hook has ended,
+    /// to deliver its ended calls.
+    pub fn schedule(&self, context: u32, stream: Stream) {
+        let Ok(mut schedulers) = self.schedulers.try_borrow_mut() else {
+            return;
+        };
+        let scheduler = match schedulers.entry(context) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => match stream.scheduler() {
+                Some(scheduler) => entry.insert(scheduler),
+                None => {
+                    log::error!(
+                        "tollgate: no scheduler for a request; its rate-limit answer is lost"
+                    );
+                    return;
+                }
+            },
+        };
+        scheduler.commit(u64::from(context));
     }
 
     /// The live stream `id`, if it is still there.

@@ -517,6 +517,26 @@ unsafe extern "C" {
         timeout_milliseconds: u64,
     ) -> CalloutInitResult;
 
+    /// `envoy_dynamic_module_type_http_callout_init_result
+    /// envoy_dynamic_module_callback_http_filter_start_http_stream(filter_envoy_ptr, uint64_t*
+    /// stream_id_out, module_buffer cluster_name, module_http_header* headers, size_t
+    /// headers_size, module_buffer body, bool end_stream, uint64_t timeout_milliseconds);` — a
+    /// streamed callout: its answer comes in `on_http_filter_http_stream_headers`, `_data`,
+    /// `_trailers`, then `_complete` (or `_reset`), to this stream's filter; Envoy resets it,
+    /// without a callback, when the stream ends first. Headers must hold `:method`, `:path`
+    /// and `:authority`. (Arguments checked against the 1.40 binary: the first six in
+    /// registers, then `body` at 16(%rbp), `end_stream` at 32, the timeout at 40.)
+    pub fn envoy_dynamic_module_callback_http_filter_start_http_stream(
+        filter_envoy_ptr: EnvoyPtr,
+        stream_id_out: *mut u64,
+        cluster_name: ModuleBuffer,
+        headers: *mut ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        end_stream: bool,
+        timeout_milliseconds: u64,
+    ) -> CalloutInitResult;
+
     // ---- Schedulers (no timers for HTTP filters: an event is committed from any thread and
     // runs in `on_http_filter_scheduled` on the stream's worker) ----
 
@@ -551,7 +571,7 @@ unsafe extern "C" {
 /// reads the imports with `nm`) checks every declaration against the Envoy binary, and the
 /// dynamic loader resolves every one of them when Envoy loads the module. `program_init` reads
 /// this table (through `black_box`) so the linker keeps it.
-pub struct Imports([*const (); 32]);
+pub struct Imports([*const (); 33]);
 
 // SAFETY: the table holds function addresses that are never called or dereferenced through
 // it; sharing them between threads shares nothing mutable.
@@ -587,6 +607,7 @@ pub static IMPORTS: Imports = Imports([
     envoy_dynamic_module_callback_http_filter_record_histogram_value as *const (),
     envoy_dynamic_module_callback_http_filter_config_increment_counter as *const (),
     envoy_dynamic_module_callback_http_filter_http_callout as *const (),
+    envoy_dynamic_module_callback_http_filter_start_http_stream as *const (),
     envoy_dynamic_module_callback_http_filter_scheduler_new as *const (),
     envoy_dynamic_module_callback_http_filter_scheduler_commit as *const (),
     envoy_dynamic_module_callback_http_filter_scheduler_delete as *const (),
@@ -847,6 +868,48 @@ impl Stream {
         unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.ptr) }
     }
 
+    /// Starts a streamed callout to `cluster` sending `headers` and `body` (the request ends
+    /// with them); its id, which the answer's hooks carry.
+    pub fn start_http_stream(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, CalloutInitResult> {
+        let mut headers: Vec<ModuleHttpHeader> = headers
+            .iter()
+            .map(|(name, value)| ModuleHttpHeader::of(name.as_bytes(), value))
+            .collect();
+        let mut id = 0u64;
+        // SAFETY: a live filter pointer; the cluster name, the header array and the body
+        // borrow data alive for the call (Envoy copies them); `id` is a live local.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_start_http_stream(
+                self.ptr,
+                &mut id,
+                ModuleBuffer::of(cluster.as_bytes()),
+                headers.as_mut_ptr(),
+                headers.len(),
+                ModuleBuffer::of(body),
+                true,
+                timeout_ms,
+            )
+        };
+        if result == CalloutInitResult::SUCCESS {
+            Ok(id)
+        } else {
+            Err(result)
+        }
+    }
+
+    /// A scheduler for this stream (`Scheduler`); `None` if Envoy gives none.
+    pub fn scheduler(&self) -> Option<Scheduler> {
+        // SAFETY: a live filter pointer; Envoy allocates the scheduler, `Scheduler` deletes it.
+        let ptr = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr) };
+        (!ptr.is_null()).then_some(Scheduler { ptr })
+    }
+
     /// Makes Envoy choose the route again (a request header changed). Request path only.
     pub fn clear_route_cache(&self) {
         // SAFETY: a live filter pointer.
@@ -882,6 +945,29 @@ impl Stream {
         // `count` buffers borrowing the caller's label values, alive for the call (Envoy copies
         // them into its symbol table).
         unsafe { call(self.ptr, id, values, count, value) }
+    }
+}
+
+/// A scheduler of one stream (`Stream::scheduler`): an event committed through it runs
+/// `on_http_filter_scheduled` on the stream's worker once the running hook has returned (if
+/// the stream is still there). Deleted when dropped.
+#[derive(Debug)]
+pub struct Scheduler {
+    ptr: SchedulerPtr,
+}
+
+impl Scheduler {
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: `self.ptr` came from `scheduler_new` and is deleted only by `drop`.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_commit(self.ptr, event_id) }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        // SAFETY: `self.ptr` came from `scheduler_new`; deleted once, here (an event committed
+        // before stays queued in Envoy's dispatcher, which holds what it needs).
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.ptr) }
     }
 }
 
