@@ -2,6 +2,11 @@
 the tollgate filter, configured from the reference `envoy/envoy.yaml`.
 
 Used by the integration tests and by `make run`, so both run what the repository ships.
+
+`TOLLGATE_HOST=native` in the environment makes `render_envoy_config` put the native module
+(target/native/libtollgate.so, an Envoy dynamic module) in place of the wasm filter, with the
+same plugin configuration (`to_native`): `TOLLGATE_HOST=native pytest tests/integration/...`
+runs those tests against the second host. `wasm` (the default) runs the shipped filter.
 """
 
 from __future__ import annotations
@@ -27,6 +32,29 @@ RLS = REPO / "target" / "release" / "tollgate-rls"
 # The cluster of the rate-limit service in the reference config (HTTP/2, gRPC).
 RLS_CLUSTER = "tollgate_rls"
 REFERENCE_CONFIG = REPO / "envoy" / "envoy.yaml"
+# The native module, as `make native-module` builds it; Envoy finds lib<name>.so in
+# ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+MODULE_DIR = REPO / "target" / "native"
+MODULE = MODULE_DIR / "libtollgate.so"
+HOSTS = ("wasm", "native")
+DYNAMIC_MODULE_FILTER = ("type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3."
+                         "DynamicModuleFilter")
+# tollgate's own local replies carry this %RESPONSE_CODE_DETAILS% on the native host (Envoy
+# gives a module's reply details of its own when the module names none; the wasm filter's have
+# none at all).
+NATIVE_REPLY_DETAILS = "tollgate"
+# On the native host, Envoy puts the module's metrics under this namespace; with the runtime
+# feature below it strips it from /stats/prometheus (and adds no `envoy_` prefix), so the
+# metrics are named as the wasm filter's.
+STRIP_MODULE_STATS_PREFIX = "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix"
+
+
+def host() -> str:
+    """The host the tests run tollgate on: TOLLGATE_HOST, `wasm` unless set."""
+    value = os.environ.get("TOLLGATE_HOST", "wasm") or "wasm"
+    if value not in HOSTS:
+        raise RuntimeError(f"TOLLGATE_HOST={value!r}: expected one of {HOSTS}")
+    return value
 
 
 def envoy_binary() -> str:
@@ -92,6 +120,62 @@ def plugin_configuration(envoy_config: dict) -> dict:
     return json.loads(tollgate_filter(envoy_config)["configuration"]["value"])
 
 
+def http_connection_managers(envoy_config: dict):
+    for listener in envoy_config["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for network_filter in chain["filters"]:
+                if "http_filters" in network_filter.get("typed_config", {}):
+                    yield network_filter["typed_config"]
+
+
+def native_filter(plugin_json: str) -> dict:
+    """The native module's HTTP filter, with `plugin_json` as its configuration."""
+    return {
+        "name": "tollgate",
+        "typed_config": {
+            "@type": DYNAMIC_MODULE_FILTER,
+            # do_not_close: the module keeps per-worker state in thread-locals; it stays
+            # loaded for Envoy's life rather than being unloaded with its last configuration.
+            "dynamic_module_config": {"name": "tollgate", "do_not_close": True},
+            "filter_name": "tollgate",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                              "value": plugin_json},
+        },
+    }
+
+
+def to_native(envoy_config: dict) -> dict:
+    """`envoy_config` (the wasm filter's) for the native module, in place: every tollgate wasm
+    filter becomes the dynamic-module filter with the same plugin configuration; the
+    `local_reply_config` mappers that rewrite Envoy's own replies (those with response code
+    details) leave tollgate's alone, as they do on the wasm host, where tollgate's replies carry
+    no details; and the module's metrics namespace is stripped on /stats/prometheus."""
+    for manager in http_connection_managers(envoy_config):
+        filters = manager["http_filters"]
+        for index, http_filter in enumerate(filters):
+            if http_filter["name"] != "tollgate":
+                continue
+            value = http_filter["typed_config"]["config"]["configuration"]["value"]
+            filters[index] = native_filter(value)
+        for mapper in manager.get("local_reply_config", {}).get("mappers", []):
+            cel = mapper.get("filter", {}).get("extension_filter", {}).get("typed_config", {})
+            if "expression" in cel:
+                cel["expression"] = (f"!response.code_details.startsWith("
+                                     f"'{NATIVE_REPLY_DETAILS}') && ({cel['expression']})")
+    layers = envoy_config.setdefault("layered_runtime", {}).setdefault("layers", [])
+    if not layers:
+        layers.append({"name": "admin", "admin_layer": {}})
+    layers.insert(0, {"name": "tollgate-native",
+                      "static_layer": {STRIP_MODULE_STATS_PREFIX: True}})
+    return envoy_config
+
+
+def uses_native_module(envoy_config: dict) -> bool:
+    return any(http_filter.get("typed_config", {}).get("@type") == DYNAMIC_MODULE_FILTER
+               for manager in http_connection_managers(envoy_config)
+               for http_filter in manager["http_filters"])
+
+
 def render_envoy_config(
     plugin_config: dict | str,
     *,
@@ -103,12 +187,15 @@ def render_envoy_config(
     extra_clusters: dict[str, int] | None = None,
     rls_port: int | None = None,
     tls: tuple[Path, Path] | None = None,
+    on: str | None = None,
 ) -> dict:
     """The reference Envoy config with other ports, `.wasm` path and plugin configuration.
 
     The reference listener serves HTTPS. With `tls` (certificate, key) it serves them;
     without, the listener speaks plain HTTP: most tests are about the filter, and send raw
-    requests a TLS socket would only wrap (HTTPS itself is tested on its own)."""
+    requests a TLS socket would only wrap (HTTPS itself is tested on its own).
+
+    `on`: the host, `wasm` or `native` (`to_native`); TOLLGATE_HOST when not given."""
     config = copy.deepcopy(base if base is not None else load_reference())
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listener = config["static_resources"]["listeners"][0]
@@ -138,6 +225,8 @@ def render_envoy_config(
         address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
         address["address"]["socket_address"]["port_value"] = port
         config["static_resources"]["clusters"].append(cluster)
+    if (on or host()) == "native":
+        to_native(config)
     return config
 
 
@@ -275,12 +364,18 @@ class Envoy:
         concurrency: int = 1,
         detach: bool = False,
         env: dict[str, str] | None = None,
-        component_log_level: str = "wasm:info",
+        component_log_level: str = "wasm:info,dynamic_modules:info",
         extra_args: list[str] | None = None,
     ):
         """`env`: variables added to Envoy's environment; `component_log_level`: Envoy's
-        `--component-log-level` (the rest logs at `warn`); `extra_args`: more of Envoy's
-        options (a shipped manifest's, e.g. `--drain-strategy`)."""
+        `--component-log-level` (the rest logs at `warn`; `wasm` is the wasm filter's log,
+        `dynamic_modules` the native module's); `extra_args`: more of Envoy's options (a shipped
+        manifest's, e.g. `--drain-strategy`). A configuration with the native module gets
+        ENVOY_DYNAMIC_MODULES_SEARCH_PATH (target/native/) unless `env` names one."""
+        if uses_native_module(envoy_config):
+            if not MODULE.exists():
+                raise RuntimeError(f"{MODULE} is missing: run `make native-module`")
+            env = {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(MODULE_DIR), **(env or {})}
         self.config_path = workdir / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(envoy_config, sort_keys=False))
         self.log_path = workdir / f"{name}.log"
@@ -339,7 +434,11 @@ def stop(process: subprocess.Popen):
 
 
 def validate(config_path: Path) -> subprocess.CompletedProcess:
-    """`envoy --mode validate`: loads the config, the .wasm, and runs `on_configure`."""
+    """`envoy --mode validate`: loads the config, the .wasm, and runs `on_configure` (the
+    native module's configuration hook, for a config with the module)."""
+    env = None
+    if uses_native_module(yaml.safe_load(Path(config_path).read_text())):
+        env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(MODULE_DIR)}
     return subprocess.run(
         [envoy_binary(), "--mode", "validate", "-c", str(config_path),
          "--base-id", str(unique_base_id()), "-l", "info"],
@@ -347,6 +446,7 @@ def validate(config_path: Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=60,
         cwd=REPO,
+        env=env,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import requests
@@ -70,3 +71,32 @@ def raw_request(port: int, head: bytes, timeout_s: float = 5.0) -> tuple[int, by
     parts = status_line.split(" ")
     status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
     return status, data
+
+
+# The tag each label of a tollgate series name becomes on /stats/prometheus (the shipped
+# configs' `stats_tags`; the native module names its labels so).
+PROMETHEUS_LABELS = {"op": "operation"}
+
+
+def tollgate_metric(envoy, series: str) -> float | None:
+    """The value of one of tollgate's series, named as the filter names it
+    (`tollgate_masked_errors_total.op=crash`), read from /stats/prometheus, where both hosts
+    show the same names and labels (`tollgate_masked_errors_total{operation="crash"}`; the
+    plain /stats names differ: `wasmcustom.<series>` on the wasm host,
+    `dynamicmodulescustom.<name>.<label>.<value>...` on the native one). `None` if there is
+    no such series."""
+    name, *pairs = series.split(".")
+    wanted = {PROMETHEUS_LABELS.get(key, key): value
+              for key, _, value in (pair.partition("=") for pair in pairs)}
+    text = requests.get(f"{envoy.admin}/stats/prometheus", timeout=5).text
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, labels = head.partition("{")
+        if metric != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels))
+        if found == wanted:
+            return float(value)
+    return None

@@ -54,9 +54,13 @@ def configmap_files(where: str) -> dict[str, str]:
 
 
 def public_listeners(bootstrap: dict) -> list[dict]:
-    """The listeners whose requests go through tollgate: what callers reach."""
+    """The listeners whose requests go through tollgate (the wasm filter, or the native module
+    the tests can run instead): what callers reach."""
+    def with_tollgate(listener: dict) -> bool:
+        alone = {"static_resources": {"listeners": [listener]}}
+        return bool(wasm_filters(alone)) or stack.uses_native_module(alone)
     return [listener for listener in bootstrap.get("static_resources", {}).get("listeners", [])
-            if wasm_filters({"static_resources": {"listeners": [listener]}})]
+            if with_tollgate(listener)]
 
 
 def connection_manager(listener: dict) -> dict:

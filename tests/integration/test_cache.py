@@ -15,6 +15,7 @@ import requests
 
 import stack
 from conftest import sha256_ref, start_gateway
+from http_helpers import tollgate_metric
 
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
 KEYS = {name: secrets.token_hex(16) for name in ("alpha", "beta", "tight")}
@@ -171,11 +172,9 @@ def rss_kib(pid: int) -> int:
 
 
 def counter(envoy, name: str) -> int:
-    """A stat's value from the admin API (a counter, or a gauge; Envoy prefixes a filter's
-    own stats with `wasmcustom.`)."""
-    text = requests.get(f"{envoy.admin}/stats", params={"filter": f"^wasmcustom\\.{name}$"},
-                        timeout=5).text
-    return int(text.split(":")[-1]) if text.strip() else 0
+    """A series' value (a counter, or a gauge) as /stats/prometheus shows it, 0 while it does
+    not exist."""
+    return int(tollgate_metric(envoy, name) or 0)
 
 
 def test_a_flood_of_distinct_query_strings_stays_within_the_bound(flood_gateway, tmp_path):

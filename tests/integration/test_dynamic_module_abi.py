@@ -6,16 +6,19 @@ version differs, so a wrong declaration would be undefined behaviour, not a load
 guard reads the built object and the test Envoy binary with `nm`: every callback the module
 imports must be one the binary exports, and the module must export every hook Envoy 1.40
 requires. Then a real Envoy loads `libtollgate.so` (found through
-ENVOY_DYNAMIC_MODULES_SEARCH_PATH, as a deployment would) in front of the backend: requests pass
-through untouched, the ABI version matches, what the module reads through the ABI is right, and
-a panic in a hook is answered 503 while Envoy carries on.
+ENVOY_DYNAMIC_MODULES_SEARCH_PATH, as a deployment would) in front of the backend: requests no
+operation matches pass through untouched (`unmatched: pass`), the ABI version matches, what the
+module reads through the ABI is right, a panic in a hook is answered 503 while Envoy carries on,
+and a configuration tollgate refuses makes Envoy refuse it.
 
-The module does not apply the policy yet: nothing here tests tollgate's behaviour.
+tollgate's behaviour on this host is tested by the behaviour tests themselves, run with
+TOLLGATE_HOST=native (the Makefile's `integration` target; docs/development.md).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -62,7 +65,11 @@ REQUIRED_HOOKS = [
 # A NUL-terminated "vX.Y.Z": how an ABI version string sits in either binary.
 VERSION = re.compile(rb"\x00(v\d+\.\d+\.\d+)\x00")
 PANIC_PATH = "/boom"
-FILTER_CONFIG = json.dumps({"note": "kept as bytes; the policy is not applied yet"})
+# A tollgate configuration under which every request below passes through untouched.
+FILTER_CONFIG = json.dumps({
+    "operations": [{"name": "health", "methods": ["GET"], "path": "/ping", "auth": "none"}],
+    "unmatched": "pass",
+})
 
 
 def built_module() -> Path:
@@ -145,7 +152,8 @@ def test_the_module_abi_version_is_one_this_envoy_knows(envoy_bytes):
 # --- a real Envoy loading it -----------------------------------------------------------------
 
 
-def native_envoy_config(listen_port: int, admin_port: int, backend_port: int) -> dict:
+def native_envoy_config(listen_port: int, admin_port: int, backend_port: int,
+                        filter_config: str = FILTER_CONFIG) -> dict:
     """Listener -> the dynamic module filter (`libtollgate.so` by name) -> router -> backend."""
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1",
@@ -176,7 +184,7 @@ def native_envoy_config(listen_port: int, admin_port: int, backend_port: int) ->
                                  "filter_name": "tollgate",
                                  "filter_config": {
                                      "@type": "type.googleapis.com/google.protobuf.StringValue",
-                                     "value": FILTER_CONFIG},
+                                     "value": filter_config},
                              }},
                             {"name": "envoy.filters.http.router",
                              "typed_config": {
@@ -233,7 +241,7 @@ def assert_abi_matched(envoy: stack.Envoy):
     assert "Dynamic module ABI version v0.2.0 matched." in log, log
     # Envoy's only ABI complaint, whatever the mismatch: "ABI version ... is deprecated".
     assert "is deprecated" not in log, log
-    assert "does not apply the policy yet" in log, log
+    assert 'tollgate: native module configured (filter "tollgate": 1 operations' in log, log
 
 
 def test_envoy_loads_the_module_and_the_abi_version_matches(native):
@@ -303,3 +311,31 @@ def test_a_panic_is_answered_503_and_envoy_keeps_serving(native_switched):
     assert log.count("tollgate native module panicked") == 3, log
     assert log.count("a panic in on_http_filter_request_headers was caught") == 3, log
     assert "test-only TOLLGATE_TEST_PANIC_PATH is set" in log
+
+
+def test_a_configuration_tollgate_refuses_is_refused_by_envoy(workdir):
+    """As the wasm filter's `on_configure`: Envoy does not start with a configuration tollgate
+    cannot load (`envoy --mode validate` creates the filter configuration too)."""
+    built_module()
+    bad = json.dumps({"operations": [{"name": "x", "path": "/x", "auth": "sometimes"}]})
+    config = native_envoy_config(stack.free_port(), stack.free_port(), stack.free_port(), bad)
+    path = workdir / "native-module-bad.yaml"
+    path.write_text(json.dumps(config))
+    result = subprocess.run(
+        [stack.envoy_binary(), "--mode", "validate", "-c", str(path),
+         "--base-id", str(stack.unique_base_id()), "-l", "warn",
+         "--component-log-level", "dynamic_modules:info"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(MODULE_DIR)})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "tollgate: invalid configuration" in output, output
+    assert "Failed to initialize dynamic module" in output, output
+    good = native_envoy_config(stack.free_port(), stack.free_port(), stack.free_port())
+    path.write_text(json.dumps(good))
+    result = subprocess.run(
+        [stack.envoy_binary(), "--mode", "validate", "-c", str(path),
+         "--base-id", str(stack.unique_base_id()), "-l", "warn"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(MODULE_DIR)})
+    assert result.returncode == 0, result.stdout + result.stderr

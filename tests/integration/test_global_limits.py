@@ -236,6 +236,35 @@ def test_a_missing_cluster_is_a_service_failure_not_a_crash(workdir, backend, rl
     assert "panicked" not in envoy.log()
 
 
+@pytest.mark.parametrize("unusable", ["no endpoint", "circuit breaker open"])
+def test_a_cluster_envoy_cannot_call_is_a_service_failure_answered_at_once(workdir, backend,
+                                                                           rls, unusable):
+    """No endpoint, or a circuit breaker that admits no request: Envoy will not make the call
+    (on the native host, its start fails; an answer that came back before the start returned
+    would be handed to the request once its hook has returned). The failure mode applies at
+    once, never a hang."""
+    config = stack.render_envoy_config(
+        plugin(failure_mode="deny"), listen_port=stack.free_port(),
+        admin_port=stack.free_port(), backend_port=backend.port, rls_port=rls.port)
+    cluster = stack.cluster_named(config, stack.RLS_CLUSTER)
+    if unusable == "no endpoint":
+        cluster["load_assignment"]["endpoints"] = []
+    else:
+        cluster["circuit_breakers"] = {"thresholds": [
+            {"max_connections": 1, "max_pending_requests": 0, "max_requests": 0}]}
+    envoy = stack.Envoy(workdir, config, name=f"unusable-cluster-{unusable.split()[0]}",
+                         concurrency=1)
+    try:
+        for _ in range(3):
+            response, elapsed = timed(envoy, "burst")
+            assert response.status_code == 503 and elapsed < 1.0
+            assert response.json()["statusCode"] == 503
+        assert counter(envoy, FAILURES) == 3
+    finally:
+        envoy.stop()
+    assert "panicked" not in envoy.log()
+
+
 def test_a_cluster_name_envoy_would_misread_is_refused_at_load(tmp_path):
     """`xx` is valid protobuf: Envoy would parse it as a GrpcService and abort on the first
     call. The filter refuses it when the configuration loads, and so does `tollgate check`."""

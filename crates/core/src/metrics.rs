@@ -384,6 +384,125 @@ pub fn configured_series(plan: &Plan) -> Vec<Series> {
     series
 }
 
+/// One label a series name encodes (`.op=validate`): its key in the name, and the tag it
+/// becomes on `/stats/prometheus` (the `stats_tags` of the shipped Envoy configs turn
+/// `.op=validate` into `operation="validate"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Label {
+    pub key: &'static str,
+    pub tag: &'static str,
+}
+
+const OPERATION: Label = Label {
+    key: "op",
+    tag: "operation",
+};
+const CONSUMER: Label = Label {
+    key: "consumer",
+    tag: "consumer",
+};
+const OUTCOME: Label = Label {
+    key: "outcome",
+    tag: "outcome",
+};
+const CLASS: Label = Label {
+    key: "class",
+    tag: "class",
+};
+
+/// A metric family: every series tollgate defines is one of these, its name the family's
+/// followed by `.key=value` for each label, in this order. A host whose metrics take labels
+/// apart from the name (Envoy's dynamic modules) defines the families once and takes each
+/// series name apart with `parse_series`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: SeriesKind,
+    pub labels: &'static [Label],
+}
+
+/// Every metric family, so a host can define them all before it knows any series.
+pub const FAMILIES: [Family; 11] = [
+    Family {
+        name: REQUESTS,
+        kind: SeriesKind::Counter,
+        labels: &[OPERATION, CONSUMER, OUTCOME],
+    },
+    Family {
+        name: UPSTREAM_LATENCY,
+        kind: SeriesKind::Histogram,
+        labels: &[OPERATION],
+    },
+    Family {
+        name: UPSTREAM_RESPONSES,
+        kind: SeriesKind::Counter,
+        labels: &[OPERATION, CLASS],
+    },
+    Family {
+        name: LIMIT_SERVICE_FAILURES,
+        kind: SeriesKind::Counter,
+        labels: &[],
+    },
+    Family {
+        name: CACHE_BYTES,
+        kind: SeriesKind::Gauge,
+        labels: &[],
+    },
+    Family {
+        name: MASKED_ERRORS,
+        kind: SeriesKind::Counter,
+        labels: &[OPERATION],
+    },
+    Family {
+        name: RESPONSE_TRANSFORM_FAILURES,
+        kind: SeriesKind::Counter,
+        labels: &[OPERATION],
+    },
+    Family {
+        name: "tollgate_cache_hits_total",
+        kind: SeriesKind::Counter,
+        labels: &[OPERATION],
+    },
+    Family {
+        name: "tollgate_cache_misses_total",
+        kind: SeriesKind::Counter,
+        labels: &[OPERATION],
+    },
+    Family {
+        name: "tollgate_cache_stores_total",
+        kind: SeriesKind::Counter,
+        labels: &[OPERATION],
+    },
+    Family {
+        name: "tollgate_cache_evictions_total",
+        kind: SeriesKind::Counter,
+        labels: &[OPERATION],
+    },
+];
+
+/// A series name taken apart: the index of its family in `FAMILIES` and its label values in
+/// the family's order. `None` for a name that is not one of tollgate's, or whose labels are
+/// not its family's (in its order). Label values never hold a `.` (`label` replaces it).
+pub fn parse_series(name: &str) -> Option<(usize, Vec<&str>)> {
+    let mut parts = name.split('.');
+    let family_name = parts.next()?;
+    let index = FAMILIES.iter().position(|f| f.name == family_name)?;
+    let family = FAMILIES.get(index)?;
+    let mut values = Vec::with_capacity(family.labels.len());
+    let mut expected = family.labels.iter();
+    for part in parts {
+        let (key, value) = part.split_once('=')?;
+        if expected.next()?.key != key {
+            return None;
+        }
+        values.push(value);
+    }
+    if expected.next().is_some() {
+        return None;
+    }
+    Some((index, values))
+}
+
 /// The class an upstream `:status` is counted under, if any (`4xx`, `5xx`).
 pub fn status_class(status: Option<&[u8]>) -> Option<&'static str> {
     match status.and_then(|status| status.first()) {
@@ -683,6 +802,70 @@ mod tests {
             None
         );
         assert_eq!(ids.upstream_latency(0), None);
+    }
+
+    #[test]
+    fn every_series_name_parses_into_its_family() {
+        let hash = crate::subscription::KeyHash::of(b"k").to_config_string();
+        let config = json!({
+            "products": { "p": { "rate_limit": { "calls": 2, "renewal_period_s": 60, "scope": "global" } } },
+            "consumers": [{ "id": "a.b", "product": "p", "keys": [hash] }],
+            "global_limits": { "cluster": "rls", "failure_mode": "deny" },
+            "mask_backend_errors": true,
+            "cors": { "allowed_origins": ["https://x.example"] },
+            "ip_filter": { "allow": ["127.0.0.1"] },
+            "jwt": {
+                "jwks": { "keys": [{ "kty": "oct", "kid": "h", "k": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE" }] },
+                "algorithms": ["HS256"],
+                "default_product": "p",
+                "max_dynamic_consumers": 1
+            },
+            "operations": [
+                { "name": "one", "methods": ["GET"], "path": "/1", "cache": { "ttl_s": 5 } },
+                { "name": "v.2", "path": "/2", "auth": "jwt",
+                  "response_body": { "transform": "body" } }
+            ],
+            "unmatched": "pass"
+        });
+        let plan = Plan::from_json(config.to_string().as_bytes()).unwrap();
+        let series = configured_series(&plan);
+        let mut families = std::collections::BTreeSet::new();
+        for s in &series {
+            let (index, values) = parse_series(&s.name).unwrap_or_else(|| panic!("{}", s.name));
+            let family = FAMILIES[index];
+            assert_eq!(family.kind, s.kind, "{}", s.name);
+            let mut rebuilt = family.name.to_string();
+            for (label, value) in family.labels.iter().zip(&values) {
+                rebuilt.push_str(&format!(".{}={value}", label.key));
+            }
+            assert_eq!(rebuilt, s.name);
+            families.insert(family.name);
+        }
+        assert_eq!(
+            families.len(),
+            FAMILIES.len(),
+            "a family no series uses: {families:?}"
+        );
+        let overflow = overflow_counter("v.2", ALLOWED);
+        let (_, values) = parse_series(&overflow).unwrap();
+        assert_eq!(values, ["v_2", OTHER_DYNAMIC, ALLOWED]);
+    }
+
+    #[test]
+    fn other_names_are_not_series() {
+        for name in [
+            "",
+            "tollgate_requests_total",
+            "tollgate_requests_total.op=a.consumer=b",
+            "tollgate_requests_total.consumer=b.op=a.outcome=c",
+            "tollgate_requests_total.op=a.consumer=b.outcome=c.extra=d",
+            "tollgate_requests_total.op.consumer=b.outcome=c",
+            "tollgate_cache_bytes.op=a",
+            "unknown_total.op=a",
+        ] {
+            assert_eq!(parse_series(name), None, "{name}");
+        }
+        assert_eq!(parse_series(LIMIT_SERVICE_FAILURES), Some((3, Vec::new())));
     }
 
     #[test]

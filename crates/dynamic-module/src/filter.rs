@@ -1,6 +1,7 @@
 //! The filter itself, in safe Rust: one `Config` per filter configuration Envoy loads (shared
-//! by every worker), one `Filter` per HTTP stream. For now it passes every request and
-//! response through untouched; the policy (tollgate-glue's `Host` trait) comes next.
+//! by every worker), one `Filter` per HTTP stream. Each stream's hooks go to tollgate-glue's
+//! `Filter` through a `NativeHost` (`host.rs`), as `src/proxy.rs` does for proxy-wasm, and
+//! the stream's plugin is its worker's (`worker.rs`); so do the answers to its gRPC calls.
 //!
 //! Two switches exist for the tests only, read from the environment when Envoy creates the
 //! configuration (never set them in a deployment):
@@ -11,38 +12,64 @@
 //!   prove the attribute ids and callbacks are declared right against a live Envoy.
 
 use crate::abi::{
-    self, AttributeId, BodyStatus, CalloutResult, HeaderType, HeadersStatus, LogLevel, Stream,
-    TrailersStatus,
+    self, AttributeId, BodyStatus, BodyType, CalloutResult, ConfigHandle, HeaderType,
+    HeadersStatus, LogLevel, Stream, TrailersStatus,
 };
-use std::cell::Cell;
+use crate::host::{Context, NativeHost};
+use crate::metrics::Families;
+use crate::worker::{self, Slot};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use tollgate_core::Plan;
+use tollgate_glue::filter::{self as glue, Next};
 
 /// Test-only switch: a request to this path panics (module documentation).
 pub const TEST_PANIC_PATH_ENV: &str = "TOLLGATE_TEST_PANIC_PATH";
 /// Test-only switch: responses echo ABI attributes (module documentation).
 pub const TEST_ECHO_ATTRIBUTES_ENV: &str = "TOLLGATE_TEST_ECHO_ATTRIBUTES";
 
+/// Configuration ids: each configuration Envoy creates gets the next (`worker.rs` keys its
+/// plugins by them).
+static CONFIG_IDS: AtomicU64 = AtomicU64::new(0);
+
 /// One filter configuration (`filter_config` of the Envoy filter), shared by all workers.
 #[derive(Debug)]
 pub struct Config {
+    id: u64,
     /// The `filter_name` Envoy passed.
     name: String,
-    /// The configuration bytes as Envoy passed them (a `StringValue`'s string, say); the
-    /// policy will parse them.
+    /// The configuration bytes as Envoy passed them (a `StringValue`'s string): tollgate's
+    /// JSON configuration, as the wasm filter's `configuration`.
     raw: Vec<u8>,
+    families: Families,
     test_panic_path: Option<String>,
     test_echo_attributes: bool,
 }
 
 impl Config {
-    pub fn new(name: &[u8], raw: &[u8]) -> Self {
+    /// Checks the configuration (`None` makes Envoy refuse it, as the wasm filter's
+    /// `on_configure` returning false does) and defines the metric families on `handle`.
+    pub fn new(name: &[u8], raw: &[u8], handle: &ConfigHandle) -> Option<Self> {
+        let plan = match Plan::from_json(raw) {
+            Ok(plan) => plan,
+            Err(err) => {
+                log::error!("tollgate: invalid configuration: {err}");
+                return None;
+            }
+        };
         let test_panic_path = std::env::var(TEST_PANIC_PATH_ENV)
             .ok()
             .filter(|p| !p.is_empty());
         let test_echo_attributes = std::env::var_os(TEST_ECHO_ATTRIBUTES_ENV).is_some();
+        let families = Families::define(handle);
+        families.create_at_zero(handle, &plan);
         let config = Self {
+            id: CONFIG_IDS.fetch_add(1, Ordering::Relaxed),
             name: String::from_utf8_lossy(name).into_owned(),
             raw: raw.to_vec(),
+            families,
             test_panic_path,
             test_echo_attributes,
         };
@@ -60,20 +87,26 @@ impl Config {
                 &format!("tollgate: test-only {TEST_ECHO_ATTRIBUTES_ENV} is set"),
             );
         }
-        abi::log(
-            LogLevel::INFO,
-            &format!(
-                "tollgate: native module configured (filter {:?}, {} bytes of configuration); \
-                 it passes requests through and does not apply the policy yet",
-                config.name,
-                config.raw.len()
-            ),
+        log::info!(
+            "tollgate: native module configured (filter {:?}: {} operations, {} consumers, {} products)",
+            config.name,
+            plan.operation_count(),
+            plan.consumer_count(),
+            plan.product_count()
         );
-        config
+        Some(config)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn raw(&self) -> &[u8] {
         &self.raw
+    }
+
+    pub fn families(&self) -> &Families {
+        &self.families
     }
 }
 
@@ -90,21 +123,73 @@ pub enum StreamState {
     Answered,
 }
 
+/// The policy side of a stream: its worker's plugin, the glue's filter and its context id.
+struct Policy {
+    slot: Rc<Slot>,
+    glue: Rc<RefCell<glue::Filter>>,
+    context_id: u32,
+    stream: Stream,
+}
+
+impl Policy {
+    fn context(&self) -> Context {
+        Context {
+            id: self.context_id,
+            stream: self.stream,
+        }
+    }
+}
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        self.slot.unregister(self.context_id);
+    }
+}
+
 /// One HTTP stream. Envoy calls its hooks on one worker thread, one at a time, but may call
 /// one hook from inside another (a local reply sent from the request path runs the response
-/// hooks before `send_response` returns), so hooks get `&Filter` and state lives in cells,
-/// never borrowed across a call into Envoy.
-#[derive(Debug)]
+/// hooks before `send_response` returns), so hooks get `&Filter`, state lives in cells, and
+/// nothing is borrowed across a call into Envoy that can come back (`host.rs` defers them).
 pub struct Filter {
     config: Arc<Config>,
     state: Cell<StreamState>,
+    policy: Option<Policy>,
 }
 
 impl Filter {
-    pub fn new(config: Arc<Config>) -> Self {
+    /// The filter of a new stream (`stream`): its worker's plugin for `config` (made on the
+    /// configuration's first stream there), and a glue filter from it. Without one the stream
+    /// is answered 503 (`guard`), never let through.
+    pub fn new(config: Arc<Config>, stream: Stream) -> Self {
+        let policy = worker::slot(&config, stream).and_then(|slot| {
+            let context_id = slot.register(stream);
+            let glue = slot
+                .plugin
+                .try_borrow()
+                .ok()
+                .and_then(|plugin| plugin.new_filter(context_id));
+            match glue {
+                Some(glue) => Some(Policy {
+                    slot,
+                    glue,
+                    context_id,
+                    stream,
+                }),
+                None => {
+                    slot.unregister(context_id);
+                    None
+                }
+            }
+        });
+        let state = if policy.is_some() {
+            StreamState::Running
+        } else {
+            StreamState::Broken
+        };
         Self {
             config,
-            state: Cell::new(StreamState::Running),
+            state: Cell::new(state),
+            policy,
         }
     }
 
@@ -113,6 +198,7 @@ impl Filter {
         Self {
             config,
             state: Cell::new(StreamState::Broken),
+            policy: None,
         }
     }
 
@@ -124,7 +210,31 @@ impl Filter {
         self.state.set(StreamState::Answered);
     }
 
-    pub fn on_request_headers(&self, stream: &Stream, _end_of_stream: bool) -> HeadersStatus {
+    /// Runs one glue callback with a host acting on `stream`, then the host's deferred calls
+    /// (local replies, resumes), once nothing of the glue is borrowed any more.
+    fn with_glue(
+        &self,
+        stream: &Stream,
+        tick: bool,
+        callback: impl FnOnce(&RefCell<glue::Filter>, &NativeHost<'_>) -> Next,
+    ) -> Next {
+        let Some(policy) = &self.policy else {
+            return Next::Continue;
+        };
+        let host = NativeHost::for_stream(&self.config, &policy.slot, policy.context());
+        debug_assert!(
+            policy.stream == *stream,
+            "a stream's hooks come with its own pointer"
+        );
+        if tick {
+            policy.slot.tick_if_due(&host);
+        }
+        let next = callback(&policy.glue, &host);
+        host.finish();
+        next
+    }
+
+    pub fn on_request_headers(&self, stream: &Stream, end_of_stream: bool) -> HeadersStatus {
         if let Some(panic_path) = &self.config.test_panic_path {
             let path = stream
                 .header(HeaderType::REQUEST_HEADER, ":path")
@@ -140,30 +250,49 @@ impl Filter {
                 }
             }
         }
-        HeadersStatus::CONTINUE
+        headers_status(self.with_glue(stream, true, |filter, host| {
+            glue::on_request_headers(filter, host, end_of_stream)
+        }))
     }
 
-    pub fn on_request_body(&self, _stream: &Stream, _end_of_stream: bool) -> BodyStatus {
-        BodyStatus::CONTINUE
+    /// The body as proxy-wasm shows it: after a callback that held the body, the size of all of
+    /// it so far (Envoy's buffer for this filter and this chunk), else the chunk's.
+    pub fn on_request_body(&self, stream: &Stream, end_of_stream: bool) -> BodyStatus {
+        let size = stream.body_size(BodyType::BUFFERED_REQUEST_BODY)
+            + stream.body_size(BodyType::RECEIVED_REQUEST_BODY);
+        body_status(self.with_glue(stream, false, |filter, host| {
+            glue::on_request_body(filter, host, size, end_of_stream)
+        }))
     }
 
-    pub fn on_request_trailers(&self, _stream: &Stream) -> TrailersStatus {
-        TrailersStatus::CONTINUE
+    pub fn on_request_trailers(&self, stream: &Stream) -> TrailersStatus {
+        trailers_status(self.with_glue(stream, false, |filter, host| {
+            glue::on_request_trailers(filter, host)
+        }))
     }
 
-    pub fn on_response_headers(&self, stream: &Stream, _end_of_stream: bool) -> HeadersStatus {
+    pub fn on_response_headers(&self, stream: &Stream, end_of_stream: bool) -> HeadersStatus {
+        let next = self.with_glue(stream, false, |filter, host| {
+            glue::on_response_headers(filter, host, end_of_stream)
+        });
         if self.config.test_echo_attributes {
             self.echo_attributes(stream);
         }
-        HeadersStatus::CONTINUE
+        headers_status(next)
     }
 
-    pub fn on_response_body(&self, _stream: &Stream, _end_of_stream: bool) -> BodyStatus {
-        BodyStatus::CONTINUE
+    pub fn on_response_body(&self, stream: &Stream, end_of_stream: bool) -> BodyStatus {
+        let size = stream.body_size(BodyType::BUFFERED_RESPONSE_BODY)
+            + stream.body_size(BodyType::RECEIVED_RESPONSE_BODY);
+        body_status(self.with_glue(stream, false, |filter, host| {
+            glue::on_response_body(filter, host, size, end_of_stream)
+        }))
     }
 
-    pub fn on_response_trailers(&self, _stream: &Stream) -> TrailersStatus {
-        TrailersStatus::CONTINUE
+    pub fn on_response_trailers(&self, stream: &Stream) -> TrailersStatus {
+        trailers_status(self.with_glue(stream, false, |filter, host| {
+            glue::on_response_trailers(filter, host)
+        }))
     }
 
     pub fn on_stream_complete(&self, _stream: &Stream) {}
@@ -171,7 +300,67 @@ impl Filter {
     pub fn on_http_callout_done(&self, _stream: &Stream, _callout_id: u64, _result: CalloutResult) {
     }
 
-    pub fn on_scheduled(&self, _stream: &Stream, _event_id: u64) {}
+    /// The answer to one of this stream's gRPC calls (`host.rs`, `grpc.rs`), as it comes.
+    pub fn on_http_stream_headers(&self, callout: u64, headers: Vec<(Vec<u8>, Vec<u8>)>) {
+        if let Some(policy) = &self.policy {
+            policy
+                .slot
+                .answer(policy.context_id, callout, |answer| answer.headers(headers));
+        }
+    }
+
+    pub fn on_http_stream_data(&self, callout: u64, chunk: &[u8]) {
+        if let Some(policy) = &self.policy {
+            policy
+                .slot
+                .answer(policy.context_id, callout, |answer| answer.data(chunk));
+        }
+    }
+
+    pub fn on_http_stream_trailers(&self, callout: u64, trailers: Vec<(Vec<u8>, Vec<u8>)>) {
+        if let Some(policy) = &self.policy {
+            policy.slot.answer(policy.context_id, callout, |answer| {
+                answer.trailers(trailers)
+            });
+        }
+    }
+
+    /// A call ended, answered (`reset` false) or not (a reset, its timeout included): its
+    /// answer goes to the glue now, or, when it ended inside the glue's own call (a call that
+    /// fails at once), from `on_scheduled`, once the running hook has returned.
+    pub fn on_http_stream_end(&self, callout: u64, reset: bool) {
+        let Some(policy) = &self.policy else {
+            return;
+        };
+        if !policy.slot.call_ended(policy.context_id, callout, reset) {
+            // Its start has not returned yet: `Slot::call_started` schedules it.
+            return;
+        }
+        if policy.glue.try_borrow_mut().is_err() {
+            policy.slot.schedule(policy.context_id, policy.stream);
+            return;
+        }
+        self.deliver_calls();
+    }
+
+    pub fn on_scheduled(&self, _stream: &Stream, _event_id: u64) {
+        self.deliver_calls();
+    }
+
+    /// Hands this stream's ended calls to the glue (which settles the request and lets it go
+    /// on, or answers it).
+    fn deliver_calls(&self) {
+        let Some(policy) = &self.policy else {
+            return;
+        };
+        for ended in policy.slot.take_ended(policy.context_id) {
+            let size = ended.message.len();
+            let host = NativeHost::for_stream(&self.config, &policy.slot, policy.context())
+                .with_grpc_message(ended.message);
+            glue::on_grpc_call_response(&policy.glue, &host, ended.token, ended.status, size);
+            host.finish();
+        }
+    }
 
     /// Test-only: what the ABI reads, as response headers.
     fn echo_attributes(&self, stream: &Stream) {
@@ -202,5 +391,30 @@ impl Filter {
             "x-tollgate-test-config-bytes",
             Some(self.config.raw().len().to_string().into_bytes()),
         );
+    }
+}
+
+/// proxy-wasm's `Pause` on headers is Envoy's `StopIteration` (the body still comes to the
+/// filter, which holds it); the same here.
+fn headers_status(next: Next) -> HeadersStatus {
+    match next {
+        Next::Continue => HeadersStatus::CONTINUE,
+        Next::Stop => HeadersStatus::STOP_ITERATION,
+    }
+}
+
+/// proxy-wasm's `Pause` on a body chunk is `StopIterationAndBuffer`: Envoy keeps the chunk, and
+/// the next body hook sees it with the rest.
+fn body_status(next: Next) -> BodyStatus {
+    match next {
+        Next::Continue => BodyStatus::CONTINUE,
+        Next::Stop => BodyStatus::STOP_ITERATION_AND_BUFFER,
+    }
+}
+
+fn trailers_status(next: Next) -> TrailersStatus {
+    match next {
+        Next::Continue => TrailersStatus::CONTINUE,
+        Next::Stop => TrailersStatus::STOP_ITERATION,
     }
 }

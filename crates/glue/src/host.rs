@@ -1,7 +1,8 @@
 //! What the filter needs from Envoy, as one trait: each method is one proxy-wasm host call.
 //! `proxy.rs` implements it with the SDK's `hostcalls` (which return `Err` for the statuses a
-//! call documents, and themselves panic on any other); the tests implement it with a recording
-//! fake that can fail any call, including ones Envoy never fails.
+//! call documents, and themselves panic on any other); the native module
+//! (crates/dynamic-module, `host.rs`) with Envoy's dynamic-module callbacks; the tests with a
+//! recording fake that can fail any call, including ones Envoy never fails.
 
 use std::fmt;
 use tollgate_core::metrics::SeriesKind;
@@ -25,6 +26,8 @@ pub enum HostError {
     ParseFailure,
     /// The host failed internally.
     InternalFailure,
+    /// This host cannot make the call at all (the native module has no gRPC client, say).
+    Unsupported,
     /// Any other status.
     Other,
 }
@@ -38,6 +41,7 @@ impl fmt::Display for HostError {
             Self::CasMismatch => "CAS mismatch",
             Self::ParseFailure => "parse failure",
             Self::InternalFailure => "internal failure",
+            Self::Unsupported => "not supported by this host",
             Self::Other => "unexpected status",
         })
     }

@@ -14,7 +14,7 @@
 //! returns a `Box<Filter>` pointer, which `filter_destroy` takes back.
 
 use super::{
-    BodyStatus, CalloutResult, EnvoyBuffer, EnvoyHttpHeader, EnvoyPtr, HeadersStatus,
+    BodyStatus, CalloutResult, ConfigHandle, EnvoyBuffer, EnvoyHttpHeader, EnvoyPtr, HeadersStatus,
     HttpStreamResetReason, ModulePtr, Stream, TrailersStatus, ABI_VERSION, IMPORTS,
 };
 use crate::filter::{Config, Filter};
@@ -34,8 +34,9 @@ const _: fn() = || {
 ///
 /// # Safety
 /// `ptr` is null or a pointer `envoy_dynamic_module_on_http_filter_new` returned whose
-/// `filter_destroy` has not run yet; Envoy calls a stream's hooks on one thread, so only shared
-/// references are made (the filter's state is in cells).
+/// `filter_destroy` has not run yet; Envoy calls a stream's hooks (its destruction included)
+/// on the worker thread that made it, so only shared references are made (the filter's state
+/// is in cells), and the filter's thread-bound parts (`Rc`) never leave that thread.
 unsafe fn filter<'a>(ptr: ModulePtr) -> Option<&'a Filter> {
     // SAFETY: per the contract above, non-null means a live `Box<Filter>` allocation.
     unsafe { ptr.cast::<Filter>().as_ref() }
@@ -50,6 +51,54 @@ unsafe fn hook_bytes(buffer: EnvoyBuffer) -> Vec<u8> {
     unsafe { super::envoy_bytes(buffer) }
 }
 
+/// Copies an array of Envoy's headers passed to a hook.
+///
+/// # Safety
+/// `headers` is null or points to `count` headers whose buffers are valid during the hook.
+unsafe fn header_array(headers: *const EnvoyHttpHeader, count: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    if headers.is_null() || count == 0 {
+        return Vec::new();
+    }
+    // SAFETY: non-null, `count` headers, per the contract.
+    let headers = unsafe { std::slice::from_raw_parts(headers, count) };
+    headers
+        .iter()
+        .map(|header| {
+            let name = EnvoyBuffer {
+                ptr: header.key_ptr,
+                length: header.key_length,
+            };
+            let value = EnvoyBuffer {
+                ptr: header.value_ptr,
+                length: header.value_length,
+            };
+            // SAFETY: Envoy's header storage, valid during the hook, per the contract.
+            let name = unsafe { hook_bytes(name) };
+            // SAFETY: as above.
+            let value = unsafe { hook_bytes(value) };
+            (name, value)
+        })
+        .collect()
+}
+
+/// Copies the buffers of a body chunk passed to a hook, as one run of bytes.
+///
+/// # Safety
+/// `buffers` is null or points to `count` buffers valid during the hook.
+unsafe fn buffer_array(buffers: *const EnvoyBuffer, count: usize) -> Vec<u8> {
+    if buffers.is_null() || count == 0 {
+        return Vec::new();
+    }
+    // SAFETY: non-null, `count` buffers, per the contract.
+    let buffers = unsafe { std::slice::from_raw_parts(buffers, count) };
+    let mut bytes = Vec::new();
+    for buffer in buffers {
+        // SAFETY: each points to Envoy's bytes, valid during the hook, per the contract.
+        bytes.extend(unsafe { hook_bytes(*buffer) });
+    }
+    bytes
+}
+
 /// `envoy_dynamic_module_type_abi_version_module_ptr envoy_dynamic_module_on_program_init(void);`
 /// — Envoy type `const char *(*)()`. Called once, on the main thread, when Envoy loads the
 /// module; null would unload it.
@@ -57,6 +106,7 @@ unsafe fn hook_bytes(buffer: EnvoyBuffer) -> Vec<u8> {
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
     guard::quiet("on_program_init", std::ptr::null(), || {
         guard::install_panic_hook();
+        crate::logger::install();
         // Keeps the table of imported callbacks (and so every import) in the shared object.
         std::hint::black_box(&IMPORTS);
         ABI_VERSION.as_ptr()
@@ -72,7 +122,7 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
 /// Called by Envoy only: both buffers are valid for the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    _filter_config_envoy_ptr: EnvoyPtr,
+    filter_config_envoy_ptr: EnvoyPtr,
     name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> ModulePtr {
@@ -80,8 +130,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     let name = unsafe { hook_bytes(name) };
     // SAFETY: as above.
     let config = unsafe { hook_bytes(config) };
+    // Envoy's configuration object, valid during this hook (metrics are defined on it).
+    let handle = ConfigHandle::for_hook(filter_config_envoy_ptr);
     guard::quiet("on_http_filter_config_new", std::ptr::null(), || {
-        Arc::into_raw(Arc::new(Config::new(&name, &config))).cast()
+        match Config::new(&name, &config, &handle) {
+            Some(config) => Arc::into_raw(Arc::new(config)).cast(),
+            // Envoy refuses the configuration ("Failed to initialize dynamic module").
+            None => std::ptr::null(),
+        }
     })
 }
 
@@ -112,7 +168,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     filter_config_ptr: ModulePtr,
-    _filter_envoy_ptr: EnvoyPtr,
+    filter_envoy_ptr: EnvoyPtr,
 ) -> ModulePtr {
     if filter_config_ptr.is_null() {
         return std::ptr::null();
@@ -121,8 +177,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     // configuration's own reference alone while this clones another for the stream.
     let config = ManuallyDrop::new(unsafe { Arc::from_raw(filter_config_ptr.cast::<Config>()) });
     let config = Arc::clone(&config);
+    // Envoy's stream, valid until `filter_destroy` (its callbacks are set before this hook).
+    let stream = Stream::for_hook(filter_envoy_ptr);
     let filter = guard::quiet("on_http_filter_new", None, || {
-        Some(Filter::new(Arc::clone(&config)))
+        Some(Filter::new(Arc::clone(&config), stream))
     });
     let filter = filter.unwrap_or_else(|| Filter::broken(config));
     Box::into_raw(Box::new(filter)).cast_const().cast()
@@ -362,23 +420,26 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
 /// `void envoy_dynamic_module_on_http_filter_http_stream_headers(filter_envoy_ptr,
 /// filter_module_ptr, uint64_t stream_id, envoy_http_header* headers, size_t headers_size,
 /// bool end_stream);` — Envoy type `void (*)(void *, const void *, unsigned long,
-/// envoy_http_header *, unsigned long, bool)`. Streamed callouts: not used yet.
+/// envoy_http_header *, unsigned long, bool)`. The answer of a streamed callout (the
+/// rate-limit service's gRPC call).
 ///
 /// # Safety
-/// As `request_headers`.
+/// As `request_headers`; `headers` holds `headers_size` headers valid during the hook.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
     filter_envoy_ptr: EnvoyPtr,
     filter_module_ptr: ModulePtr,
-    _stream_id: u64,
-    _headers: *mut EnvoyHttpHeader,
-    _headers_size: usize,
+    stream_id: u64,
+    headers: *mut EnvoyHttpHeader,
+    headers_size: usize,
     _end_stream: bool,
 ) {
     // SAFETY: a live `filter_new` pointer, per the contract above.
     let Some(filter) = (unsafe { filter(filter_module_ptr) }) else {
         return;
     };
+    // SAFETY: Envoy's array of `headers_size` headers, valid during this hook.
+    let headers = unsafe { header_array(headers, headers_size) };
     let stream = Stream::for_hook(filter_envoy_ptr);
     guard::answering(
         "on_http_filter_http_stream_headers",
@@ -386,30 +447,32 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers
         filter,
         (),
         (),
-        || {},
+        || filter.on_http_stream_headers(stream_id, headers),
     );
 }
 
 /// `void envoy_dynamic_module_on_http_filter_http_stream_data(filter_envoy_ptr,
 /// filter_module_ptr, uint64_t stream_id, const envoy_buffer* data, size_t data_count, bool
 /// end_stream);` — Envoy type `void (*)(void *, const void *, unsigned long,
-/// const envoy_buffer *, unsigned long, bool)`. Not used yet.
+/// const envoy_buffer *, unsigned long, bool)`.
 ///
 /// # Safety
-/// As `request_headers`.
+/// As `request_headers`; `data` holds `data_count` buffers valid during the hook.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
     filter_envoy_ptr: EnvoyPtr,
     filter_module_ptr: ModulePtr,
-    _stream_id: u64,
-    _data: *const EnvoyBuffer,
-    _data_count: usize,
+    stream_id: u64,
+    data: *const EnvoyBuffer,
+    data_count: usize,
     _end_stream: bool,
 ) {
     // SAFETY: a live `filter_new` pointer, per the contract above.
     let Some(filter) = (unsafe { filter(filter_module_ptr) }) else {
         return;
     };
+    // SAFETY: Envoy's array of `data_count` buffers, valid during this hook.
+    let chunk = unsafe { buffer_array(data, data_count) };
     let stream = Stream::for_hook(filter_envoy_ptr);
     guard::answering(
         "on_http_filter_http_stream_data",
@@ -417,29 +480,31 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
         filter,
         (),
         (),
-        || {},
+        || filter.on_http_stream_data(stream_id, &chunk),
     );
 }
 
 /// `void envoy_dynamic_module_on_http_filter_http_stream_trailers(filter_envoy_ptr,
 /// filter_module_ptr, uint64_t stream_id, envoy_http_header* trailers, size_t trailers_size);`
 /// — Envoy type `void (*)(void *, const void *, unsigned long, envoy_http_header *,
-/// unsigned long)`. Not used yet.
+/// unsigned long)`.
 ///
 /// # Safety
-/// As `request_headers`.
+/// As `request_headers`; `trailers` holds `trailers_size` headers valid during the hook.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
     filter_envoy_ptr: EnvoyPtr,
     filter_module_ptr: ModulePtr,
-    _stream_id: u64,
-    _trailers: *mut EnvoyHttpHeader,
-    _trailers_size: usize,
+    stream_id: u64,
+    trailers: *mut EnvoyHttpHeader,
+    trailers_size: usize,
 ) {
     // SAFETY: a live `filter_new` pointer, per the contract above.
     let Some(filter) = (unsafe { filter(filter_module_ptr) }) else {
         return;
     };
+    // SAFETY: Envoy's array of `trailers_size` headers, valid during this hook.
+    let trailers = unsafe { header_array(trailers, trailers_size) };
     let stream = Stream::for_hook(filter_envoy_ptr);
     guard::answering(
         "on_http_filter_http_stream_trailers",
@@ -447,13 +512,13 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailer
         filter,
         (),
         (),
-        || {},
+        || filter.on_http_stream_trailers(stream_id, trailers),
     );
 }
 
 /// `void envoy_dynamic_module_on_http_filter_http_stream_complete(filter_envoy_ptr,
 /// filter_module_ptr, uint64_t stream_id);` — Envoy type `void (*)(void *, const void *,
-/// unsigned long)`. Not used yet.
+/// unsigned long)`. The callout ended with its whole answer.
 ///
 /// # Safety
 /// As `request_headers`.
@@ -461,7 +526,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailer
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
     filter_envoy_ptr: EnvoyPtr,
     filter_module_ptr: ModulePtr,
-    _stream_id: u64,
+    stream_id: u64,
 ) {
     // SAFETY: a live `filter_new` pointer, per the contract above.
     let Some(filter) = (unsafe { filter(filter_module_ptr) }) else {
@@ -474,14 +539,15 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complet
         filter,
         (),
         (),
-        || {},
+        || filter.on_http_stream_end(stream_id, false),
     );
 }
 
 /// `void envoy_dynamic_module_on_http_filter_http_stream_reset(filter_envoy_ptr,
 /// filter_module_ptr, uint64_t stream_id, envoy_dynamic_module_type_http_stream_reset_reason
 /// reason);` — Envoy type `void (*)(void *, const void *, unsigned long,
-/// http_stream_reset_reason)`. Not used yet.
+/// http_stream_reset_reason)`. The callout ended without a whole answer (a connection
+/// failure, its timeout); Envoy 1.40 passes no finer reason.
 ///
 /// # Safety
 /// As `request_headers`.
@@ -489,7 +555,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complet
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
     filter_envoy_ptr: EnvoyPtr,
     filter_module_ptr: ModulePtr,
-    _stream_id: u64,
+    stream_id: u64,
     _reason: HttpStreamResetReason,
 ) {
     // SAFETY: a live `filter_new` pointer, per the contract above.
@@ -503,7 +569,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
         filter,
         (),
         (),
-        || {},
+        || filter.on_http_stream_end(stream_id, true),
     );
 }
 

@@ -383,6 +383,13 @@ unsafe extern "C" {
     /// `void envoy_dynamic_module_callback_http_filter_continue_encoding(filter_envoy_ptr);`
     pub fn envoy_dynamic_module_callback_http_filter_continue_encoding(filter_envoy_ptr: EnvoyPtr);
 
+    // ---- Routing ----
+
+    /// `void envoy_dynamic_module_callback_http_clear_route_cache(filter_envoy_ptr);` — the
+    /// route is chosen again (after a request header the route may match on changed). A no-op
+    /// outside the request path.
+    pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter_envoy_ptr: EnvoyPtr);
+
     // ---- Attributes (source address, request id, ...) ----
 
     /// `bool envoy_dynamic_module_callback_http_filter_get_attribute_string(filter_envoy_ptr,
@@ -510,6 +517,26 @@ unsafe extern "C" {
         timeout_milliseconds: u64,
     ) -> CalloutInitResult;
 
+    /// `envoy_dynamic_module_type_http_callout_init_result
+    /// envoy_dynamic_module_callback_http_filter_start_http_stream(filter_envoy_ptr, uint64_t*
+    /// stream_id_out, module_buffer cluster_name, module_http_header* headers, size_t
+    /// headers_size, module_buffer body, bool end_stream, uint64_t timeout_milliseconds);` — a
+    /// streamed callout: its answer comes in `on_http_filter_http_stream_headers`, `_data`,
+    /// `_trailers`, then `_complete` (or `_reset`), to this stream's filter; Envoy resets it,
+    /// without a callback, when the stream ends first. Headers must hold `:method`, `:path`
+    /// and `:authority`. (Arguments checked against the 1.40 binary: the first six in
+    /// registers, then `body` at 16(%rbp), `end_stream` at 32, the timeout at 40.)
+    pub fn envoy_dynamic_module_callback_http_filter_start_http_stream(
+        filter_envoy_ptr: EnvoyPtr,
+        stream_id_out: *mut u64,
+        cluster_name: ModuleBuffer,
+        headers: *mut ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        end_stream: bool,
+        timeout_milliseconds: u64,
+    ) -> CalloutInitResult;
+
     // ---- Schedulers (no timers for HTTP filters: an event is committed from any thread and
     // runs in `on_http_filter_scheduled` on the stream's worker) ----
 
@@ -544,7 +571,7 @@ unsafe extern "C" {
 /// reads the imports with `nm`) checks every declaration against the Envoy binary, and the
 /// dynamic loader resolves every one of them when Envoy loads the module. `program_init` reads
 /// this table (through `black_box`) so the linker keeps it.
-pub struct Imports([*const (); 31]);
+pub struct Imports([*const (); 33]);
 
 // SAFETY: the table holds function addresses that are never called or dereferenced through
 // it; sharing them between threads shares nothing mutable.
@@ -567,6 +594,7 @@ pub static IMPORTS: Imports = Imports([
     envoy_dynamic_module_callback_http_drain_body as *const (),
     envoy_dynamic_module_callback_http_filter_continue_decoding as *const (),
     envoy_dynamic_module_callback_http_filter_continue_encoding as *const (),
+    envoy_dynamic_module_callback_http_clear_route_cache as *const (),
     envoy_dynamic_module_callback_http_filter_get_attribute_string as *const (),
     envoy_dynamic_module_callback_http_filter_get_attribute_int as *const (),
     envoy_dynamic_module_callback_http_filter_config_define_counter as *const (),
@@ -579,6 +607,7 @@ pub static IMPORTS: Imports = Imports([
     envoy_dynamic_module_callback_http_filter_record_histogram_value as *const (),
     envoy_dynamic_module_callback_http_filter_config_increment_counter as *const (),
     envoy_dynamic_module_callback_http_filter_http_callout as *const (),
+    envoy_dynamic_module_callback_http_filter_start_http_stream as *const (),
     envoy_dynamic_module_callback_http_filter_scheduler_new as *const (),
     envoy_dynamic_module_callback_http_filter_scheduler_commit as *const (),
     envoy_dynamic_module_callback_http_filter_scheduler_delete as *const (),
@@ -601,19 +630,29 @@ unsafe fn envoy_bytes(buffer: EnvoyBuffer) -> Vec<u8> {
     unsafe { std::slice::from_raw_parts(buffer.ptr.cast::<u8>(), buffer.length) }.to_vec()
 }
 
+/// Whether Envoy's `dynamic_modules` logger shows `level` now.
+pub fn log_enabled(level: LogLevel) -> bool {
+    // SAFETY: takes a plain enum value; callable from any thread.
+    unsafe { envoy_dynamic_module_callback_log_enabled(level) }
+}
+
 /// Logs `message` through Envoy's `dynamic_modules` logger, if that level is enabled.
 pub fn log(level: LogLevel, message: &str) {
-    // SAFETY: takes a plain enum value; callable from any thread.
-    if !unsafe { envoy_dynamic_module_callback_log_enabled(level) } {
+    if !log_enabled(level) {
         return;
     }
     // SAFETY: the buffer points into `message`, alive for the whole call; Envoy copies it.
     unsafe { envoy_dynamic_module_callback_log(level, ModuleBuffer::of(message.as_bytes())) };
 }
 
-/// One HTTP stream as Envoy passed it to a hook (`filter_envoy_ptr`). Only made by `hooks`
-/// for the duration of one hook call, and never stored: Envoy's pointer is valid until the
-/// filter is destroyed, but Envoy's buffers it hands out only until the hook returns.
+/// One HTTP stream as Envoy passed it to a hook (`filter_envoy_ptr`). Only `hooks` makes one,
+/// from the pointer Envoy passed; the rest of the crate cannot. Envoy's pointer is valid until
+/// the stream's filter is destroyed (`on_http_filter_destroy`), so a copy may be kept that
+/// long, and used on the stream's worker thread only: the worker's registry of streams
+/// (`worker.rs`) keeps one from `filter_new` and drops it in `filter_destroy`. Every byte
+/// Envoy hands out is copied before the call returns (its buffers last only until the hook
+/// returns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stream {
     ptr: EnvoyPtr,
 }
@@ -714,5 +753,327 @@ impl Stream {
     pub fn worker_index(&self) -> u32 {
         // SAFETY: `self.ptr` is the running hook's filter pointer.
         unsafe { envoy_dynamic_module_callback_http_filter_get_worker_index(self.ptr) }
+    }
+
+    /// Every header of `map`, in order, a name once per value; `None` when Envoy does not have
+    /// that map (yet, or any more).
+    pub fn headers(&self, map: HeaderType) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+        // SAFETY: `self.ptr` is a live filter pointer (the type's contract).
+        let count = unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.ptr, map) };
+        let empty = EnvoyHttpHeader {
+            key_ptr: std::ptr::null(),
+            key_length: 0,
+            value_ptr: std::ptr::null(),
+            value_length: 0,
+        };
+        // At least one element, so the pointer Envoy gets is never dangling.
+        let mut headers = vec![empty; count.max(1)];
+        // SAFETY: Envoy writes `count` headers (what it just reported for this map, on this
+        // thread, with no call in between) into an array that holds at least that many.
+        let found = unsafe {
+            envoy_dynamic_module_callback_http_get_headers(self.ptr, map, headers.as_mut_ptr())
+        };
+        if !found {
+            return None;
+        }
+        headers.truncate(count);
+        Some(
+            headers
+                .into_iter()
+                .map(|header| {
+                    let name = EnvoyBuffer {
+                        ptr: header.key_ptr,
+                        length: header.key_length,
+                    };
+                    let value = EnvoyBuffer {
+                        ptr: header.value_ptr,
+                        length: header.value_length,
+                    };
+                    // SAFETY: Envoy filled both buffers with its header map's storage, valid
+                    // until the map changes; they are copied here, before any other call.
+                    let name = unsafe { envoy_bytes(name) };
+                    // SAFETY: as above.
+                    let value = unsafe { envoy_bytes(value) };
+                    (name, value)
+                })
+                .collect(),
+        )
+    }
+
+    /// Adds a value to header `name` of `map` (beside any it has).
+    pub fn add_header(&self, map: HeaderType, name: &str, value: &[u8]) -> bool {
+        // SAFETY: a live filter pointer; both buffers borrow slices alive for the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_add_header(
+                self.ptr,
+                map,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value),
+            )
+        }
+    }
+
+    /// The size of a body buffer: the chunk a body hook received, or what Envoy buffered for
+    /// this filter; 0 when there is no such buffer.
+    pub fn body_size(&self, body: BodyType) -> usize {
+        // SAFETY: a live filter pointer and a plain enum value.
+        unsafe { envoy_dynamic_module_callback_http_get_body_size(self.ptr, body) }
+    }
+
+    /// The bytes of a body buffer, `None` when there is no such buffer (no chunk outside a
+    /// body hook, nothing buffered).
+    pub fn body(&self, body: BodyType) -> Option<Vec<u8>> {
+        // SAFETY: a live filter pointer and a plain enum value.
+        let count =
+            unsafe { envoy_dynamic_module_callback_http_get_body_chunks_size(self.ptr, body) };
+        let mut chunks = vec![EnvoyBuffer::NULL; count.max(1)];
+        // SAFETY: Envoy writes as many slices as it just reported (same buffer, same thread,
+        // no call in between) into an array that holds at least that many.
+        let found = unsafe {
+            envoy_dynamic_module_callback_http_get_body_chunks(self.ptr, body, chunks.as_mut_ptr())
+        };
+        if !found {
+            return None;
+        }
+        chunks.truncate(count);
+        let mut bytes = Vec::with_capacity(chunks.iter().map(|c| c.length).sum());
+        for chunk in chunks {
+            // SAFETY: each slice points into Envoy's buffer, unchanged until the next call
+            // that modifies it; copied at once.
+            bytes.extend_from_slice(&unsafe { envoy_bytes(chunk) });
+        }
+        Some(bytes)
+    }
+
+    /// Drops the first `bytes` bytes of a body buffer; `false` when there is no such buffer.
+    pub fn drain_body(&self, body: BodyType, bytes: usize) -> bool {
+        // SAFETY: a live filter pointer and plain values.
+        unsafe { envoy_dynamic_module_callback_http_drain_body(self.ptr, body, bytes) }
+    }
+
+    /// Appends `data` to a body buffer (the buffered body is created when missing); `false`
+    /// when there is no such buffer (a received chunk outside its hook).
+    pub fn append_body(&self, body: BodyType, data: &[u8]) -> bool {
+        // SAFETY: a live filter pointer; the buffer borrows `data` for the call (Envoy copies).
+        unsafe {
+            envoy_dynamic_module_callback_http_append_body(self.ptr, body, ModuleBuffer::of(data))
+        }
+    }
+
+    /// Lets a request stopped in its request hooks go on. May run other filters' hooks, and
+    /// this module's hooks of this stream (a local reply on the way): call it with nothing of
+    /// the stream borrowed.
+    pub fn continue_decoding(&self) {
+        // SAFETY: a live filter pointer.
+        unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.ptr) }
+    }
+
+    /// Starts a streamed callout to `cluster` sending `headers` and `body` (the request ends
+    /// with them); its id, which the answer's hooks carry.
+    pub fn start_http_stream(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, CalloutInitResult> {
+        let mut headers: Vec<ModuleHttpHeader> = headers
+            .iter()
+            .map(|(name, value)| ModuleHttpHeader::of(name.as_bytes(), value))
+            .collect();
+        let mut id = 0u64;
+        // SAFETY: a live filter pointer; the cluster name, the header array and the body
+        // borrow data alive for the call (Envoy copies them); `id` is a live local.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_start_http_stream(
+                self.ptr,
+                &mut id,
+                ModuleBuffer::of(cluster.as_bytes()),
+                headers.as_mut_ptr(),
+                headers.len(),
+                ModuleBuffer::of(body),
+                true,
+                timeout_ms,
+            )
+        };
+        if result == CalloutInitResult::SUCCESS {
+            Ok(id)
+        } else {
+            Err(result)
+        }
+    }
+
+    /// A scheduler for this stream (`Scheduler`); `None` if Envoy gives none.
+    pub fn scheduler(&self) -> Option<Scheduler> {
+        // SAFETY: a live filter pointer; Envoy allocates the scheduler, `Scheduler` deletes it.
+        let ptr = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr) };
+        (!ptr.is_null()).then_some(Scheduler { ptr })
+    }
+
+    /// Makes Envoy choose the route again (a request header changed). Request path only.
+    pub fn clear_route_cache(&self) {
+        // SAFETY: a live filter pointer.
+        unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.ptr) }
+    }
+
+    /// Records into metric `id` (defined on this stream's configuration, `ConfigHandle`) with
+    /// one value per label its definition named.
+    pub fn record_metric(
+        &self,
+        op: MetricOp,
+        id: usize,
+        labels: &[&[u8]],
+        value: u64,
+    ) -> MetricsResult {
+        let mut labels: Vec<ModuleBuffer> = labels.iter().map(|l| ModuleBuffer::of(l)).collect();
+        let (values, count) = if labels.is_empty() {
+            (std::ptr::null_mut(), 0)
+        } else {
+            (labels.as_mut_ptr(), labels.len())
+        };
+        let call: RecordMetric = match op {
+            MetricOp::IncrementCounter => {
+                envoy_dynamic_module_callback_http_filter_increment_counter
+            }
+            MetricOp::IncrementGauge => envoy_dynamic_module_callback_http_filter_increment_gauge,
+            MetricOp::DecrementGauge => envoy_dynamic_module_callback_http_filter_decrement_gauge,
+            MetricOp::RecordHistogram => {
+                envoy_dynamic_module_callback_http_filter_record_histogram_value
+            }
+        };
+        // SAFETY: a live filter pointer; `values` is null with a count of 0, or points to
+        // `count` buffers borrowing the caller's label values, alive for the call (Envoy copies
+        // them into its symbol table).
+        unsafe { call(self.ptr, id, values, count, value) }
+    }
+}
+
+/// A scheduler of one stream (`Stream::scheduler`): an event committed through it runs
+/// `on_http_filter_scheduled` on the stream's worker once the running hook has returned (if
+/// the stream is still there). Deleted when dropped.
+#[derive(Debug)]
+pub struct Scheduler {
+    ptr: SchedulerPtr,
+}
+
+impl Scheduler {
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: `self.ptr` came from `scheduler_new` and is deleted only by `drop`.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_commit(self.ptr, event_id) }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        // SAFETY: `self.ptr` came from `scheduler_new`; deleted once, here (an event committed
+        // before stays queued in Envoy's dispatcher, which holds what it needs).
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.ptr) }
+    }
+}
+
+/// The stream-level metric callbacks all have this type.
+type RecordMetric =
+    unsafe extern "C" fn(EnvoyPtr, usize, *mut ModuleBuffer, usize, u64) -> MetricsResult;
+/// The metric definition callbacks all have this type.
+type DefineMetric = unsafe extern "C" fn(
+    EnvoyPtr,
+    ModuleBuffer,
+    *mut ModuleBuffer,
+    usize,
+    *mut usize,
+) -> MetricsResult;
+
+/// What `Stream::record_metric` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricOp {
+    IncrementCounter,
+    IncrementGauge,
+    DecrementGauge,
+    RecordHistogram,
+}
+
+/// The kind of metric `ConfigHandle::define` defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A filter configuration as Envoy passed it to `on_http_filter_config_new`
+/// (`filter_config_envoy_ptr`): only `hooks` makes one, for the duration of that hook, on the
+/// main thread. Metrics can be defined only then (Envoy freezes the definitions when the hook
+/// returns: `Frozen`).
+pub struct ConfigHandle {
+    ptr: EnvoyPtr,
+}
+
+impl ConfigHandle {
+    /// The configuration `config_new` is creating (`hooks` only).
+    fn for_hook(ptr: EnvoyPtr) -> Self {
+        Self { ptr }
+    }
+
+    /// Defines a metric with these label names (none: a plain metric); its id, for
+    /// `Stream::record_metric`.
+    pub fn define(
+        &self,
+        kind: MetricKind,
+        name: &str,
+        labels: &[&str],
+    ) -> Result<usize, MetricsResult> {
+        let mut labels: Vec<ModuleBuffer> = labels
+            .iter()
+            .map(|l| ModuleBuffer::of(l.as_bytes()))
+            .collect();
+        let (names, count) = if labels.is_empty() {
+            (std::ptr::null_mut(), 0)
+        } else {
+            (labels.as_mut_ptr(), labels.len())
+        };
+        let call: DefineMetric = match kind {
+            MetricKind::Counter => envoy_dynamic_module_callback_http_filter_config_define_counter,
+            MetricKind::Gauge => envoy_dynamic_module_callback_http_filter_config_define_gauge,
+            MetricKind::Histogram => {
+                envoy_dynamic_module_callback_http_filter_config_define_histogram
+            }
+        };
+        let mut id = 0usize;
+        // SAFETY: `self.ptr` is the configuration of the running `config_new`; the name and
+        // the label names borrow slices alive for the call (Envoy copies them); `id` is a live
+        // local Envoy writes to.
+        let result = unsafe {
+            call(
+                self.ptr,
+                ModuleBuffer::of(name.as_bytes()),
+                names,
+                count,
+                &mut id,
+            )
+        };
+        if result == MetricsResult::SUCCESS {
+            Ok(id)
+        } else {
+            Err(result)
+        }
+    }
+
+    /// Adds `value` to counter `id` (defined on this configuration) with these label values,
+    /// creating that series if it is new.
+    pub fn increment_counter(&self, id: usize, labels: &[&[u8]], value: u64) -> MetricsResult {
+        let mut labels: Vec<ModuleBuffer> = labels.iter().map(|l| ModuleBuffer::of(l)).collect();
+        let (values, count) = if labels.is_empty() {
+            (std::ptr::null_mut(), 0)
+        } else {
+            (labels.as_mut_ptr(), labels.len())
+        };
+        // SAFETY: `self.ptr` is the configuration of the running `config_new` (main thread);
+        // `values` is null with a count of 0, or points to `count` buffers borrowing the
+        // caller's label values, alive for the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.ptr, id, values, count, value,
+            )
+        }
     }
 }
