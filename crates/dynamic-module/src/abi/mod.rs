@@ -1057,23 +1057,4 @@ impl ConfigHandle {
             Err(result)
         }
     }
-
-    /// Adds `value` to counter `id` (defined on this configuration) with these label values,
-    /// creating that series if it is new.
-    pub fn increment_counter(&self, id: usize, labels: &[&[u8]], value: u64) -> MetricsResult {
-        let mut labels: Vec<ModuleBuffer> = labels.iter().map(|l| ModuleBuffer::of(l)).collect();
-        let (values, count) = if labels.is_empty() {
-            (std::ptr::null_mut(), 0)
-        } else {
-            (labels.as_mut_ptr(), labels.len())
-        };
-        // SAFETY: `self.ptr` is the configuration of the running `config_new` (main thread);
-        // `values` is null with a count of 0, or points to `count` buffers borrowing the
-        // caller's label values, alive for the call.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.ptr, id, values, count, value,
-            )
-        }
-    }
 }
