@@ -571,7 +571,7 @@ unsafe extern "C" {
 /// reads the imports with `nm`) checks every declaration against the Envoy binary, and the
 /// dynamic loader resolves every one of them when Envoy loads the module. `program_init` reads
 /// this table (through `black_box`) so the linker keeps it.
-pub struct Imports([*const (); 33]);
+pub struct Imports([*const (); 34]);
 
 // SAFETY: the table holds function addresses that are never called or dereferenced through
 // it; sharing them between threads shares nothing mutable.
@@ -611,6 +611,7 @@ pub static IMPORTS: Imports = Imports([
     envoy_dynamic_module_callback_http_filter_scheduler_new as *const (),
     envoy_dynamic_module_callback_http_filter_scheduler_commit as *const (),
     envoy_dynamic_module_callback_http_filter_scheduler_delete as *const (),
+    envoy_dynamic_module_callback_http_filter_get_worker_index as *const (),
 ]);
 
 // ------------------------------------------------------------------------------------------
