@@ -31,6 +31,10 @@ Suites:
 module (earlier builds, say) in the same alternating rounds, so one table compares the old and
 new modules against the same passthrough and native rows.
 
+--native runs every tollgate row of a suite again with the native module
+(target/native/libtollgate.so, an Envoy dynamic module: tools/stack.py's `to_native`, the same
+plugin configuration), in the same rounds.
+
 Not a test: nothing here asserts a timing.
 """
 
@@ -82,7 +86,8 @@ def sha256_ref(key: str) -> str:
 
 def base_config(plugin: dict, upstream_port: int) -> dict:
     return stack.render_envoy_config(plugin, listen_port=stack.free_port(),
-                                     admin_port=stack.free_port(), backend_port=upstream_port)
+                                     admin_port=stack.free_port(), backend_port=upstream_port,
+                                     on="wasm")
 
 
 def http_filters(config: dict) -> dict:
@@ -329,14 +334,20 @@ def with_wasm(config: dict, wasm: Path) -> dict:
     return config
 
 
-def with_modules(cases: list[Case], new: Path, baselines: list[Path]) -> list[Case]:
-    """The tollgate rows with module `new`, each followed by the same row with every baseline
-    module: neighbours in every round, so all see the same machine."""
+def with_modules(cases: list[Case], new: Path, baselines: list[Path],
+                 native: bool = False) -> list[Case]:
+    """The tollgate rows with module `new`, each followed by the same row with the native
+    module (`native`) and with every baseline module: neighbours in every round, so all see
+    the same machine."""
     out = []
     for case in cases:
         if case.kind.startswith("tollgate"):
             case.config = lambda port, make=case.config: with_wasm(make(port), new)
         out.append(case)
+        if case.kind.startswith("tollgate") and native:
+            out.append(Case(f"{case.kind}-native", f"{case.label} [native module]",
+                            lambda port, make=case.config: stack.to_native(make(port)),
+                            case.check_headers, case.wrk_args, case.env))
         if not case.kind.startswith("tollgate") or case.new_only:
             continue
         for number, wasm in enumerate(baselines):
@@ -377,10 +388,13 @@ class StartedEnvoy:
         path = workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.log = (workdir / f"{name}.log").open("wb")
+        env = None
+        if stack.uses_native_module(config):
+            env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(stack.MODULE_DIR)}
         self.process = subprocess.Popen(
             pinned(core, [stack.envoy_binary(), "-c", str(path), "--concurrency", "1",
                           "--base-id", str(stack.unique_base_id()), "-l", "error"]),
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.pid = self.process.pid
         listener = config["static_resources"]["listeners"][0]["address"]["socket_address"]
         admin = config["admin"]["address"]["socket_address"]["port_value"]
@@ -732,7 +746,12 @@ def main():
                         metavar="PATH",
                         help="also run every tollgate row with this .wasm (an older build), "
                              "in the same rounds; may be given more than once")
+    parser.add_argument("--native", action="store_true",
+                        help="also run every tollgate row with the native module "
+                             "(target/native/libtollgate.so), in the same rounds")
     args = parser.parse_args()
+    if args.native and not stack.MODULE.is_file():
+        sys.exit(f"{stack.MODULE} is missing: run `make native-module`")
     args.wasm = args.wasm.resolve()
     if not args.wasm.is_file():
         sys.exit(f"{args.wasm} is missing: run `make build`")
@@ -771,8 +790,9 @@ def main():
                            check=True, capture_output=True)
             suites.append(global_suite(args, rls.port))
         try:
-            tables = [run_suite(title, with_modules(cases, args.wasm, args.baseline_wasm), workdir,
-                                upstream_port, args)
+            tables = [run_suite(title, with_modules(cases, args.wasm, args.baseline_wasm,
+                                                    args.native),
+                                workdir, upstream_port, args)
                       for title, cases in suites]
             if rls is not None:
                 subprocess.run(["taskset", "-a", "-p", "-c", "0", str(rls.process.pid)],

@@ -134,3 +134,36 @@ def test_each_denial_is_logged_once_without_secrets(metered):
     assert any("operation=admin" in line and "outcome=forbidden" in line for line in denied)
     for secret in KEYS.values():
         assert secret not in log
+
+
+@pytest.fixture(scope="module")
+def dynamic_metered(workdir, backend, signers):
+    """Unknown JWT clients become consumers `jwt:<client>`, each with series of its own."""
+    plugin = {
+        "products": {"guest": {}},
+        "jwt": {"issuers": [ISSUER], "audiences": [AUDIENCE], "jwks": signers.jwks,
+                "default_product": "guest", "max_dynamic_consumers": 4},
+        "operations": [{"name": "open-jwt", "path": "/jwt", "auth": "jwt"}],
+    }
+    envoy = start_gateway(workdir, backend, plugin, "dynamic-metered")
+    yield envoy
+    envoy.stop()
+
+
+def test_dynamic_consumers_get_series_of_their_own(dynamic_metered, signers):
+    """The configured series and a dynamic consumer's series (which the native module records
+    another way: docs/operations.md) show as one metric with the same labels."""
+    def call(client: str) -> int:
+        token = sign(signers, claims(azp=client))
+        return requests.get(f"{dynamic_metered.url}/jwt", timeout=10,
+                            headers={"Authorization": f"Bearer {token}"}).status_code
+
+    assert [call("app-a"), call("app-a"), call("app-b")] == [200, 200, 200]
+    text = prometheus(dynamic_metered)
+    counts = requests_total(text)
+    assert counts.get(("jwt:app-a", "open-jwt", "allowed")) == 2, counts
+    assert counts.get(("jwt:app-b", "open-jwt", "allowed")) == 1, counts
+    # Configured, at 0 from the start.
+    assert counts.get(("-", "open-jwt", "missing_credential")) == 0, counts
+    assert counts.get(("jwt:*", "open-jwt", "allowed")) == 0, counts
+    assert len(re.findall(r"^# TYPE tollgate_requests_total counter$", text, re.M)) == 1

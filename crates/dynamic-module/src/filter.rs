@@ -16,7 +16,7 @@ use crate::abi::{
     HeadersStatus, LogLevel, Stream, TrailersStatus,
 };
 use crate::host::{Context, NativeHost};
-use crate::metrics::Families;
+use crate::metrics::Metrics;
 use crate::worker::{self, Slot};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -43,14 +43,14 @@ pub struct Config {
     /// The configuration bytes as Envoy passed them (a `StringValue`'s string): tollgate's
     /// JSON configuration, as the wasm filter's `configuration`.
     raw: Vec<u8>,
-    families: Families,
+    metrics: Metrics,
     test_panic_path: Option<String>,
     test_echo_attributes: bool,
 }
 
 impl Config {
     /// Checks the configuration (`None` makes Envoy refuse it, as the wasm filter's
-    /// `on_configure` returning false does) and defines the metric families on `handle`.
+    /// `on_configure` returning false does) and defines its metrics on `handle`.
     pub fn new(name: &[u8], raw: &[u8], handle: &ConfigHandle) -> Option<Self> {
         let plan = match Plan::from_json(raw) {
             Ok(plan) => plan,
@@ -63,13 +63,12 @@ impl Config {
             .ok()
             .filter(|p| !p.is_empty());
         let test_echo_attributes = std::env::var_os(TEST_ECHO_ATTRIBUTES_ENV).is_some();
-        let families = Families::define(handle);
-        families.create_at_zero(handle, &plan);
+        let metrics = Metrics::define(handle, &plan);
         let config = Self {
             id: CONFIG_IDS.fetch_add(1, Ordering::Relaxed),
             name: String::from_utf8_lossy(name).into_owned(),
             raw: raw.to_vec(),
-            families,
+            metrics,
             test_panic_path,
             test_echo_attributes,
         };
@@ -105,8 +104,8 @@ impl Config {
         &self.raw
     }
 
-    pub fn families(&self) -> &Families {
-        &self.families
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 

@@ -324,7 +324,7 @@ impl Host for NativeHost<'_> {
             .series
             .try_borrow_mut()
             .map_err(|_| HostError::InternalFailure)?
-            .define(self.config.families(), kind, name)
+            .define(self.config.metrics(), kind, name)
             .map_err(|_| HostError::BadArgument)
     }
 

@@ -4,15 +4,23 @@
 //! (`tollgate_requests_total.op=validate.consumer=invoice-flow.outcome=allowed`), at any time:
 //! when the plugin loads its configuration, and on the request path for a dynamic JWT consumer.
 //! The wasm filter gives Envoy that name as it is, and the Envoy configuration's `stats_tags`
-//! take the labels out. The ABI works otherwise: a metric is defined with its label *names*
-//! only while Envoy creates the filter configuration (`on_http_filter_config_new`, main thread;
-//! a later definition is refused, `Frozen`), and each increment, from a stream, names the label
-//! *values*; Envoy then makes the series `<namespace>.<name>.<label>.<value>...` with those
-//! labels as tags.
+//! take the labels out. The ABI defines metrics only while Envoy creates the filter
+//! configuration (`on_http_filter_config_new`, main thread; a later definition is refused,
+//! `Frozen`), either plain (recorded by id) or with label *names* (each record then names the
+//! label *values*, and Envoy makes the series `<namespace>.<name>.<label>.<value>...` with
+//! those labels as tags).
 //!
-//! So each family of `tollgate_core::metrics::FAMILIES` is defined once per configuration, its
-//! label names the tags the shipped `stats_tags` give (`operation`, `consumer`, `outcome`,
-//! `class`), and a series the glue defines is a family and its label values (`Series`).
+//! So, when Envoy creates the configuration (`Metrics::define`):
+//! - every series the configuration defines (`configured_series`: all of them but dynamic JWT
+//!   consumers') is defined plain, under the wasm filter's name: recorded by id, as cheap as
+//!   the wasm filter's, existing (at 0, a histogram empty) from the start, and its labels
+//!   taken out by the same `stats_tags`;
+//! - each family of `tollgate_core::metrics::FAMILIES` that has labels is defined with label
+//!   names, the tags those `stats_tags` give (`operation`, `consumer`, `outcome`, `class`):
+//!   a series defined later (a dynamic consumer's) is recorded through its family with its
+//!   label values (`parse_series`). That costs more per record: Envoy looks its series up
+//!   with every one (about 4 µs a labelled record on the bench machine).
+//!
 //! `/stats/prometheus` then shows the same names and labels as the wasm filter's when Envoy
 //! strips the metrics namespace (docs/operations.md, "Metrics of the native module").
 
@@ -21,64 +29,48 @@ use std::collections::HashMap;
 use tollgate_core::metrics::{configured_series, parse_series, SeriesKind, FAMILIES};
 use tollgate_core::Plan;
 
-/// Envoy's id of each family (in `FAMILIES` order) on one configuration; `None` for one Envoy
-/// refused (its series go uncounted, as a refused `define_metric` in the wasm filter).
+/// The metrics of one configuration, as Envoy's ids: each configured series by its full name,
+/// and each labelled family (in `FAMILIES` order; `None` for one without labels, or one Envoy
+/// refused). A series Envoy refused goes uncounted, as a refused `define_metric` in the wasm
+/// filter.
 #[derive(Debug, Clone)]
-pub struct Families {
-    ids: [Option<usize>; FAMILIES.len()],
+pub struct Metrics {
+    configured: HashMap<String, (SeriesKind, usize)>,
+    families: [Option<usize>; FAMILIES.len()],
 }
 
-impl Families {
-    /// Defines every family (`on_http_filter_config_new` only).
-    pub fn define(config: &ConfigHandle) -> Self {
-        let mut ids = [None; FAMILIES.len()];
-        for (id, family) in ids.iter_mut().zip(FAMILIES.iter()) {
+impl Metrics {
+    /// Defines the configured series of `plan` and the labelled families
+    /// (`on_http_filter_config_new` only).
+    pub fn define(config: &ConfigHandle, plan: &Plan) -> Self {
+        let mut refused = Vec::new();
+        let mut configured = HashMap::new();
+        for series in configured_series(plan) {
+            match config.define(kind(series.kind), &series.name, &[]) {
+                Ok(id) => {
+                    configured.insert(series.name, (series.kind, id));
+                }
+                Err(result) => refused.push(format!("{} ({})", series.name, describe(result))),
+            }
+        }
+        let mut families = [None; FAMILIES.len()];
+        for (id, family) in families.iter_mut().zip(FAMILIES.iter()) {
+            if family.labels.is_empty() {
+                continue;
+            }
             let tags: Vec<&str> = family.labels.iter().map(|label| label.tag).collect();
             match config.define(kind(family.kind), family.name, &tags) {
                 Ok(defined) => *id = Some(defined),
-                Err(result) => log::error!(
-                    "tollgate: cannot define metric {} ({})",
-                    family.name,
-                    describe(result)
-                ),
+                Err(result) => refused.push(format!("{} ({})", family.name, describe(result))),
             }
         }
-        Self { ids }
-    }
-
-    /// Makes every labelled counter series `plan` defines exist at 0 now
-    /// (`on_http_filter_config_new` only), as the wasm filter's series do from the start:
-    /// Envoy creates a labelled series only when it is first recorded, and the workers' plugins
-    /// define theirs on each worker's first request. (A histogram cannot be created without a
-    /// sample; the others have no labels, and exist from their definition.)
-    pub fn create_at_zero(&self, config: &ConfigHandle, plan: &Plan) {
-        let mut refused = 0usize;
-        for series in configured_series(plan) {
-            if series.kind != SeriesKind::Counter {
-                continue;
-            }
-            let Some((family, values)) = parse_series(&series.name) else {
-                refused += 1;
-                continue;
-            };
-            let Some(id) = self.id(family) else {
-                continue;
-            };
-            if values.is_empty() {
-                continue;
-            }
-            let labels: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
-            if config.increment_counter(id, &labels, 0) != MetricsResult::SUCCESS {
-                refused += 1;
-            }
+        for metric in refused.iter().take(16) {
+            log::error!("tollgate: cannot define metric {metric}");
         }
-        if refused > 0 {
-            log::error!("tollgate: {refused} metric series could not be created at 0");
+        Self {
+            configured,
+            families,
         }
-    }
-
-    fn id(&self, family: usize) -> Option<usize> {
-        self.ids.get(family).copied().flatten()
     }
 }
 
@@ -128,29 +120,45 @@ pub enum SeriesError {
 }
 
 impl SeriesTable {
-    /// The id of series `name` (defined once; the same id after that). Nothing is created in
-    /// Envoy: a labelled series comes to exist when it is first recorded (the configured ones
-    /// at 0, `Families::create_at_zero`).
+    /// The id of series `name` (defined once; the same id after that): the configured series
+    /// of that name, or else its family with its label values. Nothing is created in Envoy
+    /// here: a labelled series comes to exist when it is first recorded.
     pub fn define(
         &mut self,
-        families: &Families,
+        metrics: &Metrics,
         series_kind: SeriesKind,
         name: &str,
     ) -> Result<u32, SeriesError> {
         if let Some(id) = self.by_name.get(name) {
             return Ok(*id);
         }
-        let (family, values) = parse_series(name).ok_or(SeriesError::Unknown)?;
-        if FAMILIES.get(family).map(|f| f.kind) != Some(series_kind) {
-            return Err(SeriesError::Unknown);
-        }
-        let envoy_id = families.id(family).ok_or(SeriesError::Undefined)?;
+        let series = match metrics.configured.get(name) {
+            Some((kind, envoy_id)) if *kind == series_kind => Series {
+                envoy_id: *envoy_id,
+                kind: series_kind,
+                labels: Vec::new(),
+            },
+            Some(_) => return Err(SeriesError::Unknown),
+            None => {
+                let (family, values) = parse_series(name).ok_or(SeriesError::Unknown)?;
+                if FAMILIES.get(family).map(|f| f.kind) != Some(series_kind) {
+                    return Err(SeriesError::Unknown);
+                }
+                let envoy_id = metrics
+                    .families
+                    .get(family)
+                    .copied()
+                    .flatten()
+                    .ok_or(SeriesError::Undefined)?;
+                Series {
+                    envoy_id,
+                    kind: series_kind,
+                    labels: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+                }
+            }
+        };
         let id = u32::try_from(self.series.len()).map_err(|_| SeriesError::Refused)?;
-        self.series.push(Series {
-            envoy_id,
-            kind: series_kind,
-            labels: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
-        });
+        self.series.push(series);
         self.by_name.insert(name.to_string(), id);
         Ok(id)
     }

@@ -571,7 +571,7 @@ unsafe extern "C" {
 /// reads the imports with `nm`) checks every declaration against the Envoy binary, and the
 /// dynamic loader resolves every one of them when Envoy loads the module. `program_init` reads
 /// this table (through `black_box`) so the linker keeps it.
-pub struct Imports([*const (); 33]);
+pub struct Imports([*const (); 34]);
 
 // SAFETY: the table holds function addresses that are never called or dereferenced through
 // it; sharing them between threads shares nothing mutable.
@@ -611,6 +611,7 @@ pub static IMPORTS: Imports = Imports([
     envoy_dynamic_module_callback_http_filter_scheduler_new as *const (),
     envoy_dynamic_module_callback_http_filter_scheduler_commit as *const (),
     envoy_dynamic_module_callback_http_filter_scheduler_delete as *const (),
+    envoy_dynamic_module_callback_http_filter_get_worker_index as *const (),
 ]);
 
 // ------------------------------------------------------------------------------------------
@@ -1055,25 +1056,6 @@ impl ConfigHandle {
             Ok(id)
         } else {
             Err(result)
-        }
-    }
-
-    /// Adds `value` to counter `id` (defined on this configuration) with these label values,
-    /// creating that series if it is new.
-    pub fn increment_counter(&self, id: usize, labels: &[&[u8]], value: u64) -> MetricsResult {
-        let mut labels: Vec<ModuleBuffer> = labels.iter().map(|l| ModuleBuffer::of(l)).collect();
-        let (values, count) = if labels.is_empty() {
-            (std::ptr::null_mut(), 0)
-        } else {
-            (labels.as_mut_ptr(), labels.len())
-        };
-        // SAFETY: `self.ptr` is the configuration of the running `config_new` (main thread);
-        // `values` is null with a count of 0, or points to `count` buffers borrowing the
-        // caller's label values, alive for the call.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.ptr, id, values, count, value,
-            )
         }
     }
 }
