@@ -62,7 +62,8 @@ impl Config {
         let test_panic_path = std::env::var(TEST_PANIC_PATH_ENV)
             .ok()
             .filter(|p| !p.is_empty());
-        let test_echo_attributes = std::env::var_os(TEST_ECHO_ATTRIBUTES_ENV).is_some();
+        // Only "1" switches it on: `=0` or an empty value must not.
+        let test_echo_attributes = std::env::var(TEST_ECHO_ATTRIBUTES_ENV).is_ok_and(|v| v == "1");
         let metrics = Metrics::define(handle, &plan);
         let config = Self {
             id: CONFIG_IDS.fetch_add(1, Ordering::Relaxed),
