@@ -272,13 +272,14 @@ impl Filter {
     }
 
     pub fn on_response_headers(&self, stream: &Stream, end_of_stream: bool) -> HeadersStatus {
-        let next = self.with_glue(stream, false, |filter, host| {
-            glue::on_response_headers(filter, host, end_of_stream)
-        });
+        // Before the glue: a local reply it sends can end the stream and have Envoy destroy
+        // this filter before `with_glue` returns, so nothing of `self` is touched after it.
         if self.config.test_echo_attributes {
             self.echo_attributes(stream);
         }
-        headers_status(next)
+        headers_status(self.with_glue(stream, false, |filter, host| {
+            glue::on_response_headers(filter, host, end_of_stream)
+        }))
     }
 
     pub fn on_response_body(&self, stream: &Stream, end_of_stream: bool) -> BodyStatus {

@@ -16,6 +16,13 @@
 //! - `grpc`: a unary gRPC call (the rate-limit service) over a streamed HTTP callout.
 //! - `logger`: the `log` crate's records into Envoy's log.
 
+// A panic that cannot unwind aborts Envoy: every hook's catch_unwind needs an unwinding build
+// (the Makefile builds with the `native` profile; a plain `--release` would not).
+#[cfg(panic = "abort")]
+compile_error!(
+    "tollgate's native module must be built with panic = \"unwind\" (make native-module)"
+);
+
 #[allow(
     unsafe_code,
     reason = "the C ABI: Envoy's pointers, imported callbacks, exported hooks"

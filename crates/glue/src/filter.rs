@@ -617,7 +617,17 @@ impl Filter {
     /// Trailers end the request: a body still buffered for a transform is complete now (were
     /// the trailers let through first, Envoy would send the body on unshaped).
     pub fn on_request_trailers(&mut self, host: &impl Host) -> Next {
-        if self.replied || self.request_reshape.is_none() {
+        if self.replied {
+            return Next::Continue;
+        }
+        if !self.released {
+            // Held for a decision (the rate-limit service, a key fetch): trailers end the
+            // request, and letting them through would make Envoy send it upstream undecided.
+            // It goes on (trailers included) when the decision resumes it.
+            self.request_body_ended = true;
+            return Next::Stop;
+        }
+        if self.request_reshape.is_none() {
             return Next::Continue;
         }
         self.request_body_ended = true;

@@ -147,3 +147,31 @@ fn a_body_that_passes_the_limit_while_the_request_waits_is_refused_not_forwarded
         "and never edited for the upstream"
     );
 }
+
+#[test]
+fn trailers_that_arrive_while_the_request_waits_hold_it_until_the_decision() {
+    let config = super::global_config("local");
+    let (host, plugin) = configured(&config);
+    let filter = plugin.new_filter(2).unwrap();
+    post(&host, &[("ocp-apim-subscription-key", KEY)]);
+    host.effective.set(2);
+    // Waiting for the rate-limit service: body and trailers arrive.
+    assert_eq!(filter.borrow_mut().on_request_headers(&host), Next::Stop);
+    let call = host.grpc_calls.borrow().first().cloned().unwrap();
+    assert_eq!(
+        filter.borrow_mut().on_request_body(&host, 5, false),
+        Next::Stop
+    );
+    assert_eq!(
+        crate::filter::on_request_trailers(&filter, &host),
+        Next::Stop,
+        "trailers let through would send the request upstream undecided"
+    );
+    assert_eq!(host.resumed.get(), 0);
+    *host.grpc_answer.borrow_mut() = Some(super::RLS_OK.to_vec());
+    filter
+        .borrow_mut()
+        .on_grpc_call_response(&host, call.token, 0, super::RLS_OK.len());
+    assert_eq!(host.resumed.get(), 1, "forwarded once decided");
+    assert!(host.replies.borrow().is_empty());
+}
