@@ -12,103 +12,16 @@
 //!   prove the attribute ids and callbacks are declared right against a live Envoy.
 
 use crate::abi::{
-    self, AttributeId, BodyStatus, BodyType, CalloutResult, ConfigHandle, HeaderType,
-    HeadersStatus, LogLevel, Stream, TrailersStatus,
+    AttributeId, BodyStatus, BodyType, CalloutResult, HeaderType, HeadersStatus, Stream,
+    TrailersStatus,
 };
+use crate::config::{Config, TEST_PANIC_PATH_ENV};
 use crate::host::{Context, NativeHost};
-use crate::metrics::Metrics;
 use crate::worker::{self, Slot};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tollgate_core::Plan;
 use tollgate_glue::filter::{self as glue, Next};
-
-/// Test-only switch: a request to this path panics (module documentation).
-pub const TEST_PANIC_PATH_ENV: &str = "TOLLGATE_TEST_PANIC_PATH";
-/// Test-only switch: responses echo ABI attributes (module documentation).
-pub const TEST_ECHO_ATTRIBUTES_ENV: &str = "TOLLGATE_TEST_ECHO_ATTRIBUTES";
-
-/// Configuration ids: each configuration Envoy creates gets the next (`worker.rs` keys its
-/// plugins by them).
-static CONFIG_IDS: AtomicU64 = AtomicU64::new(0);
-
-/// One filter configuration (`filter_config` of the Envoy filter), shared by all workers.
-#[derive(Debug)]
-pub struct Config {
-    id: u64,
-    /// The `filter_name` Envoy passed.
-    name: String,
-    /// The configuration bytes as Envoy passed them (a `StringValue`'s string): tollgate's
-    /// JSON configuration, as the wasm filter's `configuration`.
-    raw: Vec<u8>,
-    metrics: Metrics,
-    test_panic_path: Option<String>,
-    test_echo_attributes: bool,
-}
-
-impl Config {
-    /// Checks the configuration (`None` makes Envoy refuse it, as the wasm filter's
-    /// `on_configure` returning false does) and defines its metrics on `handle`.
-    pub fn new(name: &[u8], raw: &[u8], handle: &ConfigHandle) -> Option<Self> {
-        let plan = match Plan::from_json(raw) {
-            Ok(plan) => plan,
-            Err(err) => {
-                log::error!("tollgate: invalid configuration: {err}");
-                return None;
-            }
-        };
-        let test_panic_path = std::env::var(TEST_PANIC_PATH_ENV)
-            .ok()
-            .filter(|p| !p.is_empty());
-        // Only "1" switches it on: `=0` or an empty value must not.
-        let test_echo_attributes = std::env::var(TEST_ECHO_ATTRIBUTES_ENV).is_ok_and(|v| v == "1");
-        let metrics = Metrics::define(handle, &plan);
-        let config = Self {
-            id: CONFIG_IDS.fetch_add(1, Ordering::Relaxed),
-            name: String::from_utf8_lossy(name).into_owned(),
-            raw: raw.to_vec(),
-            metrics,
-            test_panic_path,
-            test_echo_attributes,
-        };
-        if let Some(path) = &config.test_panic_path {
-            abi::log(
-                LogLevel::WARN,
-                &format!(
-                    "tollgate: test-only {TEST_PANIC_PATH_ENV} is set: requests to {path} panic"
-                ),
-            );
-        }
-        if config.test_echo_attributes {
-            abi::log(
-                LogLevel::WARN,
-                &format!("tollgate: test-only {TEST_ECHO_ATTRIBUTES_ENV} is set"),
-            );
-        }
-        log::info!(
-            "tollgate: native module configured (filter {:?}: {} operations, {} consumers, {} products)",
-            config.name,
-            plan.operation_count(),
-            plan.consumer_count(),
-            plan.product_count()
-        );
-        Some(config)
-    }
-
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    pub fn raw(&self) -> &[u8] {
-        &self.raw
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-}
 
 /// Where a stream stands after a panic (`guard`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,26 +74,27 @@ impl Filter {
     /// configuration's first stream there), and a glue filter from it. Without one the stream
     /// is answered 503 (`guard`), never let through.
     pub fn new(config: Arc<Config>, stream: Stream) -> Self {
-        let policy = worker::slot(&config, stream).and_then(|slot| {
-            let context_id = slot.register(stream);
-            let glue = slot
-                .plugin
-                .try_borrow()
-                .ok()
-                .and_then(|plugin| plugin.new_filter(context_id));
-            match glue {
-                Some(glue) => Some(Policy {
-                    slot,
-                    glue,
-                    context_id,
-                    stream,
-                }),
-                None => {
-                    slot.unregister(context_id);
-                    None
+        let policy = worker::slot(&config, |slot| load_configuration(&config, slot, stream))
+            .and_then(|slot| {
+                let context_id = slot.register(stream);
+                let glue = slot
+                    .plugin
+                    .try_borrow()
+                    .ok()
+                    .and_then(|plugin| plugin.new_filter(context_id));
+                match glue {
+                    Some(glue) => Some(Policy {
+                        slot,
+                        glue,
+                        context_id,
+                        stream,
+                    }),
+                    None => {
+                        slot.unregister(context_id);
+                        None
+                    }
                 }
-            }
-        });
+            });
         let state = if policy.is_some() {
             StreamState::Running
         } else {
@@ -227,7 +141,10 @@ impl Filter {
             "a stream's hooks come with its own pointer"
         );
         if tick {
-            policy.slot.tick_if_due(&host);
+            let now_ms = tollgate_core::Clock::now_ms(&host);
+            policy
+                .slot
+                .tick_if_due(now_ms, |plugin| host.in_root(|host| plugin.tick(host)));
         }
         let next = callback(&policy.glue, &host);
         host.finish();
@@ -417,5 +334,22 @@ fn trailers_status(next: Next) -> TrailersStatus {
     match next {
         Next::Continue => TrailersStatus::CONTINUE,
         Next::Stop => TrailersStatus::STOP_ITERATION,
+    }
+}
+
+/// Loads `config` into a worker's new slot (`stream` records the metrics it defines).
+fn load_configuration(config: &Arc<Config>, slot: &Rc<Slot>, stream: Stream) {
+    let host = NativeHost::for_root(config, slot, stream);
+    let loaded = match slot.plugin.try_borrow_mut() {
+        Ok(mut plugin) => plugin.configure(&host),
+        Err(_) => false,
+    };
+    host.finish();
+    if !loaded {
+        // Checked already in `Config::new`: only a host failure gets here. The slot stays,
+        // without a configuration: its streams are answered 503, never let through.
+        log::error!(
+            "tollgate: the configuration could not be loaded on this worker; its requests are refused"
+        );
     }
 }

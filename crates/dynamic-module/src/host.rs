@@ -30,7 +30,7 @@
 //!   fetch retried with backoff, JWTs checked with the keys at hand).
 
 use crate::abi::{BodyType, CalloutInitResult, HeaderType, Stream};
-use crate::filter::Config;
+use crate::config::Config;
 use crate::grpc;
 use crate::worker::Slot;
 use std::cell::{Cell, RefCell};

@@ -28,6 +28,7 @@ compile_error!(
     reason = "the C ABI: Envoy's pointers, imported callbacks, exported hooks"
 )]
 mod abi;
+mod config;
 mod filter;
 mod grpc;
 mod guard;

@@ -14,9 +14,8 @@
 //! Envoy destroyed (a configuration lives as long as its last stream, each holding an `Arc`).
 
 use crate::abi::{Scheduler, Stream};
-use crate::filter::Config;
+use crate::config::Config;
 use crate::grpc::{self, Answer};
-use crate::host::NativeHost;
 use crate::metrics::SeriesTable;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -231,48 +230,33 @@ impl Slot {
         self.next_tick_ms.set(now_ms.saturating_add(ms));
     }
 
-    /// Runs the plugin's tick if one is due: there is no timer, so a request's headers hook
-    /// calls this, and the first request after the period runs the tick.
-    pub fn tick_if_due(&self, host: &NativeHost<'_>) {
+    /// Runs the plugin's tick through `tick` if one is due at `now_ms`: there is no timer, so
+    /// a request's headers hook calls this, and the first request after the period runs it.
+    pub fn tick_if_due(&self, now_ms: u64, tick: impl FnOnce(&mut Plugin)) {
         let Some(period) = self.tick_period_ms.get() else {
             return;
         };
-        let now = tollgate_core::Clock::now_ms(host);
-        if now < self.next_tick_ms.get() {
+        if now_ms < self.next_tick_ms.get() {
             return;
         }
-        self.next_tick_ms.set(now.saturating_add(period));
+        self.next_tick_ms.set(now_ms.saturating_add(period));
         let Ok(mut plugin) = self.plugin.try_borrow_mut() else {
             return;
         };
-        host.in_root(|host| plugin.tick(host));
+        tick(&mut plugin);
     }
 }
 
-/// The slot of `config` on this worker, made (and its configuration loaded, `stream` recording
-/// the metrics it defines) if this is the configuration's first stream here.
-pub fn slot(config: &Arc<Config>, stream: Stream) -> Option<Rc<Slot>> {
+/// The slot of `config` on this worker, made (and `configure`d: its configuration loaded) if
+/// this is the configuration's first stream here.
+pub fn slot(config: &Arc<Config>, configure: impl FnOnce(&Rc<Slot>)) -> Option<Rc<Slot>> {
     let id = config.id();
     let found = WORKER.with(|worker| worker.try_borrow().ok()?.get(&id).cloned());
     if found.is_some() {
         return found;
     }
     let slot = Rc::new(Slot::new(config));
-    {
-        let host = NativeHost::for_root(config, &slot, stream);
-        let loaded = match slot.plugin.try_borrow_mut() {
-            Ok(mut plugin) => plugin.configure(&host),
-            Err(_) => false,
-        };
-        host.finish();
-        if !loaded {
-            // Checked already in `Config::new`: only a host failure gets here. The slot stays,
-            // without a configuration: its streams are answered 503, never let through.
-            log::error!(
-                "tollgate: the configuration could not be loaded on this worker; its requests are refused"
-            );
-        }
-    }
+    configure(&slot);
     WORKER.with(|worker| {
         if let Ok(mut worker) = worker.try_borrow_mut() {
             worker.retain(|_, slot| slot.config.strong_count() > 0);

@@ -17,7 +17,8 @@ use super::{
     BodyStatus, CalloutResult, ConfigHandle, EnvoyBuffer, EnvoyHttpHeader, EnvoyPtr, HeadersStatus,
     HttpStreamResetReason, ModulePtr, Stream, TrailersStatus, ABI_VERSION, IMPORTS,
 };
-use crate::filter::{Config, Filter};
+use crate::config::Config;
+use crate::filter::Filter;
 use crate::guard;
 use std::ffi::c_char;
 use std::mem::ManuallyDrop;
